@@ -1,0 +1,167 @@
+"""The embedded backend: llama.cpp in-process through llama-cpp-python.
+
+Decoding is always constrained: a raw prompt gets a GBNF grammar built from the call schema, a chat
+request gets llama-cpp-python's `response_format` with the schema. The model instance keeps its KV
+cache between calls, so a prompt that extends the previous one only evaluates the new tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..config import LLMSettings, SamplerPreset
+from ..errors import LLMError
+from .base import Completion, GenerationRequest, LLMBackend
+
+log = logging.getLogger(__name__)
+DEFAULT_CONTEXT = 4096
+
+
+@lru_cache(maxsize=8)
+def _grammar_for(schema_json: str) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+
+
+def sampler_kwargs(sampling: SamplerPreset) -> dict[str, Any]:
+    """Our preset fields → llama-cpp-python keyword arguments."""
+    names = {
+        "temperature": "temperature",
+        "top_p": "top_p",
+        "top_k": "top_k",
+        "min_p": "min_p",
+        "typical_p": "typical_p",
+        "repeat_penalty": "repeat_penalty",
+        "presence_penalty": "presence_penalty",
+        "frequency_penalty": "frequency_penalty",
+        "mirostat": "mirostat_mode",
+        "mirostat_tau": "mirostat_tau",
+        "mirostat_eta": "mirostat_eta",
+        "seed": "seed",
+    }
+    values = sampling.model_dump(exclude_none=True)
+    dropped = set(values) - set(names)
+    if dropped:
+        log.debug("embedded backend ignores sampler fields: %s", ", ".join(sorted(dropped)))
+    return {names[key]: value for key, value in values.items() if key in names}
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class EmbeddedBackend(LLMBackend):
+    name = "embedded"
+
+    def __init__(self, model_path: Path, settings: LLMSettings) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise LLMError(f"llama-cpp-python is not installed ({exc}); run `make install`") from None
+        self.model_path = model_path
+        self._n_ctx = settings.context_length or DEFAULT_CONTEXT
+        threads = settings.threads or max(1, os.cpu_count() or 1)
+        try:
+            self._llm = Llama(
+                model_path=str(model_path),
+                n_ctx=self._n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_batch=settings.batch_size,
+                n_gpu_layers=settings.gpu_layers,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise LLMError(f"llama.cpp could not load {model_path} ({exc}); check that it is a valid GGUF model") from None
+
+    @property
+    def context_length(self) -> int:
+        return self._n_ctx
+
+    def describe(self) -> str:
+        return f"embedded llama.cpp: {self.model_path.name} (context {self._n_ctx})"
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def _cached_prefix(self, prompt: str) -> tuple[int, int]:
+        """(prompt tokens, tokens llama-cpp-python will reuse from its KV cache)."""
+        tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        previous = list(self._llm.input_ids[: self._llm.n_tokens])
+        reused = _common_prefix(previous, tokens)
+        # llama-cpp-python always re-evaluates at least the last prompt token.
+        return len(tokens), min(reused, max(0, len(tokens) - 1))
+
+    def generate(self, request: GenerationRequest) -> Completion:
+        started = time.perf_counter()
+        kwargs = sampler_kwargs(request.sampling) | {"max_tokens": request.max_tokens, "stream": True}
+        if request.stop:
+            kwargs["stop"] = request.stop
+        prompt_tokens = cached = None
+        try:
+            if request.prompt is not None:
+                prompt_tokens, cached = self._cached_prefix(request.prompt)
+                if prompt_tokens + 16 > self._n_ctx:
+                    raise LLMError(
+                        f"the prompt ({prompt_tokens} tokens) does not fit the context window ({self._n_ctx}); "
+                        "raise [llm] context_length"
+                    )
+                if request.schema is not None:
+                    kwargs["grammar"] = _grammar_for(json.dumps(request.schema, sort_keys=False))
+                stream = self._llm.create_completion(request.prompt, **kwargs)
+                text, finish, count = self._drain(stream, request, chat=False)
+            else:
+                if request.schema is not None:
+                    kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
+                stream = self._llm.create_chat_completion(request.messages, **kwargs)
+                text, finish, count = self._drain(stream, request, chat=True)
+        except LLMError:
+            raise
+        except (ValueError, RuntimeError) as exc:
+            raise LLMError(f"the embedded model failed to generate ({exc})") from None
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=count,
+            cached_tokens=cached,
+            evaluated_tokens=(prompt_tokens - cached) if prompt_tokens is not None and cached is not None else None,
+            constrained=request.schema is not None,
+            seconds=time.perf_counter() - started,
+        )
+
+    @staticmethod
+    def _drain(stream: Any, request: GenerationRequest, chat: bool) -> tuple[str, str | None, int]:
+        parts: list[str] = []
+        finish = None
+        count = 0
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            delta = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+            if delta:
+                parts.append(delta)
+                count += 1
+                if request.on_text:
+                    request.on_text(delta)
+            finish = choice.get("finish_reason") or finish
+        return "".join(parts), finish, count
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is not None:
+            llm.close()
+            self._llm = None

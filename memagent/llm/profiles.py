@@ -1,0 +1,147 @@
+"""Server profiles: how each OpenAI-compatible server takes a JSON-schema constraint and which
+sampler fields it accepts. They differ, and several silently ignore a field in the wrong shape, so
+each server gets exactly the fields it understands and everything else is dropped (debug log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..config import SamplerPreset
+
+log = logging.getLogger(__name__)
+Mode = Literal["raw", "chat"]
+ConstraintBuilder = Callable[[dict[str, Any]], dict[str, Any]]
+
+# Fields every OpenAI-compatible endpoint takes as ordinary request parameters.
+STANDARD_FIELDS = {"temperature", "top_p", "presence_penalty", "frequency_penalty", "seed"}
+
+
+def _gbnf(schema: dict[str, Any]) -> str:
+    import json
+
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return json_schema_to_gbnf(json.dumps(schema))
+
+
+def _openai_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": "function_call", "strict": True, "schema": schema}}}
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    kind: str
+    # our sampler name → the server's field name (sent through extra_body)
+    sampler_fields: dict[str, str] = field(default_factory=dict)
+    raw_constraint: ConstraintBuilder | None = None
+    chat_constraint: ConstraintBuilder | None = None
+    # endpoint (relative to the server root) and shapes for counting tokens, if the server has one
+    tokenize_path: str | None = None
+    tokenize_body: Callable[[str], dict[str, Any]] | None = None
+    tokenize_count: Callable[[dict[str, Any]], int] | None = None
+
+    def constraint(self, schema: dict[str, Any], mode: Mode) -> dict[str, Any] | None:
+        builder = self.raw_constraint if mode == "raw" else self.chat_constraint
+        return builder(schema) if builder else None
+
+    def supports_constraint(self, mode: Mode) -> bool:
+        return (self.raw_constraint if mode == "raw" else self.chat_constraint) is not None
+
+    def sampler_body(self, sampling: SamplerPreset) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split a preset into (standard parameters, extra_body fields) for this server."""
+        standard: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for name, value in sampling.model_dump(exclude_none=True).items():
+            if name in STANDARD_FIELDS:
+                standard[name] = value
+            elif name in self.sampler_fields:
+                extra[self.sampler_fields[name]] = value
+            else:
+                log.debug("server profile %s does not take sampler field %s; not sent", self.kind, name)
+        return standard, extra
+
+
+_LLAMA_SAMPLERS = {
+    "top_k": "top_k", "min_p": "min_p", "typical_p": "typical_p", "repeat_penalty": "repeat_penalty",
+    "repeat_last_n": "repeat_last_n", "mirostat": "mirostat", "mirostat_tau": "mirostat_tau",
+    "mirostat_eta": "mirostat_eta",
+}
+
+PROFILES: dict[str, ServerProfile] = {
+    # llama.cpp's llama-server: `json_schema` on completions, response_format on chat; /tokenize.
+    "llamacpp": ServerProfile(
+        kind="llamacpp",
+        sampler_fields=_LLAMA_SAMPLERS,
+        raw_constraint=lambda s: {"json_schema": s},
+        chat_constraint=lambda s: {"response_format": {"type": "json_object", "schema": s}},
+        tokenize_path="/tokenize",
+        tokenize_body=lambda text: {"content": text, "add_special": False},
+        tokenize_count=lambda body: len(body["tokens"]),
+    ),
+    # llama-cpp-python's server: GBNF `grammar` on completions, response_format+schema on chat.
+    "llama-cpp-python": ServerProfile(
+        kind="llama-cpp-python",
+        sampler_fields=_LLAMA_SAMPLERS | {"mirostat": "mirostat_mode"},
+        raw_constraint=lambda s: {"grammar": _gbnf(s)},
+        chat_constraint=lambda s: {"response_format": {"type": "json_object", "schema": s}},
+        tokenize_path="/extras/tokenize/count",
+        tokenize_body=lambda text: {"input": text},
+        tokenize_count=lambda body: int(body["count"]),
+    ),
+    "lmstudio": ServerProfile(
+        kind="lmstudio",
+        sampler_fields={"top_k": "top_k", "min_p": "min_p", "repeat_penalty": "repeat_penalty"},
+        chat_constraint=_openai_json_schema,
+    ),
+    "tabbyapi": ServerProfile(
+        kind="tabbyapi",
+        sampler_fields={
+            "top_k": "top_k", "min_p": "min_p", "typical_p": "typical", "repeat_penalty": "repetition_penalty",
+            "mirostat": "mirostat_mode", "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta",
+        },
+        raw_constraint=lambda s: {"json_schema": s},
+        chat_constraint=lambda s: {"json_schema": s},
+        tokenize_path="/v1/token/encode",
+        tokenize_body=lambda text: {"text": text, "add_bos_token": False},
+        tokenize_count=lambda body: int(body["length"]),
+    ),
+    "vllm": ServerProfile(
+        kind="vllm",
+        sampler_fields={"top_k": "top_k", "min_p": "min_p", "repeat_penalty": "repetition_penalty"},
+        raw_constraint=lambda s: {"structured_outputs": {"json": s}},
+        chat_constraint=lambda s: {"structured_outputs": {"json": s}},
+        tokenize_path="/tokenize",
+        tokenize_body=lambda text: {"prompt": text, "add_special_tokens": False},
+        tokenize_count=lambda body: int(body["count"]),
+    ),
+    # Ollama's /v1 layer takes only OpenAI fields; structured output via response_format on chat.
+    "ollama": ServerProfile(kind="ollama", chat_constraint=_openai_json_schema),
+    "koboldcpp": ServerProfile(
+        kind="koboldcpp",
+        sampler_fields={
+            "top_k": "top_k", "min_p": "min_p", "typical_p": "typical", "repeat_penalty": "rep_pen",
+            "mirostat": "mirostat", "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta",
+        },
+        raw_constraint=lambda s: {"grammar": _gbnf(s)},
+        chat_constraint=lambda s: {"grammar": _gbnf(s)},
+        tokenize_path="/api/extra/tokencount",
+        tokenize_body=lambda text: {"prompt": text},
+        tokenize_count=lambda body: int(body["value"]),
+    ),
+    "generic": ServerProfile(kind="generic", chat_constraint=_openai_json_schema),
+}
+
+# `owned_by` values in /v1/models that identify a server.
+OWNED_BY_HINTS = {
+    "llamacpp": "llamacpp",
+    "vllm": "vllm",
+    "tabbyapi": "tabbyapi",
+    "koboldcpp": "koboldcpp",
+    "library": "ollama",
+    "organization_owner": "lmstudio",
+    "me": "llama-cpp-python",
+}
