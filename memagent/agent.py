@@ -1,0 +1,281 @@
+"""The step loop: event → prompt → LLM → parse + validate → execute → store → heartbeat or wait.
+
+One step is one model call and one function call, stored in one transaction. A user message always
+gets a reply or a visible notice; nothing the user said is ever lost; retries are bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import SamplerPreset, Settings
+from .context import BuiltPrompt, ContextWindow
+from .conversation import ChatMessage, FunctionCall
+from .degenerate import detect_degenerate
+from .events import AgentEvent
+from .executor import FunctionExecutor
+from .functions.schemas import FUNCTION_NAMES, call_json_schema
+from .llm.base import GenerationRequest, LLMBackend
+from .parsing import parse_call
+from .prompts import PromptLibrary
+from .turns import undo_turn
+from .wrappers import Wrapper
+
+log = logging.getLogger(__name__)
+EventSink = Callable[[AgentEvent], None]
+RECENT_REPLIES = 4
+
+
+@dataclass
+class TurnStats:
+    steps: int = 0
+    llm_calls: int = 0
+    parse_retries: int = 0
+    degenerate_retries: int = 0
+    degenerate_kinds: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    evaluated_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    context_used: float = 0.0
+    replied: bool = False
+    failed: bool = False
+
+
+@dataclass
+class Attempt:
+    call: FunctionCall | None
+    raw: str
+    error: Any = None  # the parser's structured CallError when call is None
+
+
+class Agent:
+    def __init__(
+        self,
+        store: Any,
+        backend: LLMBackend,
+        wrapper: Wrapper,
+        prompts: PromptLibrary,
+        settings: Settings,
+        persona: Any,
+        human: Any,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.wrapper = wrapper
+        self.prompts = prompts
+        self.settings = settings
+        self.persona = persona
+        self.human = human
+        self.functions = list(FUNCTION_NAMES)
+        self.context = ContextWindow(store, backend, wrapper, prompts, settings, persona, human, self.functions)
+        self.executor = FunctionExecutor(store, prompts, settings)
+        self.last_stats = TurnStats()
+        self._schema = call_json_schema(self.functions)
+
+    # --- public API ---------------------------------------------------------------------------
+    def greet(self, emit: EventSink) -> None:
+        """A new agent's first message: the persona's own, or a generated one (one try, no loop)."""
+        if self.store.get_state("greeted") or self.store.recall.count() > 0:
+            return
+        text = self.persona.first_message if self.settings.agent.first_message == "persona" else None
+        call: FunctionCall | None = None
+        if text:
+            call = FunctionCall("send_message", {"message": text}, "")
+        else:
+            stats = TurnStats()
+            note = ChatMessage(role="user", content=self.prompts.render("first_message.j2", persona=self.persona))
+            attempt = self._generate_valid(stats, [note], emit, allowed=["send_message"], last_user=None)
+            call = attempt.call if attempt and attempt.call and attempt.call.function == "send_message" else None
+        with self.store.transaction():
+            if call is not None:
+                self.store.recall.add("assistant", call.arguments["message"], kind="assistant_call", turn_id=0,
+                                      function_name="send_message", function_args=call.arguments,
+                                      inner_thoughts=call.inner_thoughts)
+            self.store.set_state("greeted", True)
+        if call is not None:
+            emit(AgentEvent("assistant_message", call.arguments["message"], {"name": self.persona.name}))
+
+    def send(self, text: str, emit: EventSink) -> TurnStats:
+        """Handle one user message: store it, then step until the model replies or a bound is hit."""
+        turn_id = self.store.recall.last_turn_id() + 1
+        with self.store.transaction():
+            self.store.recall.add("user", text, kind="user_message", turn_id=turn_id)
+        return self._run_turn(turn_id, text, emit)
+
+    def retry(self, emit: EventSink, note: str | None = None) -> TurnStats | None:
+        """Regenerate the reply to the last user message (its side effects are undone first)."""
+        last = self._last_user_message()
+        if last is None:
+            emit(AgentEvent("notice", "nothing to retry yet"))
+            return None
+        undo_turn(self.store, last.turn_id, keep_user_message=True)
+        self.context.invalidate_system()
+        return self._run_turn(last.turn_id, last.content, emit, extra_note=note)
+
+    def rethink(self, emit: EventSink) -> TurnStats | None:
+        """Like retry, but asks the model to reconsider and samples more freely."""
+        note = self.prompts.render("rethink.j2")
+        return self.retry(emit, note=note)
+
+    def undo(self) -> str | None:
+        """Remove the last exchange (user message, replies, memory edits); returns the user text."""
+        last = self._last_user_message()
+        if last is None:
+            return None
+        undo_turn(self.store, last.turn_id, keep_user_message=False)
+        self.context.invalidate_system()
+        return last.content
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _last_user_message(self) -> Any:
+        recent = self.store.recall.recent(1, kinds=["user_message"])
+        return recent[0] if recent else None
+
+    def _recent_replies(self) -> list[str]:
+        calls = self.store.recall.recent(RECENT_REPLIES * 3, kinds=["assistant_call"])
+        replies = [str((m.function_args or {}).get("message", "")) for m in calls if m.function_name == "send_message"]
+        return replies[:RECENT_REPLIES]
+
+    def _run_turn(self, turn_id: int, user_text: str, emit: EventSink, extra_note: str | None = None) -> TurnStats:
+        stats = TurnStats()
+        self.last_stats = stats
+        max_steps = self.settings.agent.max_steps
+        first_step_extra = [ChatMessage(role="user", content=extra_note)] if extra_note else []
+        while stats.steps < max_steps:
+            stats.steps += 1
+            emit(AgentEvent("status", f"step {stats.steps}", {"step": stats.steps}))
+            attempt = self._generate_valid(stats, first_step_extra, emit, allowed=None, last_user=user_text)
+            first_step_extra = []
+            if attempt is None or attempt.call is None:
+                stats.failed = True
+                emit(AgentEvent("notice", "the model could not produce a valid reply; nothing was changed — "
+                                          "try /retry or rephrase", {"reason": "invalid_output"}))
+                return stats
+            call = attempt.call
+            if not self._step(call, turn_id, emit, stats):
+                return stats
+        emit(AgentEvent("notice", f"stopped after {max_steps} steps without a reply (agent.max_steps)",
+                        {"reason": "step_cap"}))
+        return stats
+
+    def _step(self, call: FunctionCall, turn_id: int, emit: EventSink, stats: TurnStats) -> bool:
+        """Execute and store one call; True when the chain should go on."""
+        if call.inner_thoughts:
+            emit(AgentEvent("inner_thoughts", call.inner_thoughts))
+        if call.function != "send_message":
+            emit(AgentEvent("function_call", call.function, {"arguments": call.arguments}))
+        with self.store.transaction():
+            execution = self.executor.execute(call, turn_id)
+            self.store.recall.add(
+                "assistant", str(call.arguments.get("message", "")) if call.function == "send_message" else "",
+                kind="assistant_call", turn_id=turn_id, function_name=call.function,
+                function_args=call.arguments, inner_thoughts=call.inner_thoughts,
+            )
+            if execution.result_text is not None:
+                self.store.recall.add("function", execution.result_text, kind="function_result", turn_id=turn_id,
+                                      function_name=call.function, function_args={"ok": execution.ok, **execution.record})
+            heartbeat = self._heartbeat_reason(call, stats)
+            if heartbeat:
+                self.store.recall.add("user", "", kind="heartbeat", turn_id=turn_id, function_args={"reason": heartbeat})
+        if execution.memory_changed:
+            self.context.invalidate_system()
+        if call.function == "send_message":
+            stats.replied = True
+            emit(AgentEvent("assistant_message", call.arguments["message"], {"name": self.persona.name}))
+        else:
+            emit(AgentEvent("function_result", execution.summary, {"function": call.function, "ok": execution.ok}))
+        return heartbeat is not None
+
+    def _heartbeat_reason(self, call: FunctionCall, stats: TurnStats) -> str | None:
+        if call.function == "pause_heartbeats":
+            return None
+        if call.function == "send_message":
+            stats.replied = True
+            return "requested" if call.request_heartbeat else None
+        if call.request_heartbeat:
+            return "function_result"
+        # The user asked something and has had no answer yet: make sure they get one.
+        return None if stats.replied else "forced"
+
+    # --- one valid call, with bounded repair --------------------------------------------------
+    def _generate_valid(
+        self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, allowed: list[str] | None, last_user: str | None
+    ) -> Attempt | None:
+        """Call the model until it yields a valid, non-degenerate call, within the configured bounds.
+        Failed attempts and corrective notes are shown to the model but never stored."""
+        corrections: list[ChatMessage] = []
+        sampling = self.settings.preset()
+        parse_left = self.settings.agent.parse_retries
+        degenerate_left = self.settings.agent.degenerate_retries
+        recent = self._recent_replies()
+        while True:
+            attempt = self._call_model(stats, extra + corrections, sampling, emit, allowed)
+            if attempt.call is None:
+                if parse_left <= 0:
+                    return None
+                parse_left -= 1
+                stats.parse_retries += 1
+                note = self.prompts.render("parse_error.j2", error=attempt.error)
+                corrections = self._correction(attempt.raw, note)
+                continue
+            kind = detect_degenerate(attempt.call, last_user, recent)
+            if kind is None:
+                return attempt
+            stats.degenerate_kinds.append(kind)
+            if degenerate_left <= 0:
+                log.info("accepting a degenerate reply (%s) after %d retries", kind, stats.degenerate_retries)
+                return attempt
+            degenerate_left -= 1
+            stats.degenerate_retries += 1
+            corrections = self._correction(attempt.raw, self.prompts.render("degenerate.j2", kind=kind))
+            sampling = _loosened(sampling, stats.degenerate_retries)
+
+    def _correction(self, raw: str, note: str) -> list[ChatMessage]:
+        return [ChatMessage(role="assistant", content=raw.strip() or " "), ChatMessage(role="user", content=note)]
+
+    def _call_model(
+        self, stats: TurnStats, extra: list[ChatMessage], sampling: SamplerPreset, emit: EventSink, allowed: list[str] | None
+    ) -> Attempt:
+        built = self.context.build(extra, on_summary=lambda n, s: emit(AgentEvent(
+            "notice", f"summarised {n} older messages to make room", {"reason": "summary", "summary": s})))
+        if self.context.needs_warning(built) and not extra:
+            self._store_pressure_alert(built)
+            built = self.context.build(extra)
+        schema = call_json_schema(allowed) if allowed else self._schema
+        constrained = self.wrapper.constrained and not self.wrapper.prefill
+        request = GenerationRequest(
+            prompt=built.prompt, messages=built.messages, schema=schema if constrained else None,
+            stop=self.wrapper.stop, sampling=sampling, max_tokens=self.settings.llm.max_tokens,
+        )
+        completion = self.backend.generate(request)
+        stats.llm_calls += 1
+        stats.prompt_tokens += completion.prompt_tokens or built.tokens
+        stats.evaluated_tokens += completion.evaluated_tokens or 0
+        stats.cached_tokens += completion.cached_tokens or 0
+        stats.completion_tokens += completion.completion_tokens or 0
+        stats.context_used = built.used_fraction
+        outcome = parse_call(completion.text, prefill=self.wrapper.prefill, allowed=allowed)
+        return Attempt(call=outcome.call, raw=self.wrapper.prefill + completion.text, error=outcome.error)
+
+    def _store_pressure_alert(self, built: BuiltPrompt) -> None:
+        text = self.prompts.render("alert_memory_pressure.j2", used_pct=round(100 * built.used_fraction))
+        with self.store.transaction():
+            turn_id = self.store.recall.last_turn_id()
+            self.store.recall.add("user", text, kind="system_alert", turn_id=turn_id)
+            self.store.set_state("warned", True)
+
+
+def _loosened(sampling: SamplerPreset, attempt: int) -> SamplerPreset:
+    """Changed sampling for a regeneration: warmer, more repetition-averse, a new seed."""
+    temperature = max(sampling.temperature or 0.0, 0.6) + 0.2 * attempt
+    return sampling.merged(
+        temperature=min(temperature, 1.3),
+        top_k=max(sampling.top_k or 0, 40),
+        top_p=max(sampling.top_p or 0.0, 0.95) if sampling.top_p is not None else 0.95,
+        repeat_penalty=(sampling.repeat_penalty or 1.0) + 0.1 * attempt,
+        seed=(sampling.seed or 0) + 7919 * attempt,
+    )

@@ -1,0 +1,182 @@
+"""Opening an agent for chatting: lock, store, persona, prompts, wrapper and (lazily) the model."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from .config import Settings
+from .errors import AgentBusyError, MemagentError
+from .llm.base import Completion, GenerationRequest, LLMBackend
+from .paths import Paths
+from .personas import load_human, load_persona
+from .prompts import PromptLibrary
+from .wrappers import load_wrapper
+
+DEFAULT_AGENT = "default"
+
+
+class AgentLock:
+    """One process per agent. The OS drops the lock when its holder dies (even by kill -9)."""
+
+    def __init__(self, agent_dir: Path, name: str) -> None:
+        agent_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.path = agent_dir / "agent.lock"
+        self._lock = FileLock(str(self.path), timeout=0)
+
+    def acquire(self) -> None:
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise AgentBusyError(
+                f"agent {self.name!r} is in use by another memagent process; close that chat first"
+            ) from None
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+class LazyBackend(LLMBackend):
+    """Stands in for the backend until it is first used, so work that needs no model never waits."""
+
+    def __init__(self, session: "AgentSession") -> None:
+        self._session = session
+
+    @property
+    def _real(self) -> LLMBackend:
+        return self._session.backend()
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self._real.name
+
+    @property
+    def context_length(self) -> int:
+        return self._real.context_length
+
+    @property
+    def exact_tokens(self) -> bool:
+        return self._real.exact_tokens
+
+    def generate(self, request: GenerationRequest) -> Completion:
+        return self._real.generate(request)
+
+    def count_tokens(self, text: str) -> int:
+        return self._real.count_tokens(text)
+
+    def describe(self) -> str:
+        return self._real.describe()
+
+
+class AgentSession:
+    """Everything one chat needs. The backend loads in the background so the prompt shows at once."""
+
+    def __init__(
+        self,
+        paths: Paths,
+        settings: Settings,
+        name: str,
+        *,
+        persona: str | None = None,
+        human: str | None = None,
+        create: bool = True,
+        progress: bool = True,
+    ) -> None:
+        from .memory.store import AgentStore, check_agent_name
+
+        check_agent_name(name)
+        self.paths = paths
+        self.settings = settings
+        self.name = name
+        self.progress = progress
+        self.lock = AgentLock(paths.agent_dir(name), name)
+        self.lock.acquire()
+        try:
+            self.created = not AgentStore.exists(paths, name)
+            if self.created and not create:
+                raise MemagentError(f"no agent named {name!r}; `memagent agents list` shows the agents there are")
+            persona_name = persona or settings.agent.persona
+            human_name = human or settings.agent.human
+            if self.created:
+                self.persona = load_persona(paths, persona_name)
+                self.human = load_human(paths, human_name)
+                language = self.persona.language or settings.agent.language
+                self.store = AgentStore.open(
+                    paths, settings, name, create=True, persona=self.persona.text, human=self.human.text,
+                    persona_name=self.persona.key, human_name=self.human.key, language=language,
+                )
+            else:
+                self.store = AgentStore.open(paths, settings, name)
+                self.persona = load_persona(paths, persona or self.store.info.persona or settings.agent.persona)
+                self.human = load_human(paths, human or self.store.info.human or settings.agent.human)
+            self.language = self.store.info.language
+            self.prompts = PromptLibrary(paths, self.language)
+            self.wrapper = load_wrapper(paths, settings.llm.wrapper)
+        except BaseException:
+            self.lock.release()
+            raise
+        self._backend: LLMBackend | None = None
+        self._backend_error: BaseException | None = None
+        self._loader: threading.Thread | None = None
+        self._agent: Any = None
+
+    # --- the model, loaded once, possibly in the background -----------------------------------
+    def start_loading(self) -> None:
+        if self._loader is None and self._backend is None:
+            self._loader = threading.Thread(target=self._load_backend, name="load-model", daemon=True)
+            self._loader.start()
+
+    def _load_backend(self) -> None:
+        from .llm.factory import make_backend
+
+        try:
+            self._backend = make_backend(self.settings, self.paths, progress=self.progress)
+        except BaseException as exc:  # handed to the thread that needs the backend
+            self._backend_error = exc
+
+    @property
+    def backend_ready(self) -> bool:
+        return self._backend is not None
+
+    def backend(self) -> LLMBackend:
+        if self._backend is None:
+            if self._loader is None:
+                self._load_backend()
+            else:
+                self._loader.join()
+            if self._backend_error is not None:
+                error, self._backend_error, self._loader = self._backend_error, None, None
+                raise error
+        assert self._backend is not None
+        return self._backend
+
+    def agent(self) -> Any:
+        if self._agent is None:
+            from .agent import Agent
+
+            self._agent = Agent(self.store, LazyBackend(self), self.wrapper, self.prompts, self.settings,
+                                self.persona, self.human)
+        return self._agent
+
+    def close(self) -> None:
+        if self._loader is not None:
+            self._loader.join()
+        if self._backend is not None:
+            self._backend.close()
+        self.store.close()
+        self.lock.release()
+
+    def __enter__(self) -> "AgentSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def default_agent_name() -> str:
+    return os.environ.get("MEMAGENT_AGENT", DEFAULT_AGENT)

