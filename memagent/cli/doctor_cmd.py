@@ -1,7 +1,158 @@
-"""Placeholder: commands are registered here."""
+"""`memagent doctor`: one verdict per line, each failure with its fix. Secrets are never printed."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import click
 
+from ..errors import MemagentError
+from .context import AppContext, pass_app
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    topic: str
+    detail: str
+    warn: bool = False
+
+    def line(self) -> str:
+        mark = click.style("ok  ", fg="green") if self.ok else click.style("FAIL", fg="red")
+        if self.ok and self.warn:
+            mark = click.style("warn", fg="yellow")
+        return f"{mark} {self.topic:<12} {self.detail}"
+
+
+def _check(topic: str, action: Callable[[], str | tuple[str, bool]]) -> Verdict:
+    try:
+        result = action()
+    except MemagentError as exc:
+        return Verdict(False, topic, str(exc))
+    if isinstance(result, tuple):
+        return Verdict(True, topic, result[0], warn=result[1])
+    return Verdict(True, topic, result)
+
+
+def run_doctor(app: AppContext, probe_call: bool = True) -> list[Verdict]:
+    verdicts: list[Verdict] = []
+
+    def config() -> str:
+        settings = app.settings
+        key = "set (hidden)" if settings.llm.api_key.get_secret_value() else "not set"
+        return f"{settings.source}; backend {'server' if settings.llm.uses_server else 'embedded'}; api_key {key}"
+
+    verdicts.append(_check("config", config))
+    if not verdicts[-1].ok:
+        return verdicts
+
+    def data_dir() -> str:
+        folder = app.paths.data_dir
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".doctor-write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise MemagentError(f"cannot write to {folder} ({exc.strerror}); set MEMAGENT_HOME to a writable folder")
+        return str(folder)
+
+    verdicts.append(_check("data", data_dir))
+    settings = app.settings
+    backend_holder: list = []
+
+    if settings.llm.uses_server:
+        from ..llm.server import probe_server
+
+        def server() -> str:
+            info = probe_server(settings.llm.base_url, settings.llm.api_key.get_secret_value(), min(settings.llm.timeout, 15))
+            backend_holder.append(info)
+            kind = info.kind or "unknown (using the generic profile; set [llm] server)"
+            return f"{settings.llm.base_url} is {kind}" + (f" (detected by {info.detected_by})" if info.detected_by else "")
+
+        verdicts.append(_check("server", server))
+        if not verdicts[-1].ok:
+            return verdicts
+        info = backend_holder.pop()
+        verdicts.append(Verdict(True, "models", ", ".join(info.models[:8]) + (" …" if len(info.models) > 8 else "")))
+        if info.context_length:
+            verdicts.append(Verdict(True, "context", f"{info.context_length} tokens (from the server)"))
+        elif settings.llm.context_length:
+            verdicts.append(Verdict(True, "context", f"{settings.llm.context_length} tokens (from [llm] context_length)"))
+        else:
+            verdicts.append(Verdict(True, "context", "the server does not say; assuming 4096 — set [llm] context_length", warn=True))
+    else:
+        from ..llm.weights import resolve_model_path
+
+        def model() -> str:
+            path = resolve_model_path(settings.llm.model_path, app.paths.cache_dir, progress=True)
+            return f"{path} ({path.stat().st_size / 1e6:.0f} MB)"
+
+        verdicts.append(_check("model", model))
+        if not verdicts[-1].ok:
+            return verdicts
+
+    def wrapper() -> str:
+        from ..wrappers import load_wrapper
+
+        w = load_wrapper(app.paths, settings.llm.wrapper)
+        mode = "chat" if settings.llm.chat_mode else "raw"
+        return f"{w.name} ({mode} mode)"
+
+    verdicts.append(_check("wrapper", wrapper))
+    if probe_call and all(v.ok for v in verdicts):
+        verdicts.append(_check("call", lambda: constrained_probe(app)))
+    return verdicts
+
+
+def constrained_probe(app: AppContext) -> tuple[str, bool]:
+    """One real, schema-constrained call; the reply must parse as a valid function call."""
+    from ..conversation import ChatMessage
+    from ..functions.schemas import call_json_schema
+    from ..llm.base import GenerationRequest
+    from ..llm.factory import make_backend
+    from ..parsing import parse_call
+    from ..prompts import PromptLibrary
+    from ..wrappers import load_wrapper
+
+    settings = app.settings
+    prompts = PromptLibrary(app.paths, settings.agent.language)
+    wrapper = load_wrapper(app.paths, settings.llm.wrapper)
+    system = prompts.render("doctor_probe.j2")
+    messages = [ChatMessage(role="user", content=prompts.render("event_user.j2", message="hello", time=""))]
+    backend = make_backend(settings, app.paths)
+    try:
+        request = GenerationRequest(
+            prompt=None if settings.llm.chat_mode else wrapper.render(system, messages),
+            messages=wrapper.chat_messages(system, messages) if settings.llm.chat_mode else None,
+            schema=call_json_schema(["send_message"]), stop=wrapper.stop,
+            sampling=settings.preset("deterministic"), max_tokens=min(settings.llm.max_tokens, 200),
+        )
+        started = time.perf_counter()
+        completion = backend.generate(request)
+        seconds = time.perf_counter() - started
+    finally:
+        backend.close()
+    outcome = parse_call(completion.text, prefill=wrapper.prefill)
+    if outcome.call is None:
+        raise MemagentError(
+            f"the reply was not a valid call ({outcome.error.describe() if outcome.error else 'empty'}); "
+            "try [llm] server = the right kind, or another wrapper"
+        )
+    how = "constrained" if completion.constrained else "unconstrained, repaired" if outcome.repaired else "unconstrained"
+    return f"valid {outcome.call.function} in {seconds:.1f}s ({how})", not completion.constrained
+
 
 def register(cli: click.Group) -> None:
-    return None
+    @cli.command()
+    @click.option("--no-call", is_flag=True, help="Skip the real model call.")
+    @pass_app
+    def doctor(app: AppContext, no_call: bool) -> None:
+        """Check config, server or embedded model, and make one constrained call."""
+        verdicts = run_doctor(app, probe_call=not no_call)
+        for verdict in verdicts:
+            click.echo(verdict.line())
+        sys.exit(0 if all(v.ok for v in verdicts) else 1)
