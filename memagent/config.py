@@ -88,11 +88,14 @@ BUILTIN_PRESETS: dict[str, SamplerPreset] = {
 class AgentSettings(_Section):
     language: Literal["ja", "en"] = "ja"
     persona: str = "sakura"
-    human: str = "default"
+    human: str = ""  # empty: the default profile for the agent's language (see DEFAULT_HUMANS)
     max_steps: int = Field(6, ge=1, le=50)
     parse_retries: int = Field(2, ge=0, le=10)
     degenerate_retries: int = Field(2, ge=0, le=10)
     first_message: Literal["persona", "generate"] = "persona"
+
+
+DEFAULT_HUMANS = {"ja": "default", "en": "default-en"}
 
 
 class MemorySettings(_Section):
@@ -105,7 +108,7 @@ class MemorySettings(_Section):
     chroma_host: str = "127.0.0.1"
     chroma_port: int = Field(8000, ge=1, le=65535)
     search_limit: int = Field(5, ge=1, le=100)
-    dense_weight: float = Field(0.7, ge=0, le=1)
+    dense_weight: float = Field(0.6, ge=0, le=1)
 
 
 class ContextSettings(_Section):

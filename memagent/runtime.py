@@ -9,7 +9,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .config import Settings
+from .config import DEFAULT_HUMANS, Settings
 from .errors import AgentBusyError, MemagentError
 from .llm.base import Completion, GenerationRequest, LLMBackend
 from .paths import Paths
@@ -101,11 +101,10 @@ class AgentSession:
             if self.created and not create:
                 raise MemagentError(f"no agent named {name!r}; `memagent agents list` shows the agents there are")
             persona_name = persona or settings.agent.persona
-            human_name = human or settings.agent.human
             if self.created:
                 self.persona = load_persona(paths, persona_name)
-                self.human = load_human(paths, human_name)
                 language = self.persona.language or settings.agent.language
+                self.human = load_human(paths, human or settings.agent.human or DEFAULT_HUMANS[language])
                 self.store = AgentStore.open(
                     paths, settings, name, create=True, persona=self.persona.text, human=self.human.text,
                     persona_name=self.persona.key, human_name=self.human.key, language=language,
@@ -113,7 +112,8 @@ class AgentSession:
             else:
                 self.store = AgentStore.open(paths, settings, name)
                 self.persona = load_persona(paths, persona or self.store.info.persona or settings.agent.persona)
-                self.human = load_human(paths, human or self.store.info.human or settings.agent.human)
+                fallback = settings.agent.human or DEFAULT_HUMANS[self.store.info.language]
+                self.human = load_human(paths, human or self.store.info.human or fallback)
             self.language = self.store.info.language
             self.prompts = PromptLibrary(paths, self.language)
             self.wrapper = load_wrapper(paths, settings.llm.wrapper)

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from ..config import DEFAULT_HUMANS
+
 from ..conversation import ChatMessage, FunctionCall
 from ..personas import Human, Persona, load_human, load_persona
 from ..prompts import PromptLibrary, SystemPrompt, core_from
@@ -116,9 +118,10 @@ def render_cmd(
     """Print the exact prompt the model receives for a short sample conversation."""
     settings = app.settings
     wrapper = load_wrapper(app.paths, wrapper_name or settings.llm.wrapper)
-    library = PromptLibrary(app.paths, language or settings.agent.language)
+    language = language or settings.agent.language
+    library = PromptLibrary(app.paths, language)
     persona = load_persona(app.paths, persona_name or settings.agent.persona)
-    human = load_human(app.paths, human_name or settings.agent.human)
+    human = load_human(app.paths, human_name or settings.agent.human or DEFAULT_HUMANS[language])
     system, messages = sample_conversation(library, persona, human, settings.memory.core_limit, wrapper.output)
     if chat:
         click.echo(json.dumps(wrapper.chat_messages(system, messages), ensure_ascii=False, indent=2))
