@@ -17,6 +17,7 @@ from .conversation import ChatMessage, FunctionCall
 from .degenerate import detect_degenerate
 from .events import AgentEvent
 from .executor import FunctionExecutor
+from .functions.grammar import call_gbnf
 from .functions.schemas import FUNCTION_NAMES, call_json_schema
 from .llm.base import GenerationRequest, LLMBackend
 from .parsing import parse_call
@@ -74,7 +75,6 @@ class Agent:
         self.context = ContextWindow(store, backend, wrapper, prompts, settings, persona, human, self.functions)
         self.executor = FunctionExecutor(store, prompts, settings)
         self.last_stats = TurnStats()
-        self._schema = call_json_schema(self.functions)
 
     # --- public API ---------------------------------------------------------------------------
     def greet(self, emit: EventSink) -> None:
@@ -245,10 +245,12 @@ class Agent:
         if self.context.needs_warning(built) and not extra:
             self._store_pressure_alert(built)
             built = self.context.build(extra)
-        schema = call_json_schema(allowed) if allowed else self._schema
+        names = allowed or self.functions
         constrained = self.wrapper.constrained and not self.wrapper.prefill
         request = GenerationRequest(
-            prompt=built.prompt, messages=built.messages, schema=schema if constrained else None,
+            prompt=built.prompt, messages=built.messages,
+            schema=call_json_schema(names) if constrained else None,
+            grammar=call_gbnf(names) if constrained else None,
             stop=self.wrapper.stop, sampling=sampling, max_tokens=self.settings.llm.max_tokens,
         )
         completion = self.backend.generate(request)

@@ -19,6 +19,7 @@ class GenerationRequest:
     prompt: str | None = None
     messages: list[dict[str, Any]] | None = None
     schema: dict[str, Any] | None = None  # constrain the output to this JSON schema where possible
+    grammar: str | None = None  # the same constraint as GBNF, for llama.cpp grammars (optional)
     stop: list[str] = field(default_factory=list)
     sampling: SamplerPreset = field(default_factory=SamplerPreset)
     max_tokens: int = 512

@@ -23,8 +23,15 @@ log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 4096
 
 
+@lru_cache(maxsize=16)
+def _grammar_from_gbnf(gbnf: str) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(gbnf, verbose=False)
+
+
 @lru_cache(maxsize=8)
-def _grammar_for(schema_json: str) -> Any:
+def _grammar_from_schema(schema_json: str) -> Any:
     from llama_cpp import LlamaGrammar
 
     return LlamaGrammar.from_json_schema(schema_json, verbose=False)
@@ -120,8 +127,10 @@ class EmbeddedBackend(LLMBackend):
                         f"the prompt ({prompt_tokens} tokens) does not fit the context window ({self._n_ctx}); "
                         "raise [llm] context_length"
                     )
-                if request.schema is not None:
-                    kwargs["grammar"] = _grammar_for(json.dumps(request.schema, sort_keys=False))
+                if request.grammar is not None:
+                    kwargs["grammar"] = _grammar_from_gbnf(request.grammar)
+                elif request.schema is not None:
+                    kwargs["grammar"] = _grammar_from_schema(json.dumps(request.schema, sort_keys=False))
                 stream = self._llm.create_completion(request.prompt, **kwargs)
                 text, finish, count = self._drain(stream, request, chat=False)
             else:
@@ -140,7 +149,7 @@ class EmbeddedBackend(LLMBackend):
             completion_tokens=count,
             cached_tokens=cached,
             evaluated_tokens=(prompt_tokens - cached) if prompt_tokens is not None and cached is not None else None,
-            constrained=request.schema is not None,
+            constrained=request.schema is not None or request.grammar is not None,
             seconds=time.perf_counter() - started,
         )
 

@@ -71,10 +71,10 @@ class OpenAIBackend(LLMBackend):
     def describe(self) -> str:
         return f"{self.profile.kind} server at {self.base_url}, model {self.model} (context {self._context})"
 
-    def constraint_fields(self, schema: dict[str, Any] | None, mode: str) -> dict[str, Any]:
+    def constraint_fields(self, schema: dict[str, Any] | None, mode: str, grammar: str | None = None) -> dict[str, Any]:
         if schema is None:
             return {}
-        fields = self.profile.constraint(schema, mode)  # type: ignore[arg-type]
+        fields = self.profile.constraint(schema, mode, grammar)  # type: ignore[arg-type]
         if fields is None:
             log.debug("server profile %s has no %s-mode constraint; relying on repair", self.profile.kind, mode)
         return fields or {}
@@ -82,7 +82,7 @@ class OpenAIBackend(LLMBackend):
     def generate(self, request: GenerationRequest) -> Completion:
         mode = "raw" if request.prompt is not None else "chat"
         standard, extra = self.profile.sampler_body(request.sampling)
-        constraint = self.constraint_fields(request.schema, mode)
+        constraint = self.constraint_fields(request.schema, mode, request.grammar)
         extra |= constraint
         params: dict[str, Any] = standard | {
             "model": self.model,

@@ -14,21 +14,22 @@ from ..config import SamplerPreset
 
 log = logging.getLogger(__name__)
 Mode = Literal["raw", "chat"]
-ConstraintBuilder = Callable[[dict[str, Any]], dict[str, Any]]
+ConstraintBuilder = Callable[[dict[str, Any], str | None], dict[str, Any]]
 
 # Fields every OpenAI-compatible endpoint takes as ordinary request parameters.
 STANDARD_FIELDS = {"temperature", "top_p", "presence_penalty", "frequency_penalty", "seed"}
 
 
-def _gbnf(schema: dict[str, Any]) -> str:
-    import json
+def _gbnf(schema: dict[str, Any], grammar: str | None) -> str:
+    """The caller's GBNF when it has one (it also bounds integers), else converted from the schema."""
+    if grammar is not None:
+        return grammar
+    from ..functions.grammar import schema_to_gbnf
 
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    return json_schema_to_gbnf(json.dumps(schema))
+    return schema_to_gbnf(schema)
 
 
-def _openai_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+def _openai_json_schema(schema: dict[str, Any], grammar: str | None = None) -> dict[str, Any]:
     return {"response_format": {"type": "json_schema", "json_schema": {"name": "function_call", "strict": True, "schema": schema}}}
 
 
@@ -44,9 +45,9 @@ class ServerProfile:
     tokenize_body: Callable[[str], dict[str, Any]] | None = None
     tokenize_count: Callable[[dict[str, Any]], int] | None = None
 
-    def constraint(self, schema: dict[str, Any], mode: Mode) -> dict[str, Any] | None:
+    def constraint(self, schema: dict[str, Any], mode: Mode, grammar: str | None = None) -> dict[str, Any] | None:
         builder = self.raw_constraint if mode == "raw" else self.chat_constraint
-        return builder(schema) if builder else None
+        return builder(schema, grammar) if builder else None
 
     def supports_constraint(self, mode: Mode) -> bool:
         return (self.raw_constraint if mode == "raw" else self.chat_constraint) is not None
@@ -76,8 +77,8 @@ PROFILES: dict[str, ServerProfile] = {
     "llamacpp": ServerProfile(
         kind="llamacpp",
         sampler_fields=_LLAMA_SAMPLERS,
-        raw_constraint=lambda s: {"json_schema": s},
-        chat_constraint=lambda s: {"response_format": {"type": "json_object", "schema": s}},
+        raw_constraint=lambda s, g: {"json_schema": s},
+        chat_constraint=lambda s, g: {"response_format": {"type": "json_object", "schema": s}},
         tokenize_path="/tokenize",
         tokenize_body=lambda text: {"content": text, "add_special": False},
         tokenize_count=lambda body: len(body["tokens"]),
@@ -86,8 +87,8 @@ PROFILES: dict[str, ServerProfile] = {
     "llama-cpp-python": ServerProfile(
         kind="llama-cpp-python",
         sampler_fields=_LLAMA_SAMPLERS | {"mirostat": "mirostat_mode"},
-        raw_constraint=lambda s: {"grammar": _gbnf(s)},
-        chat_constraint=lambda s: {"response_format": {"type": "json_object", "schema": s}},
+        raw_constraint=lambda s, g: {"grammar": _gbnf(s, g)},
+        chat_constraint=lambda s, g: {"response_format": {"type": "json_object", "schema": s}},
         tokenize_path="/extras/tokenize/count",
         tokenize_body=lambda text: {"input": text},
         tokenize_count=lambda body: int(body["count"]),
@@ -103,8 +104,8 @@ PROFILES: dict[str, ServerProfile] = {
             "top_k": "top_k", "min_p": "min_p", "typical_p": "typical", "repeat_penalty": "repetition_penalty",
             "mirostat": "mirostat_mode", "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta",
         },
-        raw_constraint=lambda s: {"json_schema": s},
-        chat_constraint=lambda s: {"json_schema": s},
+        raw_constraint=lambda s, g: {"json_schema": s},
+        chat_constraint=lambda s, g: {"json_schema": s},
         tokenize_path="/v1/token/encode",
         tokenize_body=lambda text: {"text": text, "add_bos_token": False},
         tokenize_count=lambda body: int(body["length"]),
@@ -112,8 +113,8 @@ PROFILES: dict[str, ServerProfile] = {
     "vllm": ServerProfile(
         kind="vllm",
         sampler_fields={"top_k": "top_k", "min_p": "min_p", "repeat_penalty": "repetition_penalty"},
-        raw_constraint=lambda s: {"structured_outputs": {"json": s}},
-        chat_constraint=lambda s: {"structured_outputs": {"json": s}},
+        raw_constraint=lambda s, g: {"structured_outputs": {"json": s}},
+        chat_constraint=lambda s, g: {"structured_outputs": {"json": s}},
         tokenize_path="/tokenize",
         tokenize_body=lambda text: {"prompt": text, "add_special_tokens": False},
         tokenize_count=lambda body: int(body["count"]),
@@ -126,8 +127,8 @@ PROFILES: dict[str, ServerProfile] = {
             "top_k": "top_k", "min_p": "min_p", "typical_p": "typical", "repeat_penalty": "rep_pen",
             "mirostat": "mirostat", "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta",
         },
-        raw_constraint=lambda s: {"grammar": _gbnf(s)},
-        chat_constraint=lambda s: {"grammar": _gbnf(s)},
+        raw_constraint=lambda s, g: {"grammar": _gbnf(s, g)},
+        chat_constraint=lambda s, g: {"grammar": _gbnf(s, g)},
         tokenize_path="/api/extra/tokencount",
         tokenize_body=lambda text: {"prompt": text},
         tokenize_count=lambda body: int(body["value"]),

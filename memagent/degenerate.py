@@ -1,0 +1,75 @@
+"""Detect the degenerate send_message replies that precede a local model going mute.
+
+The kinds, checked in this order:
+- "empty_message": nothing but whitespace/punctuation ("...", "。").
+- "thoughts_equal_message": inner_thoughts says the same as the message.
+- "parrots_user": the message repeats the user's last message.
+- "repeated_reply": the message repeats one of the recent assistant replies.
+
+Comparison ignores case, width (NFKC), whitespace and punctuation; longer texts also count as the
+same when difflib finds them nearly identical.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from difflib import SequenceMatcher
+from typing import Literal
+
+from memagent.conversation import FunctionCall
+
+DegenerateKind = Literal["empty_message", "thoughts_equal_message", "parrots_user", "repeated_reply"]
+DEGENERATE_KINDS: tuple[DegenerateKind, ...] = (
+    "empty_message",
+    "thoughts_equal_message",
+    "parrots_user",
+    "repeated_reply",
+)
+
+# Echoing a short greeting ("おはよう" -> "おはよう!") is a natural reply, so parroting needs a
+# message of some length; a repeated reply is flagged sooner.
+PARROT_MIN_CHARS = 8
+REPEAT_MIN_CHARS = 4
+# Below this many characters only exact (normalised) equality counts.
+SIMILARITY_MIN_CHARS = 20
+SIMILARITY_RATIO = 0.9
+
+
+def normalise_text(text: str) -> str:
+    """Case-, width-, whitespace- and punctuation-insensitive form used for every comparison."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(char for char in folded if unicodedata.category(char)[0] not in "PZC")
+
+
+def nearly_equal(first: str, second: str, min_chars: int = 1) -> bool:
+    """True when two normalised texts are equal (and at least `min_chars` long), or both are long
+    and difflib finds them at least SIMILARITY_RATIO alike."""
+    if len(first) < min_chars or len(second) < min_chars:
+        return False
+    if first == second:
+        return True
+    if min(len(first), len(second)) < SIMILARITY_MIN_CHARS:
+        return False
+    return SequenceMatcher(None, first, second, autojunk=False).ratio() >= SIMILARITY_RATIO
+
+
+def detect_degenerate(
+    call: FunctionCall | None,
+    last_user_message: str | None,
+    recent_replies: list[str],
+) -> DegenerateKind | None:
+    """The kind of degenerate reply `call` is, or None when it is fine or not a send_message."""
+    if call is None or call.function != "send_message":
+        return None
+    message = call.arguments.get("message")
+    message_text = normalise_text(message if isinstance(message, str) else "")
+    if not message_text:
+        return "empty_message"
+    if nearly_equal(normalise_text(call.inner_thoughts or ""), message_text):
+        return "thoughts_equal_message"
+    if last_user_message and nearly_equal(normalise_text(last_user_message), message_text, PARROT_MIN_CHARS):
+        return "parrots_user"
+    for reply in recent_replies:
+        if nearly_equal(normalise_text(reply), message_text, REPEAT_MIN_CHARS):
+            return "repeated_reply"
+    return None

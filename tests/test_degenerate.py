@@ -1,0 +1,111 @@
+"""Degenerate send_message replies: empty, thoughts == message, parroting the user, repeating itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from memagent.conversation import FunctionCall
+from memagent.degenerate import DEGENERATE_KINDS, detect_degenerate, nearly_equal, normalise_text
+
+
+def _reply(message: str, thoughts: str = "ユーザーに返事をする。") -> FunctionCall:
+    return FunctionCall(function="send_message", arguments={"message": message}, inner_thoughts=thoughts)
+
+
+def test_normalise_ignores_case_width_space_and_punctuation() -> None:
+    assert normalise_text("Ｈｅｌｌｏ,  World!") == normalise_text("hello world")
+    assert normalise_text("そう、だね。") == normalise_text("そうだね")
+    assert normalise_text("…「」。!?") == ""
+    assert normalise_text("😊") == "😊"
+
+
+@pytest.mark.parametrize("message", ["", "   ", "...", "。", "……", "\n"])
+def test_empty_message(message: str) -> None:
+    assert detect_degenerate(_reply(message), "やあ", []) == "empty_message"
+
+
+@pytest.mark.parametrize(
+    ("thoughts", "message"),
+    [
+        ("今日はいい天気ね。", "今日はいい天気ね"),
+        ("I missed you.", "i missed you!!"),
+        ("そうなんだ、大変だったね", "そうなんだ。 大変だったね。"),
+        (
+            "昨日の映画の話をもっと聞かせてほしいな、どのシーンが一番好きだった?",
+            "昨日の映画の話をもっと聞かせてほしいな。どのシーンが一番好きだったの?",
+        ),
+    ],
+)
+def test_thoughts_equal_message(thoughts: str, message: str) -> None:
+    assert detect_degenerate(_reply(message, thoughts), None, []) == "thoughts_equal_message"
+
+
+@pytest.mark.parametrize(
+    ("user", "message"),
+    [
+        ("今日は会社で怒られちゃった", "今日は会社で怒られちゃった。"),
+        ("I went hiking with my sister yesterday.", "I went hiking with my sister yesterday!"),
+        (
+            "昨日は妹と一緒に山登りに行って、すごく疲れたけど楽しかった",
+            "昨日は妹と一緒に山登りに行って、すごく疲れたけど楽しかったね",
+        ),
+    ],
+)
+def test_parrots_user(user: str, message: str) -> None:
+    assert detect_degenerate(_reply(message), user, []) == "parrots_user"
+
+
+@pytest.mark.parametrize(
+    ("user", "message"),
+    [
+        ("おはよう", "おはよう!"),  # echoing a short greeting is a natural reply
+        ("Hi!", "Hi!"),
+        ("今日は会社で怒られちゃった", "え、何があったの?"),
+        ("I went hiking yesterday.", "Oh nice, where did you go?"),
+    ],
+)
+def test_natural_replies_are_not_parroting(user: str, message: str) -> None:
+    assert detect_degenerate(_reply(message), user, []) is None
+
+
+def test_repeated_reply() -> None:
+    recent = ["ふーん、それで?", "別にいいけど。"]
+    assert detect_degenerate(_reply("別に、いいけど"), "じゃあ行こう", recent) == "repeated_reply"
+
+
+def test_nearly_repeated_long_reply() -> None:
+    earlier = "そういうところ、あなたらしいわね。でも無理はしないで、ちゃんと休みなさいよ。"
+    again = "そういうところ、あなたらしいわね。でも無理はしないで、ちゃんと休みなさい。"
+    assert detect_degenerate(_reply(again), "わかった", [earlier]) == "repeated_reply"
+
+
+def test_fresh_reply_is_fine() -> None:
+    recent = ["ふーん、それで?", "別にいいけど。"]
+    assert detect_degenerate(_reply("ケーキ?仕方ないわね、付き合ってあげる。"), "ケーキ食べに行こう", recent) is None
+
+
+def test_short_texts_need_exact_match() -> None:
+    assert nearly_equal("abcdefg", "abcdefh") is False
+    long_text = "abcdefghijklmnopqrstuvwxyz"
+    assert nearly_equal(long_text, long_text[:-1] + "!") is True
+    assert nearly_equal("", "") is False
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        None,
+        FunctionCall(function="archival_memory_insert", arguments={"content": "やあ"}, inner_thoughts="やあ"),
+        FunctionCall(function="pause_heartbeats", arguments={"minutes": 5}, inner_thoughts=""),
+    ],
+)
+def test_only_send_message_is_checked(call: FunctionCall | None) -> None:
+    assert detect_degenerate(call, "やあ", ["やあ"]) is None
+
+
+def test_checks_run_in_documented_order() -> None:
+    # Equal to the thoughts AND to the user's message: the thoughts check comes first.
+    text = "今日は本当に楽しかったね"
+    assert detect_degenerate(_reply(text, text), text, [text]) == "thoughts_equal_message"
+    assert detect_degenerate(_reply(text), text, [text]) == "parrots_user"
+    assert set(DEGENERATE_KINDS) == {"empty_message", "thoughts_equal_message", "parrots_user", "repeated_reply"}

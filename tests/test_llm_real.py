@@ -1,0 +1,100 @@
+"""Real model, real llama.cpp: the embedded backend and the OpenAI client path against
+llama-cpp-python's server on loopback. Slow; still part of `make test`."""
+
+from __future__ import annotations
+
+import pytest
+
+from memagent.config import LLMSettings, SamplerPreset
+from memagent.conversation import ChatMessage
+from memagent.errors import LLMError
+from memagent.functions.schemas import call_json_schema
+from memagent.llm.base import GenerationRequest
+from memagent.llm.embedded import EmbeddedBackend
+from memagent.llm.openai_backend import OpenAIBackend
+from memagent.parsing import parse_call
+from memagent.wrappers import load_wrapper
+
+from .conftest import SERVER_KEY
+
+pytestmark = pytest.mark.slow
+
+SYSTEM = "You are a cheerful assistant. Answer with one JSON function call."
+PROSE_SYSTEM = "You are a poet. Answer in plain prose, never JSON."
+SAMPLING = SamplerPreset(temperature=0.7, top_k=40, top_p=0.9, repeat_penalty=1.1, seed=1)
+
+
+@pytest.fixture(scope="module")
+def embedded(default_model_path):
+    backend = EmbeddedBackend(default_model_path, LLMSettings(context_length=2048))
+    yield backend
+    backend.close()
+
+
+def raw_request(paths, system: str, user: str, schema: dict | None, **kwargs) -> GenerationRequest:
+    wrapper = load_wrapper(paths, "chatml")
+    prompt = wrapper.render(system, [ChatMessage(role="user", content=user)])
+    return GenerationRequest(prompt=prompt, schema=schema, stop=wrapper.stop, sampling=SAMPLING, max_tokens=150, **kwargs)
+
+
+def chat_request(paths, system: str, user: str, schema: dict | None, **kwargs) -> GenerationRequest:
+    wrapper = load_wrapper(paths, "auto")
+    messages = wrapper.chat_messages(system, [ChatMessage(role="user", content=user)])
+    return GenerationRequest(messages=messages, schema=schema, sampling=SAMPLING, max_tokens=150, **kwargs)
+
+
+def test_embedded_model_answers_a_constrained_call(paths, embedded):
+    completion = embedded.generate(raw_request(paths, SYSTEM, "こんにちは", call_json_schema()))
+    outcome = parse_call(completion.text)
+    assert outcome.call is not None, completion.text
+    assert completion.constrained and not outcome.repaired
+
+
+def test_embedded_constraint_beats_a_prose_instruction(paths, embedded):
+    completion = embedded.generate(raw_request(paths, PROSE_SYSTEM, "Write two lines about rain.", call_json_schema()))
+    assert parse_call(completion.text).call is not None, completion.text
+
+
+def test_embedded_reuses_its_kv_cache(paths, embedded):
+    request = raw_request(paths, SYSTEM, "Tell me about cats.", call_json_schema())
+    embedded.generate(request)
+    again = embedded.generate(request)
+    assert again.cached_tokens == again.prompt_tokens - 1 and again.evaluated_tokens == 1
+
+
+def test_embedded_chat_mode_with_the_models_own_template(paths, embedded):
+    completion = embedded.generate(chat_request(paths, SYSTEM, "Hi!", call_json_schema()))
+    assert parse_call(completion.text).call is not None, completion.text
+
+
+@pytest.fixture(scope="module")
+def server_backend(llama_server):
+    backend = OpenAIBackend(LLMSettings(base_url=llama_server, api_key=SERVER_KEY, timeout=300, stream=True))
+    yield backend
+    backend.close()
+
+
+def test_server_is_detected_as_llama_cpp_python(server_backend):
+    assert server_backend.profile.kind == "llama-cpp-python"
+    assert server_backend.exact_tokens and server_backend.count_tokens("hello world") >= 2
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("chat", [False, True])
+def test_server_honours_the_constraint(paths, server_backend, stream, chat):
+    server_backend._stream = stream
+    deltas: list[str] = []
+    make = chat_request if chat else raw_request
+    completion = server_backend.generate(make(paths, PROSE_SYSTEM, "Write two lines about rain.", call_json_schema(),
+                                              on_text=deltas.append))
+    outcome = parse_call(completion.text)
+    assert outcome.call is not None, completion.text
+    assert completion.constrained
+    assert "".join(deltas) == completion.text
+    if stream:
+        assert len(deltas) > 3
+
+
+def test_server_rejects_a_wrong_key(llama_server):
+    with pytest.raises(LLMError, match="401"):
+        OpenAIBackend(LLMSettings(base_url=llama_server, api_key="wrong", timeout=30))
