@@ -42,6 +42,8 @@ class TurnStats:
     cached_tokens: int = 0
     completion_tokens: int = 0
     context_used: float = 0.0
+    # (prompt tokens, evaluated tokens) of each model call, for cache-reuse measurements
+    calls: list[tuple[int, int | None]] = field(default_factory=list)
     replied: bool = False
     failed: bool = False
 
@@ -260,6 +262,7 @@ class Agent:
         stats.cached_tokens += completion.cached_tokens or 0
         stats.completion_tokens += completion.completion_tokens or 0
         stats.context_used = built.used_fraction
+        stats.calls.append((completion.prompt_tokens or built.tokens, completion.evaluated_tokens))
         outcome = parse_call(completion.text, prefill=self.wrapper.prefill, allowed=allowed)
         return Attempt(call=outcome.call, raw=self.wrapper.prefill + completion.text, error=outcome.error)
 

@@ -1,0 +1,100 @@
+"""Agent benchmarks on the real embedded model: a scripted Japanese conversation (validity,
+parroting, KV-cache reuse) and the loop's own overhead with a fake instant LLM."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from memagent.config import load_settings
+from memagent.events import AgentEvent
+from memagent.paths import resolve_paths
+from memagent.runtime import AgentSession
+
+SCRIPT = Path(__file__).resolve().parent.parent / "tests" / "data" / "ja_script.txt"
+
+
+def japanese_script() -> list[str]:
+    return [line for line in SCRIPT.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def final_parroting(messages: list[Any]) -> int:
+    """Turns whose stored reply copies the user's message or repeats its own inner thoughts."""
+    from memagent.conversation import FunctionCall
+    from memagent.degenerate import detect_degenerate
+
+    users = {m.turn_id: m.content for m in messages if m.kind == "user_message"}
+    bad_turns = set()
+    for m in messages:
+        if m.kind == "assistant_call" and m.function_name == "send_message" and m.turn_id in users:
+            call = FunctionCall("send_message", dict(m.function_args or {}), m.inner_thoughts or "")
+            if detect_degenerate(call, users[m.turn_id], []) in ("parrots_user", "thoughts_equal_message"):
+                bad_turns.add(m.turn_id)
+    return len(bad_turns)
+
+
+def run_conversation(lines: list[str], *, context_length: int = 4096, home: Path | None = None,
+                     agent: str = "bench", model_path: str = "") -> dict[str, Any]:
+    """Chat through `lines` with the embedded model; count what went wrong and how the cache did."""
+    home = home or Path(tempfile.mkdtemp(prefix="memagent-bench-"))
+    paths = resolve_paths(home)
+    overrides = {"llm": {"context_length": context_length, "model_path": model_path or None}}
+    settings = load_settings(paths, environ={}, overrides=overrides)
+    replies: list[str] = []
+    notices: list[AgentEvent] = []
+    turns: list[dict[str, Any]] = []
+
+    def emit(event: AgentEvent) -> None:
+        if event.type == "assistant_message":
+            replies.append(event.text)
+        elif event.type in ("notice", "error"):
+            notices.append(event)
+
+    with AgentSession(paths, settings, agent, progress=False) as session:
+        runner = session.agent()
+        runner.greet(emit)
+        started = time.perf_counter()
+        for line in lines:
+            before = len(replies)
+            turn_started = time.perf_counter()
+            stats = runner.send(line, emit)
+            turns.append({
+                "user": line, "replies": replies[before:], "steps": stats.steps, "failed": stats.failed,
+                "parse_retries": stats.parse_retries, "degenerate": stats.degenerate_kinds,
+                "prompt_tokens": stats.prompt_tokens, "evaluated_tokens": stats.evaluated_tokens,
+                "llm_calls": stats.llm_calls, "seconds": time.perf_counter() - turn_started, "calls": stats.calls,
+            })
+        elapsed = time.perf_counter() - started
+        stored = session.store.recall.all()
+        stored_users = [m for m in stored if m.kind == "user_message"]
+        parroting = final_parroting(stored)
+        summaries = [m for m in session.store.recall.all() if m.kind == "summary"]
+    answered = sum(1 for t in turns if t["replies"])
+    detected = sum(1 for t in turns if {"parrots_user", "thoughts_equal_message"} & set(t["degenerate"]))
+    # Tokens evaluated per call vs how much the prompt grew since the previous call (the new
+    # tokens): about 1 or less when the KV cache is reused, the whole prompt / growth when not.
+    calls = [c for t in turns for c in t["calls"]]
+    growth = sum(max(1, b[0] - a[0]) for a, b in zip(calls, calls[1:]))
+    evaluated = sum(b[1] or 0 for b in calls[1:])
+    per_turn_eval = [t["evaluated_tokens"] for t in turns[1:]]
+    return {
+        "turns": len(turns),
+        "answered": answered,
+        "failed_turns": sum(1 for t in turns if t["failed"]),
+        "parse_retries": sum(t["parse_retries"] for t in turns),
+        "parroting_turns": parroting,
+        "parroting_detected_and_regenerated": detected,
+        "parroting_rate": parroting / len(turns) if turns else 0.0,
+        "degenerate_detected": sum(len(t["degenerate"]) for t in turns),
+        "stored_user_messages": len(stored_users),
+        "summaries": len(summaries),
+        "seconds": elapsed,
+        "seconds_per_turn": elapsed / len(turns) if turns else 0.0,
+        "evaluated_per_turn": sum(per_turn_eval) / len(per_turn_eval) if per_turn_eval else 0.0,
+        "eval_to_new_ratio": evaluated / growth if growth else 0.0,
+        "mean_prompt_tokens": sum(c[0] for c in calls) / len(calls) if calls else 0.0,
+        "transcript": [(t["user"], t["replies"]) for t in turns],
+        "notices": [n.text for n in notices],
+    }
