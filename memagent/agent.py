@@ -214,23 +214,27 @@ class Agent:
         parse_left = self.settings.agent.parse_retries
         degenerate_left = self.settings.agent.degenerate_retries
         recent = self._recent_replies()
+        flawed: list[tuple[int, Attempt, str]] = []
         while True:
             attempt = self._call_model(stats, extra + corrections, sampling, emit, allowed)
             if attempt.call is None:
                 if parse_left <= 0:
-                    return None
+                    return _least_flawed(flawed)
                 parse_left -= 1
                 stats.parse_retries += 1
                 note = self.prompts.render("parse_error.j2", error=attempt.error)
                 corrections = self._correction(attempt.raw, note)
                 continue
             kind = detect_degenerate(attempt.call, last_user, recent)
+            if kind is None and corrections:
+                # Small models copy the corrective note itself into the message.
+                kind = "parrots_user" if detect_degenerate(attempt.call, corrections[-1].content, []) == "parrots_user" else None
             if kind is None:
                 return attempt
             stats.degenerate_kinds.append(kind)
+            flawed.append((DEGENERATE_SEVERITY[kind], attempt, kind))
             if degenerate_left <= 0:
-                log.info("accepting a degenerate reply (%s) after %d retries", kind, stats.degenerate_retries)
-                return attempt
+                return _least_flawed(flawed)
             degenerate_left -= 1
             stats.degenerate_retries += 1
             corrections = self._correction(attempt.raw, self.prompts.render("degenerate.j2", kind=kind))
@@ -272,6 +276,23 @@ class Agent:
             turn_id = self.store.recall.last_turn_id()
             self.store.recall.add("user", text, kind="system_alert", turn_id=turn_id)
             self.store.set_state("warned", True)
+
+
+# Which flawed reply to keep when every regeneration was flawed too: the least harmful one.
+DEGENERATE_SEVERITY = {"thoughts_equal_message": 1, "repeated_reply": 2, "parrots_user": 3, "empty_message": 4}
+
+
+def _least_flawed(flawed: list[tuple[int, Attempt, str]]) -> Attempt | None:
+    """The least harmful of the flawed attempts (earliest among equals), or None if there are none.
+    Inner thoughts that merely repeat the message are dropped rather than stored."""
+    usable = [entry for entry in flawed if entry[2] != "empty_message"]
+    if not usable:
+        return None
+    _, attempt, kind = min(usable, key=lambda entry: entry[0])
+    log.info("keeping a flawed reply (%s) after the regenerations ran out", kind)
+    if kind == "thoughts_equal_message" and attempt.call is not None:
+        attempt.call.inner_thoughts = ""
+    return attempt
 
 
 def _loosened(sampling: SamplerPreset, attempt: int) -> SamplerPreset:

@@ -208,3 +208,28 @@ def test_overflow_with_nothing_left_to_evict_fails_cleanly(make_agent):
     with pytest.raises(ContextOverflow, match="context_length"):
         agent.send("hi", events)
     assert [m.kind for m in agent.store.recall.all()] == ["user_message"]
+
+
+def test_a_copied_corrective_note_is_not_accepted(make_agent, paths):
+    from memagent.prompts import PromptLibrary
+
+    note = PromptLibrary(paths, "en").render("degenerate.j2", kind="repeated_reply")
+    agent, llm = make_agent([say("Same old answer"), say("Same old answer"), say(note), say("Something new at last")])
+    agent.send("first", Recorder())
+    events = Recorder()
+    stats = agent.send("second", events)
+    assert events.replies == ["Something new at last"]
+    assert stats.degenerate_kinds == ["repeated_reply", "parrots_user"]
+
+
+def test_when_all_regenerations_fail_the_least_harmful_reply_is_kept(make_agent):
+    agent, llm = make_agent([
+        say("You said hello to me just now", inner="x"),
+        say("Here I am, happy to talk", inner="Here I am, happy to talk"),
+        say("You said hello to me just now"),
+    ], degenerate_retries=2)
+    events = Recorder()
+    agent.send("You said hello to me just now", events)
+    assert events.replies == ["Here I am, happy to talk"]
+    stored = [m for m in agent.store.recall.all() if m.kind == "assistant_call"][0]
+    assert stored.inner_thoughts == ""  # a thought that only repeated the message is not kept
