@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from .memory.models import BlockHistoryRow, BlockRow, MessageRow, PassageRow, utc_now
+from .memory.models import BlockHistoryRow, BlockRow, MessageRow, utc_now
 
 
 def undo_turn(store: Any, turn_id: int, *, keep_user_message: bool) -> int:
@@ -23,8 +23,7 @@ def undo_turn(store: Any, turn_id: int, *, keep_user_message: bool) -> int:
         if removed:
             session.execute(delete(MessageRow).where(MessageRow.id.in_(removed)))
         if passage_ids:
-            session.execute(delete(PassageRow).where(PassageRow.id.in_(passage_ids)))
-            store.db.after_commit(lambda: store.archival.index.delete(passage_ids))
+            store.archival.delete(passage_ids)
     return len(removed)
 
 

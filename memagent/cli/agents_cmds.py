@@ -1,7 +1,85 @@
-"""Placeholder: commands are registered here."""
+"""`memagent agents …`: list, show, delete and rename agents."""
+
+from __future__ import annotations
+
+from typing import Any
 
 import click
 
+from .context import AppContext, pass_app
+from .memory_cmds import agent_lock, confirm_or_abort, echo_json, json_option, open_agent
+
+
+def _summary(app: AppContext, name: str) -> dict[str, Any]:
+    with open_agent(app, name) as store:
+        info = store.info
+        return {"name": name, "persona": info.persona, "human": info.human, "language": info.language,
+                "created_at": info.created_at.isoformat(), "messages": store.recall.count(),
+                "passages": store.archival.count()}
+
 
 def register(cli: click.Group) -> None:
-    return None
+    @cli.group()
+    def agents() -> None:
+        """List, show, delete and rename agents."""
+
+    @agents.command("list")
+    @json_option
+    @pass_app
+    def list_cmd(app: AppContext, as_json: bool) -> None:
+        """Every agent, with its persona and how much it remembers."""
+        from ..memory.store import AgentStore
+
+        rows = [_summary(app, name) for name in AgentStore.list_agents(app.paths)]
+        if as_json:
+            echo_json(rows)
+        elif not rows:
+            click.echo("no agents yet; `memagent chat --agent NAME` starts one")
+        for row in rows if not as_json else []:
+            click.echo(f"{row['name']}\tpersona={row['persona'] or '-'}\tlanguage={row['language']}\t"
+                       f"{row['messages']} messages\t{row['passages']} passages\tcreated {row['created_at'][:10]}")
+
+    @agents.command()
+    @click.argument("name")
+    @json_option
+    @pass_app
+    def show(app: AppContext, name: str, as_json: bool) -> None:
+        """Details of agent NAME: profile, counts, index state, folder."""
+        with open_agent(app, name) as store:
+            data = {**_summary(app, name), "uid": store.info.uid, "folder": str(app.paths.agent_dir(name)),
+                    **{k: v for k, v in store.stats().items() if k != "agent"}}
+        if as_json:
+            echo_json(data)
+            return
+        for key, value in data.items():
+            if key == "blocks":
+                value = ", ".join(f"{b['label']} {b['length']}/{b['limit']}" for b in value)
+            elif key == "index":
+                value = ", ".join(f"{k}={v}" for k, v in value.items())
+            click.echo(f"{key}: {value}")
+
+    @agents.command()
+    @click.argument("name")
+    @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @pass_app
+    def delete(app: AppContext, name: str, yes: bool) -> None:
+        """Delete agent NAME and everything it remembers (`memory export` first to keep a copy)."""
+        from ..memory.store import AgentStore
+
+        with agent_lock(app, name):
+            confirm_or_abort(f"delete agent {name!r} and all its memory?", yes)
+            AgentStore.delete(app.paths, app.settings, name)
+        click.echo(f"deleted agent {name}")
+
+    @agents.command()
+    @click.argument("old")
+    @click.argument("new")
+    @pass_app
+    def rename(app: AppContext, old: str, new: str) -> None:
+        """Rename agent OLD to NEW (its memory moves with it)."""
+        from ..memory.store import AgentStore, check_agent_name
+
+        check_agent_name(new)
+        with agent_lock(app, old):
+            AgentStore.rename(app.paths, app.settings, old, new)
+        click.echo(f"renamed agent {old} to {new}")

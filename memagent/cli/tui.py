@@ -221,7 +221,8 @@ def run_interactive(app: AppContext, agent_name: str | None, persona: str | None
 
     if agent_name is None:
         agent_name, persona = choose_agent(app, persona)
-    with AgentSession(app.paths, app.settings, agent_name, persona=persona, human=human) as session:
+    # The model loads in the background; the spinner says so if a message has to wait for it.
+    with AgentSession(app.paths, app.settings, agent_name, persona=persona, human=human, progress=False) as session:
         session.start_loading()
         screen = Screen(session, app.settings.ui.show_inner)
         click.echo(click.style(f"memagent · {session.name} · {session.persona.name}", bold=True)

@@ -37,6 +37,45 @@ def _grammar_from_schema(schema_json: str) -> Any:
     return LlamaGrammar.from_json_schema(schema_json, verbose=False)
 
 
+class _NoRedirect:
+    def __init__(self, disable: bool = True) -> None:
+        pass
+
+    def __enter__(self) -> "_NoRedirect":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_LLAMA_LOG = logging.getLogger("memagent.llama_cpp")
+_log_callback: Any = None
+
+
+def _quiet_llama_cpp() -> None:
+    """Keep llama.cpp off the terminal without touching file descriptors.
+
+    llama-cpp-python silences loading by pointing fds 1 and 2 at /dev/null. That is process-wide:
+    while the model loads in the background, the chat prompt drawn by the main thread would vanish.
+    Instead its fd redirection is disabled and llama.cpp's log lines go to our debug log."""
+    global _log_callback
+    import ctypes
+
+    import llama_cpp
+    import llama_cpp._internals
+    import llama_cpp.llama
+
+    llama_cpp.llama.suppress_stdout_stderr = _NoRedirect  # type: ignore[attr-defined]
+    llama_cpp._internals.suppress_stdout_stderr = _NoRedirect  # type: ignore[attr-defined]
+    if _log_callback is None:
+        @llama_cpp.llama_log_callback
+        def _to_debug_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            _LLAMA_LOG.debug(text.decode("utf-8", errors="replace").rstrip())
+
+        _log_callback = _to_debug_log  # referenced for the life of the process: C keeps the pointer
+        llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
 def sampler_kwargs(sampling: SamplerPreset) -> dict[str, Any]:
     """Our preset fields → llama-cpp-python keyword arguments."""
     names = {
@@ -76,6 +115,7 @@ class EmbeddedBackend(LLMBackend):
             from llama_cpp import Llama
         except ImportError as exc:
             raise LLMError(f"llama-cpp-python is not installed ({exc}); run `make install`") from None
+        _quiet_llama_cpp()
         self.model_path = model_path
         self._n_ctx = settings.context_length or DEFAULT_CONTEXT
         threads = settings.threads or max(1, os.cpu_count() or 1)

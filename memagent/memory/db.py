@@ -1,0 +1,127 @@
+"""The per-agent SQLite database: engine, connection settings, migrations and transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from ..errors import MemagentError
+from .migrations import MIGRATIONS, SCHEMA_VERSION
+
+DB_FILENAME = "agent.db"
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _configure_connection(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event own transaction start (pysqlite's implicit BEGIN is unreliable).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")  # durable at each checkpoint; WAL keeps it consistent
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _begin(connection: Any) -> None:
+    connection.exec_driver_sql(connection.get_execution_options().get("memagent_begin", "BEGIN"))
+
+
+@contextmanager
+def trigger_suspended(connection: Connection, name: str) -> Iterator[None]:
+    """Drop trigger `name` and put it back (same SQL) afterwards, inside the caller's transaction.
+    Bulk operations use this to maintain the FTS index in one statement instead of row by row."""
+    sql = connection.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)
+    ).scalar_one()
+    connection.exec_driver_sql(f"DROP TRIGGER {name}")
+    yield
+    connection.exec_driver_sql(sql)
+
+
+class Database:
+    """One agent's database. `transaction()` nests: inner blocks join the outermost one, so an agent
+    step that adds messages and edits memory commits once, or not at all."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.engine: Engine = create_engine(f"sqlite:///{path}")
+        event.listen(self.engine, "connect", _configure_connection)
+        event.listen(self.engine, "begin", _begin)
+        # Writers take the lock up front so a read-then-write never fails half way with SQLITE_BUSY.
+        self._write_engine = self.engine.execution_options(memagent_begin="BEGIN IMMEDIATE")
+        self._local = threading.local()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        try:
+            with self._write_engine.connect() as connection, connection.begin():
+                version = int(connection.exec_driver_sql("PRAGMA user_version").scalar_one())
+                if version > SCHEMA_VERSION:
+                    raise MemagentError(
+                        f"{self.path} was written by a newer memagent (schema {version}, this one knows "
+                        f"{SCHEMA_VERSION}); upgrade memagent"
+                    )
+                for migration in MIGRATIONS[version:]:
+                    migration(connection)
+                if version != SCHEMA_VERSION:
+                    connection.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except OperationalError as exc:
+            raise MemagentError(f"{self.path}: cannot open the memory database ({exc.orig})") from None
+
+    @property
+    def schema_version(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.exec_driver_sql("PRAGMA user_version").scalar_one())
+
+    @property
+    def in_transaction(self) -> bool:
+        return getattr(self._local, "session", None) is not None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        active: Session | None = getattr(self._local, "session", None)
+        if active is not None:
+            yield active
+            return
+        session = Session(self._write_engine, expire_on_commit=False)
+        self._local.session = session
+        self._local.after_commit = []
+        try:
+            with session.begin():
+                yield session
+            callbacks: list[Callable[[], None]] = self._local.after_commit
+        finally:
+            self._local.session = None
+            self._local.after_commit = []
+            session.close()
+        for callback in callbacks:
+            callback()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading: the open transaction's, if any, so reads see its uncommitted writes."""
+        active: Session | None = getattr(self._local, "session", None)
+        if active is not None:
+            yield active
+            return
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the current transaction commits (now, if none is open); dropped on rollback."""
+        if self.in_transaction:
+            self._local.after_commit.append(callback)
+        else:
+            callback()
+
+    def close(self) -> None:
+        self.engine.dispose()

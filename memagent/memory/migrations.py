@@ -1,0 +1,111 @@
+"""Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
+
+Never edit a released migration: append a new one. DDL is written out (not generated from the
+models) so that what version N means never changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection
+
+_V1 = [
+    """CREATE TABLE agent (
+        id INTEGER PRIMARY KEY,
+        uid VARCHAR(32) NOT NULL,
+        name VARCHAR NOT NULL,
+        persona VARCHAR NOT NULL,
+        human VARCHAR NOT NULL,
+        language VARCHAR NOT NULL,
+        created_at VARCHAR(26) NOT NULL,
+        state JSON NOT NULL
+    )""",
+    """CREATE TABLE block (
+        id INTEGER PRIMARY KEY,
+        label VARCHAR NOT NULL UNIQUE,
+        value VARCHAR NOT NULL,
+        char_limit INTEGER NOT NULL,
+        initial_value VARCHAR NOT NULL,
+        position INTEGER NOT NULL,
+        updated_at VARCHAR(26) NOT NULL
+    )""",
+    """CREATE TABLE block_history (
+        id INTEGER PRIMARY KEY,
+        block_id INTEGER NOT NULL REFERENCES block(id) ON DELETE CASCADE,
+        old_value VARCHAR NOT NULL,
+        new_value VARCHAR NOT NULL,
+        time VARCHAR(26) NOT NULL,
+        turn_id INTEGER,
+        reason VARCHAR NOT NULL,
+        undone BOOLEAN NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX ix_block_history_block ON block_history(block_id, id)",
+    """CREATE TABLE message (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        turn_id INTEGER NOT NULL,
+        role VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        content VARCHAR NOT NULL DEFAULT '',
+        function_name VARCHAR,
+        function_args JSON,
+        inner_thoughts VARCHAR,
+        time VARCHAR(26) NOT NULL,
+        in_context BOOLEAN NOT NULL DEFAULT 1,
+        token_count INTEGER,
+        external_id JSON
+    )""",
+    "CREATE INDEX ix_message_time ON message(time)",
+    "CREATE INDEX ix_message_turn ON message(turn_id)",
+    "CREATE INDEX ix_message_in_context ON message(id) WHERE in_context",
+    """CREATE TABLE passage (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        text VARCHAR NOT NULL,
+        time VARCHAR(26) NOT NULL,
+        source VARCHAR NOT NULL DEFAULT 'agent',
+        external_id JSON
+    )""",
+    "CREATE INDEX ix_passage_time ON passage(time)",
+    # External-content FTS5 tables: the text is stored once (in message/passage); triggers keep the
+    # index in step. The trigram tokenizer matches any substring of 3+ characters, so Japanese needs
+    # no word segmentation.
+    "CREATE VIRTUAL TABLE message_fts USING fts5(content, content='message', content_rowid='id', tokenize='trigram')",
+    """CREATE TRIGGER message_fts_insert AFTER INSERT ON message BEGIN
+        INSERT INTO message_fts(rowid, content) VALUES (new.id, new.content);
+    END""",
+    """CREATE TRIGGER message_fts_delete AFTER DELETE ON message BEGIN
+        INSERT INTO message_fts(message_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    END""",
+    """CREATE TRIGGER message_fts_update AFTER UPDATE OF content ON message BEGIN
+        INSERT INTO message_fts(message_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO message_fts(rowid, content) VALUES (new.id, new.content);
+    END""",
+    "CREATE VIRTUAL TABLE passage_fts USING fts5(text, content='passage', content_rowid='id', tokenize='trigram')",
+    """CREATE TRIGGER passage_fts_insert AFTER INSERT ON passage BEGIN
+        INSERT INTO passage_fts(rowid, text) VALUES (new.id, new.text);
+    END""",
+    """CREATE TRIGGER passage_fts_delete AFTER DELETE ON passage BEGIN
+        INSERT INTO passage_fts(passage_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END""",
+    """CREATE TRIGGER passage_fts_update AFTER UPDATE OF text ON passage BEGIN
+        INSERT INTO passage_fts(passage_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO passage_fts(rowid, text) VALUES (new.id, new.text);
+    END""",
+    # Document frequency per trigram (read from the FTS index, nothing stored): weighs query terms.
+    "CREATE VIRTUAL TABLE passage_vocab USING fts5vocab(passage_fts, row)",
+]
+
+
+def _run_all(statements: list[str]) -> Callable[[Connection], None]:
+    def migrate(connection: Connection) -> None:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+
+    return migrate
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _run_all(_V1),
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,96 @@
+"""Plain, immutable views of stored rows. Callers never hold ORM objects (no detached-state surprises)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# An id the caller sees: the `id` given at import time (any JSON scalar) or the row id.
+HitId = int | str | float | bool
+
+
+@dataclass(frozen=True)
+class Block:
+    label: str
+    value: str
+    limit: int
+    updated_at: datetime
+
+    @property
+    def length(self) -> int:
+        return len(self.value)
+
+
+@dataclass(frozen=True)
+class BlockEdit:
+    id: int
+    label: str
+    old_value: str
+    new_value: str
+    time: datetime
+    turn_id: int | None
+    reason: str
+    undone: bool
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    turn_id: int
+    role: str
+    kind: str
+    content: str
+    time: datetime
+    function_name: str | None = None
+    function_args: dict[str, Any] | None = None
+    inner_thoughts: str | None = None
+    in_context: bool = True
+    token_count: int | None = None
+    external_id: HitId | None = None
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: int
+    text: str
+    time: datetime
+    source: str
+    external_id: HitId | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result. `id` is the imported id when there was one, else the row id."""
+
+    id: HitId
+    text: str
+    time: datetime
+    score: float
+    role: str | None = None  # recall hits only
+    row_id: int = 0
+
+    def to_json_obj(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"id": self.id, "text": self.text, "time": self.time.isoformat(), "score": self.score}
+        if self.role is not None:
+            obj["role"] = self.role
+        return obj
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """A page of results; `page` counts from 0, `pages` is how many pages `total` hits fill."""
+
+    hits: list[SearchHit]
+    total: int
+    page: int
+    page_size: int
+    pages: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pages", math.ceil(self.total / self.page_size) if self.page_size else 0)
+
+    @property
+    def has_more(self) -> bool:
+        return self.page + 1 < self.pages

