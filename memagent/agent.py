@@ -22,6 +22,7 @@ from .functions.schemas import FUNCTION_NAMES, call_json_schema
 from .llm.base import GenerationRequest, LLMBackend
 from .parsing import parse_call
 from .prompts import PromptLibrary
+from .streaming import MessageStreamer
 from .turns import undo_turn
 from .wrappers import Wrapper
 
@@ -53,6 +54,7 @@ class Attempt:
     call: FunctionCall | None
     raw: str
     error: Any = None  # the parser's structured CallError when call is None
+    streamed: bool = False  # the message was shown piece by piece while it was generated
 
 
 class Agent:
@@ -77,6 +79,7 @@ class Agent:
         self.context = ContextWindow(store, backend, wrapper, prompts, settings, persona, human, self.functions)
         self.executor = FunctionExecutor(store, prompts, settings)
         self.last_stats = TurnStats()
+        self.stream_replies = False  # emit assistant_delta events while a reply is generated
 
     # --- public API ---------------------------------------------------------------------------
     def greet(self, emit: EventSink) -> None:
@@ -157,14 +160,13 @@ class Agent:
                 emit(AgentEvent("notice", "the model could not produce a valid reply; nothing was changed — "
                                           "try /retry or rephrase", {"reason": "invalid_output"}))
                 return stats
-            call = attempt.call
-            if not self._step(call, turn_id, emit, stats):
+            if not self._step(attempt.call, turn_id, emit, stats, streamed=attempt.streamed):
                 return stats
         emit(AgentEvent("notice", f"stopped after {max_steps} steps without a reply (agent.max_steps)",
                         {"reason": "step_cap"}))
         return stats
 
-    def _step(self, call: FunctionCall, turn_id: int, emit: EventSink, stats: TurnStats) -> bool:
+    def _step(self, call: FunctionCall, turn_id: int, emit: EventSink, stats: TurnStats, streamed: bool = False) -> bool:
         """Execute and store one call; True when the chain should go on."""
         if call.inner_thoughts:
             emit(AgentEvent("inner_thoughts", call.inner_thoughts))
@@ -187,7 +189,7 @@ class Agent:
             self.context.invalidate_system()
         if call.function == "send_message":
             stats.replied = True
-            emit(AgentEvent("assistant_message", call.arguments["message"], {"name": self.persona.name}))
+            emit(AgentEvent("assistant_message", call.arguments["message"], {"name": self.persona.name, "streamed": streamed}))
         else:
             emit(AgentEvent("function_result", execution.summary, {"function": call.function, "ok": execution.ok}))
         return heartbeat is not None
@@ -218,6 +220,7 @@ class Agent:
         while True:
             attempt = self._call_model(stats, extra + corrections, sampling, emit, allowed)
             if attempt.call is None:
+                self._retract(attempt, emit)
                 if parse_left <= 0:
                     return _least_flawed(flawed)
                 parse_left -= 1
@@ -234,11 +237,22 @@ class Agent:
             stats.degenerate_kinds.append(kind)
             flawed.append((DEGENERATE_SEVERITY[kind], attempt, kind))
             if degenerate_left <= 0:
-                return _least_flawed(flawed)
+                chosen = _least_flawed(flawed)
+                if chosen is not attempt:
+                    self._retract(attempt, emit)
+                return chosen
+            self._retract(attempt, emit)
             degenerate_left -= 1
             stats.degenerate_retries += 1
             corrections = self._correction(attempt.raw, self.prompts.render("degenerate.j2", kind=kind))
             sampling = _loosened(sampling, stats.degenerate_retries)
+
+    @staticmethod
+    def _retract(attempt: Attempt, emit: EventSink) -> None:
+        """A reply shown while it was generated is not the one kept: tell the front end."""
+        if attempt.streamed:
+            attempt.streamed = False
+            emit(AgentEvent("retract"))
 
     def _correction(self, raw: str, note: str) -> list[ChatMessage]:
         return [ChatMessage(role="assistant", content=raw.strip() or " "), ChatMessage(role="user", content=note)]
@@ -253,8 +267,9 @@ class Agent:
             built = self.context.build(extra)
         names = allowed or self.functions
         constrained = self.wrapper.constrained and not self.wrapper.prefill
+        streamer = MessageStreamer(lambda piece: emit(AgentEvent("assistant_delta", piece))) if self.stream_replies else None
         request = GenerationRequest(
-            prompt=built.prompt, messages=built.messages,
+            prompt=built.prompt, messages=built.messages, on_text=streamer.feed if streamer else None,
             schema=call_json_schema(names) if constrained else None,
             grammar=call_gbnf(names) if constrained else None,
             stop=self.wrapper.stop, sampling=sampling, max_tokens=self.settings.llm.max_tokens,
@@ -268,7 +283,8 @@ class Agent:
         stats.context_used = built.used_fraction
         stats.calls.append((completion.prompt_tokens or built.tokens, completion.evaluated_tokens))
         outcome = parse_call(completion.text, prefill=self.wrapper.prefill, allowed=allowed)
-        return Attempt(call=outcome.call, raw=self.wrapper.prefill + completion.text, error=outcome.error)
+        return Attempt(call=outcome.call, raw=self.wrapper.prefill + completion.text, error=outcome.error,
+                       streamed=bool(streamer and streamer.shown))
 
     def _store_pressure_alert(self, built: BuiltPrompt) -> None:
         text = self.prompts.render("alert_memory_pressure.j2", used_pct=round(100 * built.used_fraction))

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 EventType = Literal[
-    "assistant_message",  # a visible reply (send_message)
+    "assistant_message",  # a visible reply (send_message); data["streamed"] if deltas showed it already
+    "assistant_delta",  # a piece of the reply as it is generated (only when the front end asks for it)
+    "retract",  # the streamed reply was rejected (invalid or degenerate) and is being regenerated
     "inner_thoughts",  # the model's private reasoning for a call
     "function_call",  # a non-send_message call, e.g. archival_memory_search("誕生日")
     "function_result",  # its outcome, briefly (hit count, ok/failed)

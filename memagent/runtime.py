@@ -124,6 +124,7 @@ class AgentSession:
         self._backend_error: BaseException | None = None
         self._loader: threading.Thread | None = None
         self._agent: Any = None
+        self.stream_replies = False
 
     # --- the model, loaded once, possibly in the background -----------------------------------
     def start_loading(self) -> None:
@@ -161,6 +162,7 @@ class AgentSession:
 
             self._agent = Agent(self.store, LazyBackend(self), self.wrapper, self.prompts, self.settings,
                                 self.persona, self.human)
+            self._agent.stream_replies = self.stream_replies
         return self._agent
 
     def close(self) -> None:

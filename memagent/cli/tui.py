@@ -42,12 +42,14 @@ class Spinner:
 
     def __init__(self) -> None:
         self.label = "thinking"
+        self.paused = False  # a reply is being streamed onto the line
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def start(self, label: str = "thinking") -> None:
         self.label = label
+        self.paused = False
         self._stop.clear()
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -58,6 +60,8 @@ class Spinner:
             if self._stop.wait(0.1):
                 return
             with self._lock:
+                if self.paused:
+                    continue
                 elapsed = time.monotonic() - self._started
                 sys.stderr.write(f"\r\x1b[2K{click.style(frame, fg='cyan')} {self.label} {elapsed:4.1f}s")
                 sys.stderr.flush()
@@ -82,15 +86,33 @@ class Screen:
         self.color = _color(session.persona.color or session.settings.ui.persona_color)
         self.spinner = Spinner()
 
+    def _name(self) -> str:
+        return f"{click.style(self.name, fg=self.color, bold=True)}: "
+
     def emit(self, event: AgentEvent) -> None:
         if event.type == "status":
             self.spinner.label = f"thinking · {event.text}"
             return
         with self.spinner._lock:
+            if event.type == "assistant_delta":
+                if not self.spinner.paused:
+                    self.spinner.paused = True
+                    sys.stderr.write("\r\x1b[2K")
+                    sys.stderr.flush()
+                    click.echo(self._name(), nl=False)
+                click.echo(event.text, nl=False)
+                sys.stdout.flush()
+                return
+            if self.spinner.paused:  # end the streamed line before anything else is printed
+                click.echo()
+                self.spinner.paused = False
             sys.stderr.write("\r\x1b[2K")
             sys.stderr.flush()
-            if event.type == "assistant_message":
-                click.echo(f"{click.style(self.name, fg=self.color, bold=True)}: {event.text}")
+            if event.type == "retract":
+                click.echo(click.style("  (not kept — regenerating)", dim=True))
+            elif event.type == "assistant_message":
+                if not event.data.get("streamed"):
+                    click.echo(f"{self._name()}{event.text}")
             elif event.type == "inner_thoughts" and self.show_inner:
                 click.echo(click.style(f"  ({event.text})", dim=True))
             elif event.type == "function_call":
@@ -225,6 +247,7 @@ def run_interactive(app: AppContext, agent_name: str | None, persona: str | None
     with AgentSession(app.paths, app.settings, agent_name, persona=persona, human=human, progress=False) as session:
         session.start_loading()
         screen = Screen(session, app.settings.ui.show_inner)
+        session.stream_replies = True
         click.echo(click.style(f"memagent · {session.name} · {session.persona.name}", bold=True)
                    + click.style("   /help for commands, Ctrl-D to leave", dim=True))
         prompt = _prompt_session(session)
