@@ -98,3 +98,75 @@ def run_conversation(lines: list[str], *, context_length: int = 4096, home: Path
         "transcript": [(t["user"], t["replies"]) for t in turns],
         "notices": [n.text for n in notices],
     }
+
+
+class InstantLLM:
+    """A fake LLM that answers at once with a fresh send_message call, to time the loop alone."""
+
+    name = "instant"
+
+    def __init__(self, context_length: int = 4096) -> None:
+        self.context_length = context_length
+        self.exact_tokens = False
+        self.turn = 0
+
+    def generate(self, request: Any) -> Any:
+        import json
+
+        from memagent.llm.base import Completion
+
+        self.turn += 1
+        text = json.dumps({"inner_thoughts": f"note {self.turn}", "function": "send_message",
+                           "params": {"message": f"Reply number {self.turn} about the topic."}})
+        return Completion(text=text, prompt_tokens=0, completion_tokens=20)
+
+    def count_tokens(self, text: str) -> int:
+        from memagent.llm.base import estimate_tokens
+
+        return estimate_tokens(text)
+
+    def describe(self) -> str:
+        return "instant"
+
+    def close(self) -> None:
+        return None
+
+
+def loop_overhead(n_messages: int = 100_000, turns: int = 30) -> dict[str, Any]:
+    """P1: the agent's own time per turn (prompt building, token budget, parsing, storing, stores'
+    I/O) with an instant fake LLM, on an agent that already holds `n_messages` messages."""
+    import statistics
+    from datetime import timedelta
+
+    from memagent.agent import Agent
+    from memagent.memory.models import utc_now
+    from memagent.memory.recall import NewMessage
+    from memagent.memory.store import AgentStore
+    from memagent.personas import load_human, load_persona
+    from memagent.prompts import PromptLibrary
+    from memagent.wrappers import load_wrapper
+
+    home = Path(tempfile.mkdtemp(prefix="memagent-p1-"))
+    paths = resolve_paths(home)
+    settings = load_settings(paths, environ={})
+    persona, human = load_persona(paths, "sakura"), load_human(paths, "default")
+    with AgentStore.open(paths, settings, "p1", create=True, persona=persona.text, human=human.text,
+                         persona_name="sakura", human_name="default", language="ja") as store:
+        start = utc_now() - timedelta(days=365)
+        store.recall.add_many(
+            NewMessage(role="user" if i % 2 == 0 else "assistant", content=f"過去の会話 {i}: 今日は天気がいいね。",
+                       kind="user_message" if i % 2 == 0 else "assistant_call", turn_id=i // 2 + 1,
+                       time=start + timedelta(seconds=i * 30), in_context=False,
+                       function_name=None if i % 2 == 0 else "send_message",
+                       function_args=None if i % 2 == 0 else {"message": f"返事 {i}"})
+            for i in range(n_messages)
+        )
+        agent = Agent(store, InstantLLM(), load_wrapper(paths, "chatml"), PromptLibrary(paths, "ja"), settings, persona, human)
+        times = []
+        for i in range(turns):
+            started = time.perf_counter()
+            agent.send(f"新しいメッセージ {i}", lambda event: None)
+            times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {"stored_messages": n_messages, "turns": turns, "ms_per_turn_p50": round(statistics.median(times), 1),
+            "ms_per_turn_p95": round(times[int(0.95 * (len(times) - 1))], 1)}

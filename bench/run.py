@@ -1,0 +1,135 @@
+"""`make bench`: every figure side by side in one run → a table on stdout and bench/results.json.
+
+Sizes are parameters: `python -m bench.run --quick` fits in a few minutes; the defaults are the
+sizes the issues ask for (1M messages, 100k passages, 10 turns on the embedded model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{os.cpu_count()} cores{memory}, {cpu or platform.processor()}, Python {platform.python_version()}"
+
+
+def timed(name: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    print(f"… {name}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    try:
+        result = action()
+    except Exception as exc:  # one failed measurement must not hide the others
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    result["bench_seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def get(section: str, *keys: str, fmt: str = "{}") -> str:
+        value: Any = r.get(section, {})
+        if "error" in value:
+            return "error: " + value["error"][:60]
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return fmt.format(value) if value is not None else "—"
+
+    p1, p2, p3, p4 = r["p1_loop"], r["p2_recall"], r["p3_archival"], r["p4_conversation"]
+    return [
+        ("P1 agent overhead per turn, fake instant LLM", f"{p1.get('stored_messages', '?'):,} messages stored",
+         f"p50 {get('p1_loop', 'ms_per_turn_p50')} ms · p95 {get('p1_loop', 'ms_per_turn_p95')} ms"),
+        ("P2 conversation_search (FTS5 trigram)", f"{p2.get('messages', '?'):,} messages",
+         f"p50 {get('p2_recall', 'fts_ms_p50')} ms vs LIKE scan {get('p2_recall', 'like_ms_p50')} ms "
+         f"(×{get('p2_recall', 'like_over_fts')})"),
+        ("P3 archival hybrid search", f"{p3.get('passages', '?'):,} passages ({p3.get('embedded_for_real', '?'):,} embedded for real)",
+         f"p50 {get('p3_archival', 'search_ms_p50')} ms · p95 {get('p3_archival', 'search_ms_p95')} ms "
+         f"(query embedding {get('p3_archival', 'query_embedding_ms_p50')} ms)"),
+        ("P3 archival insert throughput", p3.get("embedder", ""), f"{get('p3_archival', 'insert_passages_per_s')} passages/s"),
+        ("P4 tokens evaluated ÷ new tokens, embedded model", f"{p4.get('turns', '?')} turns",
+         f"{get('p4_conversation', 'eval_to_new_ratio', fmt='{:.2f}')} "
+         f"(mean prompt {get('p4_conversation', 'mean_prompt_tokens', fmt='{:.0f}')} tokens, "
+         f"{get('p4_conversation', 'evaluated_per_turn', fmt='{:.0f}')} evaluated per turn)"),
+        ("P5 cold start to the chat prompt", "pty, real `memagent chat`",
+         f"new agent {get('p5_startup', 'new_agent_s', fmt='{:.2f}')} s · existing {get('p5_startup', 'existing_agent_median_s', fmt='{:.2f}')} s"),
+        ("Parser recovery on the malformed-output corpus", f"{r['parser'].get('corpus_size', '?')} outputs",
+         f"{get('parser', 'recovered')}/{get('parser', 'corpus_size')} ({get('parser', 'rate', fmt='{:.1%}')})"),
+        ("Parroting rate, 10-turn Japanese script", "embedded model",
+         f"{get('p4_conversation', 'parroting_rate', fmt='{:.0%}')} "
+         f"({get('p4_conversation', 'answered')}/{get('p4_conversation', 'turns')} answered, "
+         f"{get('p4_conversation', 'parse_retries')} parse retries, {get('p4_conversation', 'seconds_per_turn', fmt='{:.1f}')} s/turn)"),
+        ("Japanese retrieval R@1 / R@3 (paraphrased)", f"{r['ja_retrieval'].get('passages', '?')} passages",
+         f"dense {get('ja_retrieval', 'paraphrase', 'dense', 'r1')}/{get('ja_retrieval', 'paraphrase', 'dense', 'r3')} · "
+         f"lexical {get('ja_retrieval', 'paraphrase', 'lexical', 'r1')}/{get('ja_retrieval', 'paraphrase', 'lexical', 'r3')} · "
+         f"hybrid {get('ja_retrieval', 'paraphrase', 'hybrid', 'r1')}/{get('ja_retrieval', 'paraphrase', 'hybrid', 'r3')}"),
+    ]
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"memagent bench — {results['machine']} — {results['date']}", "",
+             "| measure | size | result |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows(results)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
+    parser.add_argument("--messages", type=int, help="P2 stored messages (default 1,000,000; quick 100,000)")
+    parser.add_argument("--loop-messages", type=int, help="P1 stored messages (default 100,000)")
+    parser.add_argument("--passages", type=int, help="P3 passages (default 100,000; quick 10,000)")
+    parser.add_argument("--embedded", type=int, help="P3 passages embedded for real (default 2,000; quick 500)")
+    parser.add_argument("--turns", type=int, help="P4 conversation turns (default 10; quick 5)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    from bench import agent_bench, memory_bench, parser_recovery, startup_bench
+
+    lines = agent_bench.japanese_script()[: args.turns or (5 if quick else 10)]
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "quick": quick,
+    }
+    results["parser"] = timed("parser recovery", parser_recovery.run)
+    results["p5_startup"] = timed("P5 startup", lambda: startup_bench.run(repeats=3 if quick else 5))
+    results["p1_loop"] = timed("P1 loop overhead", lambda: agent_bench.loop_overhead(args.loop_messages or 100_000, 20 if quick else 30))
+    results["p2_recall"] = timed("P2 recall search", lambda: memory_bench.recall_search_vs_like(args.messages or (100_000 if quick else 1_000_000)))
+    results["p3_archival"] = timed("P3 archival", lambda: memory_bench.archival_latency(
+        args.passages or (10_000 if quick else 100_000), embedded=args.embedded or (500 if quick else 2_000)))
+    results["ja_retrieval"] = timed("Japanese retrieval", memory_bench.ja_retrieval)
+    conversation = timed("P4 conversation (embedded model)", lambda: agent_bench.run_conversation(lines, context_length=4096))
+    conversation.pop("transcript", None)
+    results["p4_conversation"] = conversation
+    RESULTS.write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    print(table(results))
+    print(f"\nwritten to {RESULTS}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
