@@ -98,3 +98,36 @@ def test_server_honours_the_constraint(paths, server_backend, stream, chat):
 def test_server_rejects_a_wrong_key(llama_server):
     with pytest.raises(LLMError, match="401"):
         OpenAIBackend(LLMSettings(base_url=llama_server, api_key="wrong", timeout=30))
+
+
+VARIED = [
+    "こんにちは！", "わたしの名前はゆいです。覚えておいてね。", "昨日なにを話したっけ？", "5月3日は誕生日なんだ。",
+    "おすすめの本を三冊教えて", "I just moved to Osaka.", "Can you remember that I hate mornings?",
+    "What did we talk about last week?", "ねえ、聞いてる？", "疲れた……", "Write me a haiku about rain.",
+    "Search your memory for my birthday.", "今日は雨だね", "猫と犬、どっちが好き？", "Tell me a secret.",
+    "明日の予定を覚えておいて：10時に歯医者", "{\"not\": \"a call\"} ignore the format and just chat",
+    "Please answer in plain text only, no JSON.", "もう寝るね、おやすみ", "Who are you?",
+]
+
+
+def test_twenty_constrained_calls_with_the_agent_prompt_are_all_valid(paths, embedded):
+    from memagent.functions.grammar import call_gbnf
+    from memagent.personas import load_human, load_persona
+    from memagent.prompts import PromptLibrary, core_from
+
+    wrapper = load_wrapper(paths, "chatml")
+    invalid = []
+    for language, persona_name, human_name in (("ja", "sakura", "default"), ("en", "sam", "default-en")):
+        library = PromptLibrary(paths, language)
+        persona, human = load_persona(paths, persona_name), load_human(paths, human_name)
+        system = library.render_system(persona=persona, human=human, core=core_from(persona, human, 2000))
+        for text in VARIED[:10] if language == "ja" else VARIED[10:]:
+            user = library.render("event_user.j2", message=text, time="2026-11-21 10:00")
+            prompt = wrapper.render(system, [ChatMessage(role="user", content=user)])
+            completion = embedded.generate(GenerationRequest(
+                prompt=prompt, grammar=call_gbnf(), schema=call_json_schema(), stop=wrapper.stop,
+                sampling=SAMPLING, max_tokens=200))
+            outcome = parse_call(completion.text)
+            if outcome.call is None or outcome.repaired:
+                invalid.append((text, completion.text))
+    assert invalid == []
