@@ -140,6 +140,15 @@ class ContextWindow:
         raise ContextOverflow(self._overflow_message())
 
     def _overflow_message(self) -> str:
+        messages = self.store.recall.in_context()
+        newest = messages[-1] if messages else None
+        if newest is not None and newest.kind == "user_message":
+            tokens = self._message_tokens(newest)
+            if tokens > self.budget // 2:
+                return (
+                    f"that message is too long for the {self.backend.context_length}-token context window (about "
+                    f"{tokens} tokens); it is kept in recall memory — send it in shorter parts, or raise [llm] context_length"
+                )
         return (
             f"the conversation no longer fits the {self.backend.context_length}-token context window even after "
             "summarising; raise [llm] context_length, or shorten core memory (memagent memory edit)"

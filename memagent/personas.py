@@ -63,6 +63,14 @@ class Persona(_Profile):
     rules: list[str] = Field(default_factory=list)
     color: str | None = None
     description: str = ""
+    # Fields a character card brings (see cards.py); the preamble renders the ones the model needs.
+    personality: str = ""
+    scenario: str = ""
+    system_prompt: str = ""
+    post_history_instructions: str = ""
+    alternate_greetings: list[str] = Field(default_factory=list)
+    creator_notes: str = ""
+    tags: list[str] = Field(default_factory=list)
 
 
 class Human(_Profile):
@@ -78,6 +86,13 @@ FIELD_HINTS: dict[str, str] = {
     "rules": "write each rule on its own line as `- ...`",
     "color": "write a prompt-toolkit color name such as `ansimagenta` or `#ff88aa`",
     "description": "write `description: ...` as one line of text",
+    "personality": "write `personality: ...` as text (a YAML `|` block for several lines)",
+    "scenario": "write `scenario: ...` as text (a YAML `|` block for several lines)",
+    "system_prompt": "write `system_prompt: ...` as text (a YAML `|` block for several lines)",
+    "post_history_instructions": "write `post_history_instructions: ...` as text",
+    "alternate_greetings": "write each greeting on its own line as `- ...`",
+    "creator_notes": "write `creator_notes: ...` as text",
+    "tags": "write each tag on its own line as `- ...`",
 }
 
 
@@ -186,6 +201,35 @@ def list_humans(paths: Paths) -> dict[str, Path]:
     return list_resources(paths, "humans", SUFFIXES)
 
 
+# Front matter keys in the order a person reads them; anything else follows.
+FILE_ORDER = ("name", "language", "description", "color", "first_message", "alternate_greetings", "personality",
+              "scenario", "system_prompt", "post_history_instructions", "rules", "examples", "tags", "creator_notes")
+
+
+class _FrontMatterDumper(yaml.SafeDumper):
+    """Multi-line strings as `|` blocks, so an imported card stays readable and editable."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # PyYAML falls back to a quoted scalar when a block cannot hold the string exactly.
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_FrontMatterDumper.add_representer(str, _represent_text)
+
+
+def persona_file_text(persona: Persona, comment: str = "") -> str:
+    """The Markdown file for `persona`: front matter with every non-empty field, then the text.
+
+    `comment` (one or more lines) goes at the top of the front matter as YAML comments.
+    """
+    fields = persona.model_dump(mode="json", exclude={"key", "text", "source"}, exclude_defaults=True)
+    ordered = {key: fields.pop(key) for key in FILE_ORDER if key in fields} | fields
+    front = yaml.dump(ordered, Dumper=_FrontMatterDumper, allow_unicode=True, sort_keys=False, width=1_000_000)
+    header = "".join(f"# {line}\n" for line in comment.splitlines())
+    return f"---\n{header}{front}---\n{persona.text.strip()}\n"
+
+
 def new_profile_text(paths: Paths, kind: str, key: str, language: str) -> str:
     """The starting text for `memagent persona|human new`: `<kind>/_template.<lang>.md`, user copy first."""
     template = find_resource(paths, kind, f"_template.{language}.md") or find_resource(paths, kind, "_template.en.md")
@@ -206,4 +250,5 @@ __all__ = [
     "load_persona",
     "load_persona_file",
     "new_profile_text",
+    "persona_file_text",
 ]

@@ -1,27 +1,55 @@
 """A tiny OpenAI-shaped HTTP server on 127.0.0.1 that misbehaves on purpose (500, garbage, slow,
-empty), so faults are provoked for real over a socket rather than mocked."""
+empty, dying mid-stream), so faults are provoked for real over a socket rather than mocked.
+
+Run it as its own process (to kill it for real) with `python -m tests.fake_server --port N`; it
+prints its base URL on the first line of stdout once it listens."""
 
 from __future__ import annotations
 
 import json
+import re
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class Behaviour:
-    def __init__(self, mode: str, delay: float = 0.0, models: list[dict[str, Any]] | None = None, key: str | None = None):
+    """`mode` picks the (mis)behaviour; `reply`, when given, makes the send_message text a function of
+    the request body (e.g. `echo_reply(...)`), so a test can tell which message a reply answers."""
+
+    def __init__(self, mode: str, delay: float = 0.0, models: list[dict[str, Any]] | None = None, key: str | None = None,
+                 reply: Callable[[dict[str, Any]], str] | None = None):
         self.mode = mode
         self.delay = delay
         self.models = models if models is not None else [{"id": "fake-model", "object": "model", "owned_by": "fake"}]
         self.key = key
+        self.reply = reply
         self.requests: list[dict[str, Any]] = []
+
+    def call_text(self, body: dict[str, Any]) -> str:
+        if self.reply is None:
+            return GOOD_CALL
+        return json.dumps({"inner_thoughts": "answering", "function": "send_message",
+                           "params": {"message": self.reply(body)}}, ensure_ascii=False)
 
 
 GOOD_CALL = json.dumps({"inner_thoughts": "greet", "function": "send_message", "params": {"message": "hello"}})
+
+
+def echo_reply(pattern: str, prefix: str = "echo ") -> Callable[[dict[str, Any]], str]:
+    """A reply naming the last match of `pattern` in the prompt (the newest user message, when each
+    user message carries a unique marker), or "(none)"."""
+    compiled = re.compile(pattern)
+
+    def reply(body: dict[str, Any]) -> str:
+        found = compiled.findall(json.dumps(body, ensure_ascii=False))
+        return prefix + (found[-1] if found else "(none)")
+
+    return reply
 
 
 def _completion(text: str, chat: bool) -> dict[str, Any]:
@@ -85,24 +113,45 @@ def make_handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
             elif mode == "model404":
                 self._send(404, b'{"error": {"message": "model not found"}}')
             elif mode == "no_sse":  # ignores stream=true and answers with plain JSON
-                self._send(200, json.dumps(_completion(GOOD_CALL, chat)).encode())
+                self._send(200, json.dumps(_completion(behaviour.call_text(body), chat)).encode())
+            elif mode == "die_mid_stream":  # a chunked SSE stream that breaks off, as when the server dies
+                self._die_mid_stream(behaviour.call_text(body), chat)
             elif body.get("stream"):
-                self._send_sse(GOOD_CALL, chat)
+                self._send_sse(behaviour.call_text(body), chat)
             else:
-                self._send(200, json.dumps(_completion(GOOD_CALL, chat)).encode())
+                self._send(200, json.dumps(_completion(behaviour.call_text(body), chat)).encode())
+
+        @staticmethod
+        def _sse_event(piece: str, chat: bool) -> bytes:
+            chunk = _completion(piece, chat)
+            if chat:
+                chunk["choices"][0]["delta"] = chunk["choices"][0].pop("message")
+                chunk["object"] = "chat.completion.chunk"
+            return f"data: {json.dumps(chunk)}\n\n".encode()
 
         def _send_sse(self, text: str, chat: bool) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             for piece in (text[: len(text) // 2], text[len(text) // 2 :]):
-                chunk = _completion(piece, chat)
-                if chat:
-                    chunk["choices"][0]["delta"] = chunk["choices"][0].pop("message")
-                    chunk["object"] = "chat.completion.chunk"
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(self._sse_event(piece, chat))
                 self.wfile.flush()
             self.wfile.write(b"data: [DONE]\n\n")
+
+        def _die_mid_stream(self, text: str, chat: bool) -> None:
+            # HTTP/1.1 chunked, like llama-server: a close before the final empty chunk is detectable.
+            self.protocol_version = "HTTP/1.1"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (text[:5], text[5:12]):
+                event = self._sse_event(piece, chat)
+                self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+                self.wfile.flush()
+                time.sleep(0.05)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     return Handler
 
@@ -118,3 +167,24 @@ def fake_openai_server(behaviour: Behaviour) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--mode", default="ok")
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--key")
+    parser.add_argument("--echo", metavar="REGEX", help="reply with the last match of REGEX in the prompt")
+    args = parser.parse_args(argv)
+    behaviour = Behaviour(args.mode, delay=args.delay, key=args.key, reply=echo_reply(args.echo) if args.echo else None)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(behaviour))
+    server.daemon_threads = True
+    print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -126,7 +126,7 @@ def test_twenty_constrained_calls_with_the_agent_prompt_are_all_valid(paths, emb
             prompt = wrapper.render(system, [ChatMessage(role="user", content=user)])
             completion = embedded.generate(GenerationRequest(
                 prompt=prompt, grammar=call_gbnf(), schema=call_json_schema(), stop=wrapper.stop,
-                sampling=SAMPLING, max_tokens=200))
+                sampling=SAMPLING, max_tokens=400))
             outcome = parse_call(completion.text)
             if outcome.call is None or outcome.repaired:
                 invalid.append((text, completion.text))

@@ -1,4 +1,5 @@
-"""`memagent persona …` and `memagent human …`: list, show, new, edit, delete profile files."""
+"""`memagent persona …` and `memagent human …`: list, show, new, edit, delete profile files;
+`memagent persona import|export|lorebook` for character cards (see memagent/cards.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..errors import MemagentError, NotFoundError
 from ..paths import Paths
 from ..personas import (
     KEY_PATTERN,
+    Persona,
     ProfileError,
     load_human_file,
     load_persona_file,
@@ -154,6 +156,11 @@ def _make_group(profile: ProfileKind) -> click.Group:
         if not yes and not click.confirm(f"delete {path}?", default=False):
             raise click.exceptions.Abort()
         path.unlink()
+        if profile is PERSONA:
+            from ..cards import PersonaFiles
+
+            for sidecar in PersonaFiles.beside(path).sidecars():
+                sidecar.unlink(missing_ok=True)
         packaged = find_resource(app.paths, profile.kind, f"{name}.md")
         note = f"; the packaged {noun} {name!r} is used again" if packaged else ""
         click.echo(f"deleted {path}{note}")
@@ -161,6 +168,118 @@ def _make_group(profile: ProfileKind) -> click.Group:
     return group
 
 
+def _add_card_commands(group: click.Group) -> None:
+    @group.command("import")
+    @click.argument("file", type=click.Path(path_type=Path))
+    @click.option("--name", "key", help="Save as this persona name (file name); default: from the card's name.")
+    @click.option("--agent", "agent_name",
+                  help="Also load the card's lorebook into this agent's archival memory "
+                       "(the agent is created with this persona if it does not exist).")
+    @click.option("--force", is_flag=True, help="Replace an existing persona of the same name.")
+    @pass_app
+    def import_cmd(app: AppContext, file: Path, key: str | None, agent_name: str | None, force: bool) -> None:
+        """Import a character card (V1/V2/V3, .png or .json) as a persona."""
+        from ..cards import import_card
+
+        imported = import_card(app.paths, file, key, force=force)
+        persona = imported.persona
+        verb = "replaced" if imported.replaced else "imported"
+        click.echo(f"{verb} persona {persona.key} ({persona.name}, {persona.language}) → {imported.files.persona}")
+        _warn_if_over_core_limit(app, persona)
+        if agent_name:
+            _load_into_agent(app, agent_name, persona, imported.lorebook)
+        elif imported.lorebook:
+            click.echo(f"the card's lorebook has {len(imported.lorebook)} entries; load them into an agent's archival "
+                       f"memory with `memagent persona lorebook {persona.key} --agent NAME`")
+
+    @group.command("export")
+    @click.argument("name")
+    @click.option("--format", "fmt", type=click.Choice(["png", "json"]), default="png", show_default=True,
+                  help="png: a picture with `chara` (V2) and `ccv3` (V3) chunks; json: the card JSON.")
+    @click.option("--spec", type=click.Choice(["v2", "v3"]),
+                  help="JSON card version (default: the imported card's, v2 for a persona that never was a card).")
+    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                  help="File to write (default: NAME.png or NAME.json here; '-' for stdout).")
+    @pass_app
+    def export_cmd(app: AppContext, name: str, fmt: str, spec: str | None, output: Path | None) -> None:
+        """Export persona NAME as a character card, with your edits and everything the card had."""
+        from ..cards import V2, V3, export_card
+        from ..personas import load_persona
+
+        PERSONA.check_key(name)
+        content = export_card(load_persona(app.paths, name), fmt, {"v2": V2, "v3": V3}.get(spec or ""))  # type: ignore[arg-type]
+        if str(output) == "-":
+            click.get_binary_stream("stdout").write(content)
+            return
+        target = output or Path(f"{name}.{fmt}")
+        try:
+            target.write_bytes(content)
+        except OSError as exc:
+            raise MemagentError(f"{target}: cannot write ({exc.strerror})") from None
+        click.echo(f"wrote {target}")
+
+    @group.command("lorebook")
+    @click.argument("name")
+    @click.option("--agent", "agent_name", required=True, help="Agent whose archival memory gets the entries.")
+    @pass_app
+    def lorebook_cmd(app: AppContext, name: str, agent_name: str) -> None:
+        """Load persona NAME's lorebook (from its card) into an agent's archival memory."""
+        from ..cards import lorebook_passages, stored_card
+        from ..personas import load_persona
+
+        PERSONA.check_key(name)
+        persona = load_persona(app.paths, name)
+        card = stored_card(persona)
+        passages = lorebook_passages(card, persona) if card else []
+        if not passages:
+            raise MemagentError(f"persona {name!r} has no lorebook entries (only a card with a `character_book` "
+                                "brings them; import one with `memagent persona import FILE`)")
+        _load_into_agent(app, agent_name, persona, passages)
+
+
+def _warn_if_over_core_limit(app: AppContext, persona: Persona) -> None:
+    limit = app.settings.memory.core_limit
+    if len(persona.text) > limit:
+        click.echo(f"warning: the persona text is {len(persona.text)} characters, over memory.core_limit ({limit}); "
+                   f"shorten it with `memagent persona edit {persona.key}` or raise core_limit, "
+                   "or an agent cannot be created with it", err=True)
+
+
+def _load_into_agent(app: AppContext, agent_name: str, persona: Persona, passages: list[str]) -> None:
+    """Load lorebook passages into `agent_name`, first creating the agent with `persona` if needed."""
+    from ..cards import load_lorebook
+    from ..memory.store import AgentStore, check_agent_name
+    from .memory_cmds import open_agent, show_progress
+
+    check_agent_name(agent_name)
+    if not AgentStore.exists(app.paths, agent_name):
+        _create_agent(app, agent_name, persona)
+        click.echo(f"created agent {agent_name} with persona {persona.key}")
+    with open_agent(app, agent_name, write=True) as store:
+        store.archival.progress = show_progress()
+        count = load_lorebook(store, persona.key, passages)
+    click.echo(f"loaded {count} lorebook entries into the archival memory of agent {agent_name}")
+
+
+def _create_agent(app: AppContext, agent_name: str, persona: Persona) -> None:
+    from ..config import DEFAULT_HUMANS
+    from ..memory.store import AgentStore
+    from ..personas import load_human
+
+    limit = app.settings.memory.core_limit
+    if len(persona.text) > limit:
+        raise MemagentError(f"agent {agent_name!r} not created: the persona text is {len(persona.text)} characters, "
+                            f"over memory.core_limit ({limit}); shorten it with `memagent persona edit {persona.key}`")
+    language = persona.language or app.settings.agent.language
+    human = load_human(app.paths, app.settings.agent.human or DEFAULT_HUMANS[language])
+    AgentStore.create(app.paths, app.settings, agent_name, persona=persona.text, human=human.text,
+                      persona_name=persona.key, human_name=human.key, language=language).close()
+
+
 def register(cli: click.Group) -> None:
     for profile in (PERSONA, HUMAN):
-        cli.add_command(_make_group(profile))
+        group = _make_group(profile)
+        if profile is PERSONA:
+            _add_card_commands(group)
+            group.help = f"{group.help} Import and export character cards (V2/V3, PNG or JSON)."
+        cli.add_command(group)

@@ -100,7 +100,15 @@ class OpenAIBackend(LLMBackend):
             else:
                 response = self.client.chat.completions.create(messages=request.messages, **params)
             if params["stream"]:
-                completion = self._read_stream(response, request, mode)
+                try:
+                    completion = self._read_stream(response, request, mode)
+                except openai.APITimeoutError:
+                    raise
+                except openai.APIConnectionError:
+                    raise LLMError(
+                        f"the connection to {self.base_url} broke off in the middle of a reply; the server may have "
+                        "crashed or been stopped — check it (and its log) and try again"
+                    ) from None
                 if completion is None:
                     # Some servers ignore stream=true and answer with one JSON body; ask again unstreamed.
                     log.info("%s sent no stream chunks; streaming is off for this session", self.base_url)

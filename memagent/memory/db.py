@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +19,40 @@ from .migrations import MIGRATIONS, SCHEMA_VERSION
 
 DB_FILENAME = "agent.db"
 BUSY_TIMEOUT_MS = 10_000
+# Below this much free space an I/O error while writing is reported as a full disk.
+LOW_SPACE_BYTES = 1 << 20
+
+
+class StorageError(MemagentError):
+    """The database file could not be read or written (full disk, read-only, locked, damaged)."""
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def storage_error(path: Path, exc: BaseException) -> StorageError | None:
+    """One clear line for a SQLite failure caused by the machine rather than the code, or None
+    (a programming error, which should keep its traceback)."""
+    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = detail.lower()
+    free = _free_bytes(path.parent)
+    if "disk is full" in text or (("disk i/o error" in text or "unable to open" in text) and free is not None
+                                  and free < LOW_SPACE_BYTES):
+        return StorageError(f"the disk holding {path.parent} is full ({detail}); free some space and try again "
+                            "— what was stored before is intact, the last step was not saved")
+    if "readonly" in text or "read-only" in text:
+        return StorageError(f"{path} cannot be written ({detail}); check the permissions of {path.parent}")
+    if "locked" in text or "busy" in text:
+        return StorageError(f"{path} stayed locked by another program for {BUSY_TIMEOUT_MS // 1000}s ({detail}); "
+                            "close it and try again")
+    if "malformed" in text or "not a database" in text or "disk i/o error" in text or "unable to open" in text:
+        return StorageError(f"{path}: cannot use the memory database ({detail}); check the disk, or restore the "
+                            "agent from an export (memagent memory import)")
+    return None
 
 
 def _configure_connection(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -74,8 +109,9 @@ class Database:
                     migration(connection)
                 if version != SCHEMA_VERSION:
                     connection.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except OperationalError as exc:
-            raise MemagentError(f"{self.path}: cannot open the memory database ({exc.orig})") from None
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            mapped = storage_error(self.path, exc)
+            raise mapped or MemagentError(f"{self.path}: cannot open the memory database ({getattr(exc, 'orig', exc)})") from None
 
     @property
     def schema_version(self) -> int:
@@ -99,6 +135,11 @@ class Database:
             with session.begin():
                 yield session
             callbacks: list[Callable[[], None]] = self._local.after_commit
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            mapped = storage_error(self.path, exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
         finally:
             self._local.session = None
             self._local.after_commit = []
@@ -113,8 +154,14 @@ class Database:
         if active is not None:
             yield active
             return
-        with Session(self.engine, expire_on_commit=False) as session:
-            yield session
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                yield session
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            mapped = storage_error(self.path, exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the current transaction commits (now, if none is open); dropped on rollback."""
