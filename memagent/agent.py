@@ -111,7 +111,7 @@ class Agent:
             self.store.recall.add("user", text, kind="user_message", turn_id=turn_id)
         return self._run_turn(turn_id, text, emit)
 
-    def retry(self, emit: EventSink, note: str | None = None) -> TurnStats | None:
+    def retry(self, emit: EventSink, note: str | None = None, sampling: SamplerPreset | None = None) -> TurnStats | None:
         """Regenerate the reply to the last user message (its side effects are undone first)."""
         last = self._last_user_message()
         if last is None:
@@ -119,12 +119,12 @@ class Agent:
             return None
         undo_turn(self.store, last.turn_id, keep_user_message=True)
         self.context.invalidate_system()
-        return self._run_turn(last.turn_id, last.content, emit, extra_note=note)
+        return self._run_turn(last.turn_id, last.content, emit, extra_note=note, sampling=sampling)
 
     def rethink(self, emit: EventSink) -> TurnStats | None:
         """Like retry, but asks the model to reconsider and samples more freely."""
         note = self.prompts.render("rethink.j2")
-        return self.retry(emit, note=note)
+        return self.retry(emit, note=note, sampling=_loosened(self.settings.preset(), 1))
 
     def undo(self) -> str | None:
         """Remove the last exchange (user message, replies, memory edits); returns the user text."""
@@ -143,9 +143,10 @@ class Agent:
     def _recent_replies(self) -> list[str]:
         calls = self.store.recall.recent(RECENT_REPLIES * 3, kinds=["assistant_call"])
         replies = [str((m.function_args or {}).get("message", "")) for m in calls if m.function_name == "send_message"]
-        return replies[:RECENT_REPLIES]
+        return replies[-RECENT_REPLIES:]  # `recent` is oldest first
 
-    def _run_turn(self, turn_id: int, user_text: str, emit: EventSink, extra_note: str | None = None) -> TurnStats:
+    def _run_turn(self, turn_id: int, user_text: str, emit: EventSink, extra_note: str | None = None,
+                  sampling: SamplerPreset | None = None) -> TurnStats:
         stats = TurnStats()
         self.last_stats = stats
         max_steps = self.settings.agent.max_steps
@@ -153,7 +154,7 @@ class Agent:
         while stats.steps < max_steps:
             stats.steps += 1
             emit(AgentEvent("status", f"step {stats.steps}", {"step": stats.steps}))
-            attempt = self._generate_valid(stats, first_step_extra, emit, allowed=None, last_user=user_text)
+            attempt = self._generate_valid(stats, first_step_extra, emit, allowed=None, last_user=user_text, sampling=sampling)
             first_step_extra = []
             if attempt is None or attempt.call is None:
                 stats.failed = True
@@ -207,12 +208,13 @@ class Agent:
 
     # --- one valid call, with bounded repair --------------------------------------------------
     def _generate_valid(
-        self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, allowed: list[str] | None, last_user: str | None
+        self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, allowed: list[str] | None,
+        last_user: str | None, sampling: SamplerPreset | None = None,
     ) -> Attempt | None:
         """Call the model until it yields a valid, non-degenerate call, within the configured bounds.
         Failed attempts and corrective notes are shown to the model but never stored."""
         corrections: list[ChatMessage] = []
-        sampling = self.settings.preset()
+        sampling = sampling or self.settings.preset()
         parse_left = self.settings.agent.parse_retries
         degenerate_left = self.settings.agent.degenerate_retries
         recent = self._recent_replies()

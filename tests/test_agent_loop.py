@@ -233,3 +233,13 @@ def test_when_all_regenerations_fail_the_least_harmful_reply_is_kept(make_agent)
     assert events.replies == ["Here I am, happy to talk"]
     stored = [m for m in agent.store.recall.all() if m.kind == "assistant_call"][0]
     assert stored.inner_thoughts == ""  # a thought that only repeated the message is not kept
+
+
+def test_rethink_sends_a_note_and_samples_more_freely(make_agent):
+    agent, llm = make_agent([say("First answer"), say("A reconsidered answer")])
+    agent.send("question", Recorder())
+    events = Recorder()
+    agent.rethink(events)
+    assert events.replies == ["A reconsidered answer"]
+    assert llm.requests[1].sampling.temperature > llm.requests[0].sampling.temperature
+    assert "withdrawn" in llm.requests[1].prompt  # prompts/en/rethink.j2
