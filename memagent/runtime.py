@@ -109,6 +109,7 @@ class AgentSession:
                     paths, settings, name, create=True, persona=self.persona.text, human=self.human.text,
                     persona_name=self.persona.key, human_name=self.human.key, language=language,
                 )
+                self._load_lorebook()
             else:
                 self.store = AgentStore.open(paths, settings, name)
                 self.persona = load_persona(paths, persona or self.store.info.persona or settings.agent.persona)
@@ -125,6 +126,15 @@ class AgentSession:
         self._loader: threading.Thread | None = None
         self._agent: Any = None
         self.stream_replies = False
+
+    def _load_lorebook(self) -> None:
+        """A persona imported from a character card brings its lorebook into a new agent's archival memory."""
+        from .cards import load_lorebook, lorebook_passages, stored_card
+
+        card = stored_card(self.persona)
+        passages = lorebook_passages(card, self.persona) if card else []
+        if passages:
+            load_lorebook(self.store, self.persona.key, passages)
 
     # --- the model, loaded once, possibly in the background -----------------------------------
     def start_loading(self) -> None:

@@ -394,3 +394,25 @@ def test_export_errors_are_one_line(home: Path, capsys: pytest.CaptureFixture[st
     assert "no persona named 'nobody'" in fails(capsys, "persona", "export", "nobody")
     assert "no lorebook" in fails(capsys, "persona", "lorebook", "sakura", "--agent", "x")
     assert "cannot write" in fails(capsys, "persona", "export", "sakura", "-o", str(tmp_path / "no" / "dir" / "x.png"))
+
+
+def test_a_new_chat_agent_gets_the_cards_lorebook(runner: CliRunner, paths: Paths, tmp_path: Path) -> None:
+    ok(runner, "persona", "import", str(write_json(tmp_path / "mira.json", v2_card())), "--name", "mira")
+    from memagent.config import load_settings
+    from memagent.runtime import AgentSession
+
+    with AgentSession(paths, load_settings(paths, environ={}), "fresh", persona="mira") as session:
+        assert [p.text for p in session.store.archival.all()] == [
+            "[lamp, lens] The lamp of Mira Vale's lighthouse has a Fresnel lens."]
+
+
+def test_a_long_character_still_makes_an_agent(runner: CliRunner, paths: Paths, tmp_path: Path) -> None:
+    card = v2_card()
+    card["data"]["description"] = "A very detailed keeper. " * 200  # ~4,800 characters, over core_limit
+    ok(runner, "persona", "import", str(write_json(tmp_path / "long.json", card)), "--name", "long")
+    from memagent.config import load_settings
+    from memagent.runtime import AgentSession
+
+    with AgentSession(paths, load_settings(paths, environ={}), "long-agent", persona="long") as session:
+        block = session.store.core.get("persona")
+        assert "A very detailed keeper." in block.value and block.limit > block.length

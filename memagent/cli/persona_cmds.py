@@ -240,9 +240,9 @@ def _add_card_commands(group: click.Group) -> None:
 def _warn_if_over_core_limit(app: AppContext, persona: Persona) -> None:
     limit = app.settings.memory.core_limit
     if len(persona.text) > limit:
-        click.echo(f"warning: the persona text is {len(persona.text)} characters, over memory.core_limit ({limit}); "
-                   f"shorten it with `memagent persona edit {persona.key}` or raise core_limit, "
-                   "or an agent cannot be created with it", err=True)
+        click.echo(f"note: the persona text is {len(persona.text)} characters, over memory.core_limit ({limit}); "
+                   "new agents get a bigger persona block to fit it. It takes room in every prompt: "
+                   f"consider shortening it with `memagent persona edit {persona.key}`", err=True)
 
 
 def _load_into_agent(app: AppContext, agent_name: str, persona: Persona, passages: list[str]) -> None:

@@ -162,7 +162,10 @@ class AgentStore:
             store = cls(paths, settings, name, db)
             with store.transaction():
                 for label, value in {"persona": persona, "human": human, **(extra_blocks or {})}.items():
-                    store.core.create(label, value)
+                    # A long imported character must not make the agent impossible to create: its block
+                    # gets room for the text plus a quarter of the usual limit to grow.
+                    limit = max(settings.memory.core_limit, len(value) + settings.memory.core_limit // 4)
+                    store.core.create(label, value, limit=limit)
         except BaseException:
             db.close()
             _remove_partial_agent(agent_dir)
