@@ -7,6 +7,7 @@ gets a reply or a visible notice; nothing the user said is ever lost; retries ar
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,7 +87,8 @@ class Agent:
         """A new agent's first message: the persona's own, or a generated one (one try, no loop)."""
         if self.store.get_state("greeted") or self.store.recall.count() > 0:
             return
-        text = self.persona.first_message if self.settings.agent.first_message == "persona" else None
+        greetings = [g for g in [self.persona.first_message, *self.persona.alternate_greetings] if g]
+        text = random.choice(greetings) if greetings and self.settings.agent.first_message == "persona" else None
         call: FunctionCall | None = None
         if text:
             call = FunctionCall("send_message", {"message": text}, "")
