@@ -100,6 +100,10 @@ def run_conversation(lines: list[str], *, context_length: int = 4096, home: Path
     }
 
 
+TOPICS = ["いい天気だね。散歩に行きたくなる。", "その本、わたしも読んだことあるよ！", "猫カフェって癒されるよね。",
+          "明日は早起きしなきゃ。", "いちご大福、今度一緒に食べよう。", "仕事おつかれさま、ゆっくり休んでね。"]
+
+
 class InstantLLM:
     """A fake LLM that answers at once with a fresh send_message call, to time the loop alone."""
 
@@ -116,8 +120,9 @@ class InstantLLM:
         from memagent.llm.base import Completion
 
         self.turn += 1
+        topic = TOPICS[self.turn % len(TOPICS)]
         text = json.dumps({"inner_thoughts": f"note {self.turn}", "function": "send_message",
-                           "params": {"message": f"Reply number {self.turn} about the topic."}})
+                           "params": {"message": f"{topic} ({self.turn})"}}, ensure_ascii=False)
         return Completion(text=text, prompt_tokens=0, completion_tokens=20)
 
     def count_tokens(self, text: str) -> int:

@@ -87,3 +87,23 @@ def test_reads_inside_a_transaction_see_its_writes(db: Database) -> None:
         session.flush()
         with db.read() as reader:
             assert [m.content for m in reader.scalars(select(MessageRow))] == ["pending"]
+
+
+def test_a_version_1_database_is_migrated_and_uses_the_in_context_index(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from memagent.memory.migrations import MIGRATIONS
+
+    path = tmp_path / "agent.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        MIGRATIONS[0](connection)
+        connection.exec_driver_sql("PRAGMA user_version = 1")
+    engine.dispose()
+    database = Database(path)
+    assert database.schema_version == SCHEMA_VERSION >= 2
+    with database.engine.connect() as connection:
+        plan = " ".join(str(row) for row in connection.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT id FROM message WHERE message.in_context = 1 ORDER BY message.id"))
+    database.close()
+    assert "ix_message_in_context" in plan

@@ -96,6 +96,15 @@ _V1 = [
 ]
 
 
+# The partial index of v1 said `WHERE in_context`, but SQLAlchemy writes `in_context = 1`, which
+# SQLite cannot prove implies it: every prompt build scanned the whole table.
+_V2 = [
+    "DROP INDEX ix_message_in_context",
+    "CREATE INDEX ix_message_in_context ON message(id) WHERE in_context = 1",
+    "CREATE INDEX ix_message_kind ON message(kind, id)",
+]
+
+
 def _run_all(statements: list[str]) -> Callable[[Connection], None]:
     def migrate(connection: Connection) -> None:
         for statement in statements:
@@ -106,6 +115,7 @@ def _run_all(statements: list[str]) -> Callable[[Connection], None]:
 
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _run_all(_V1),
+    _run_all(_V2),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
