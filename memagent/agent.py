@@ -21,7 +21,7 @@ from .executor import FunctionExecutor
 from .functions.grammar import call_gbnf
 from .functions.schemas import FUNCTION_NAMES, call_json_schema
 from .llm.base import GenerationRequest, LLMBackend
-from .parsing import parse_call
+from .parsing import CallError, parse_call
 from .prompts import PromptLibrary
 from .streaming import MessageStreamer
 from .turns import undo_turn
@@ -287,7 +287,11 @@ class Agent:
         stats.context_used = built.used_fraction
         stats.calls.append((completion.prompt_tokens or built.tokens, completion.evaluated_tokens))
         outcome = parse_call(completion.text, prefill=self.wrapper.prefill, allowed=allowed)
-        return Attempt(call=outcome.call, raw=self.wrapper.prefill + completion.text, error=outcome.error,
+        error = outcome.error
+        if outcome.call is None and completion.finish_reason == "length":
+            # A rambling model ran into max_tokens: ask for brevity rather than for valid JSON.
+            error = CallError(kind="truncated", allowed_functions=list(allowed or self.functions))
+        return Attempt(call=outcome.call, raw=self.wrapper.prefill + completion.text, error=error,
                        streamed=bool(streamer and streamer.shown))
 
     def _store_pressure_alert(self, built: BuiltPrompt) -> None:

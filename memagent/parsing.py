@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from memagent.conversation import FunctionCall
 from memagent.functions.schemas import FUNCTION_NAMES, FUNCTIONS, example_call
 
-ErrorKind = Literal["no_json", "unknown_function", "invalid_arguments", "empty"]
+ErrorKind = Literal["no_json", "unknown_function", "invalid_arguments", "empty", "truncated"]
 
 # Model output longer than this is cut before parsing; no real call is this long, and the cap
 # keeps the repair library's worst cases bounded.

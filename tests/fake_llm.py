@@ -8,6 +8,10 @@ from typing import Any
 
 from memagent.llm.base import Completion, GenerationRequest, LLMBackend, estimate_tokens
 
+class Truncated(str):
+    """A reply that ran into max_tokens (finish_reason "length")."""
+
+
 Reply = str | dict[str, Any] | Callable[[GenerationRequest], str]
 
 
@@ -45,7 +49,9 @@ class ScriptedLLM(LLMBackend):
             text = reply
         if request.on_text:
             request.on_text(text)
-        return Completion(text=text, prompt_tokens=self.count_tokens(request.prompt or ""), completion_tokens=len(text))
+        finish = "length" if isinstance(reply, Truncated) else "stop"
+        return Completion(text=text, prompt_tokens=self.count_tokens(request.prompt or ""), completion_tokens=len(text),
+                          finish_reason=finish)
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)

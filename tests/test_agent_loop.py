@@ -13,7 +13,7 @@ from memagent.personas import load_human, load_persona
 from memagent.prompts import PromptLibrary
 from memagent.wrappers import load_wrapper
 
-from .fake_llm import ScriptedLLM, call, say
+from .fake_llm import ScriptedLLM, Truncated, call, say
 
 
 class Recorder(list):
@@ -243,3 +243,12 @@ def test_rethink_sends_a_note_and_samples_more_freely(make_agent):
     assert events.replies == ["A reconsidered answer"]
     assert llm.requests[1].sampling.temperature > llm.requests[0].sampling.temperature
     assert "withdrawn" in llm.requests[1].prompt  # prompts/en/rethink.j2
+
+
+def test_a_reply_cut_off_by_max_tokens_asks_for_brevity(make_agent):
+    agent, llm = make_agent([Truncated('{"inner_thoughts": "I keep thinking and thinking and thinking'), say("Short and sweet.")])
+    events = Recorder()
+    stats = agent.send("hello there", events)
+    assert events.replies == ["Short and sweet."] and stats.parse_retries == 1
+    assert "too long" in llm.requests[1].prompt  # prompts/en/parse_error.j2, kind "truncated"
+    assert '"message": "..."' not in llm.requests[1].prompt

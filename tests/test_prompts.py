@@ -50,6 +50,7 @@ EVENT_CASES: dict[str, list[dict[str, Any]]] = {
         {"error": Error(kind="invalid_arguments", function="core_memory_append", field="label",
                         problem="must be 'persona' or 'human'", example=EXAMPLE_CALL)},
         {"error": Error(kind="empty", example={})},
+        {"error": Error(kind="truncated", example={})},
     ],
     "degenerate.j2": [{"kind": k} for k in ("empty_message", "thoughts_equal_message", "parrots_user", "repeated_reply")],
     "summary.j2": [
@@ -124,8 +125,21 @@ def test_event_templates_render_every_branch(library: PromptLibrary) -> None:
 
 def test_japanese_text_is_not_escaped(paths: Paths) -> None:
     library = PromptLibrary(paths, "ja")
-    text = library.render("parse_error.j2", error=Error(kind="no_json", example=EXAMPLE_CALL))
-    assert '"message": "こんにちは"' in text
+    example = {"inner_thoughts": "…", "function": "archival_memory_insert", "params": {"content": "こんにちは"}}
+    text = library.render("parse_error.j2", error=Error(kind="invalid_arguments", function="archival_memory_insert",
+                                                         example=example))
+    assert '"content": "こんにちは"' in text
+
+
+def test_send_message_examples_never_offer_placeholder_values(paths: Paths) -> None:
+    """Small models copy example values: a "..." message became a reply of "..." and a mute turn."""
+    for language in ("ja", "en"):
+        library = PromptLibrary(paths, language)
+        for kind in ("no_json", "truncated", "empty", "invalid_arguments"):
+            text = library.render("parse_error.j2", error=Error(kind=kind, function=None if kind != "invalid_arguments"
+                                                                  else "send_message", example=EXAMPLE_CALL))
+            assert '"message": "..."' not in text and '"message": "こんにちは"' not in text
+            assert '"function": "send_message"' in text
 
 
 def test_search_result_header_and_paging(paths: Paths) -> None:
