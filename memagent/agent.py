@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,9 +234,11 @@ class Agent:
                 corrections = self._correction(attempt.raw, note)
                 continue
             kind = detect_degenerate(attempt.call, last_user, recent)
-            if kind is None and corrections:
-                # Small models copy the corrective note itself into the message.
-                kind = "parrots_user" if detect_degenerate(attempt.call, corrections[-1].content, []) == "parrots_user" else None
+            if kind is None:
+                # Small models also copy a corrective note or an example reply from the prompt.
+                copied = [c.content for c in corrections[-1:]] + self._example_replies()
+                if any(detect_degenerate(attempt.call, text, []) == "parrots_user" for text in copied):
+                    kind = "parrots_user"
             if kind is None:
                 return attempt
             stats.degenerate_kinds.append(kind)
@@ -250,6 +253,12 @@ class Agent:
             stats.degenerate_retries += 1
             corrections = self._correction(attempt.raw, self.prompts.render("degenerate.j2", kind=kind))
             sampling = _loosened(sampling, stats.degenerate_retries)
+
+    def _example_replies(self) -> list[str]:
+        """Reply texts the prompt shows as examples (persona example lines, example calls)."""
+        examples = [example.char for example in getattr(self.persona, "examples", [])]
+        examples += _EXAMPLE_MESSAGE.findall(self.context.system().text)
+        return examples
 
     @staticmethod
     def _retract(attempt: Attempt, emit: EventSink) -> None:
@@ -301,6 +310,8 @@ class Agent:
             self.store.recall.add("user", text, kind="system_alert", turn_id=turn_id)
             self.store.set_state("warned", True)
 
+
+_EXAMPLE_MESSAGE = re.compile(r'"message"\s*:\s*"([^"]{4,})"')
 
 # Which flawed reply to keep when every regeneration was flawed too: the least harmful one.
 DEGENERATE_SEVERITY = {"thoughts_equal_message": 1, "repeated_reply": 2, "parrots_user": 3, "empty_message": 4}

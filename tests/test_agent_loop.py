@@ -252,3 +252,13 @@ def test_a_reply_cut_off_by_max_tokens_asks_for_brevity(make_agent):
     assert events.replies == ["Short and sweet."] and stats.parse_retries == 1
     assert "too long" in llm.requests[1].prompt  # prompts/en/parse_error.j2, kind "truncated"
     assert '"message": "..."' not in llm.requests[1].prompt
+
+
+def test_copying_an_example_reply_from_the_prompt_is_regenerated(make_agent):
+    agent, llm = make_agent([])
+    example = agent.persona.examples[0].char
+    llm.replies = [say(example), say("A reply of my own, thank you.")]
+    events = Recorder()
+    stats = agent.send("Tell me something", events)
+    assert events.replies == ["A reply of my own, thank you."]
+    assert stats.degenerate_kinds == ["parrots_user"]
