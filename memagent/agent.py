@@ -16,7 +16,7 @@ from typing import Any
 from .config import SamplerPreset, Settings
 from .context import BuiltPrompt, ContextWindow
 from .conversation import ChatMessage, FunctionCall
-from .degenerate import detect_degenerate
+from .degenerate import copies_any, detect_degenerate
 from .events import AgentEvent
 from .executor import FunctionExecutor
 from .functions.grammar import call_gbnf
@@ -236,8 +236,8 @@ class Agent:
             kind = detect_degenerate(attempt.call, last_user, recent)
             if kind is None:
                 # Small models also copy a corrective note or an example reply from the prompt.
-                copied = [c.content for c in corrections[-1:]] + self._example_replies()
-                if any(detect_degenerate(attempt.call, text, []) == "parrots_user" for text in copied):
+                shown = [c.content for c in corrections[-1:]] + self._example_replies()
+                if copies_any(str(attempt.call.arguments.get("message", "")), shown):
                     kind = "parrots_user"
             if kind is None:
                 return attempt

@@ -73,3 +73,21 @@ def detect_degenerate(
         if nearly_equal(normalise_text(reply), message_text, REPEAT_MIN_CHARS):
             return "repeated_reply"
     return None
+
+
+# Copying a text the prompt shows (an example reply, a corrective note) is caught even for short
+# texts and small edits ("どうだった？" → "どうだったか？"), since such texts are never natural replies.
+COPY_MIN_CHARS = 6
+COPY_RATIO = 0.85
+
+
+def copies_any(message: str, shown_texts: list[str]) -> bool:
+    """True when `message` is (nearly) one of `shown_texts`."""
+    mine = normalise_text(message)
+    if len(mine) < COPY_MIN_CHARS:
+        return False
+    for text in shown_texts:
+        theirs = normalise_text(text)
+        if len(theirs) >= COPY_MIN_CHARS and SequenceMatcher(None, mine, theirs, autojunk=False).ratio() >= COPY_RATIO:
+            return True
+    return False

@@ -109,3 +109,12 @@ def test_checks_run_in_documented_order() -> None:
     assert detect_degenerate(_reply(text, text), text, [text]) == "thoughts_equal_message"
     assert detect_degenerate(_reply(text), text, [text]) == "parrots_user"
     assert set(DEGENERATE_KINDS) == {"empty_message", "thoughts_equal_message", "parrots_user", "repeated_reply"}
+
+
+def test_near_copies_of_shown_texts_are_caught_even_when_short():
+    from memagent.degenerate import copies_any
+
+    assert copies_any("おつかれさま。今日はどうだったか？", ["おつかれさま。今日はどうだった？"])
+    assert copies_any("Long day? Tell me about it!", ["Long day? Tell me about it."])
+    assert not copies_any("うん、いいね", ["おつかれさま。今日はどうだった？"])
+    assert not copies_any("はい", ["はい"])  # too short to call a copy
