@@ -24,10 +24,17 @@ class AgentLock:
     """One process per agent. The OS drops the lock when its holder dies (even by kill -9)."""
 
     def __init__(self, agent_dir: Path, name: str) -> None:
-        agent_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.path = agent_dir / "agent.lock"
+        try:
+            agent_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
         self._lock = FileLock(str(self.path), timeout=0)
+
+    def _unwritable(self, exc: OSError) -> MemagentError:
+        return MemagentError(f"cannot lock agent {self.name!r}: {self.path.parent} is not writable "
+                             f"({exc.strerror or exc}); check the disk and its permissions")
 
     def acquire(self) -> None:
         try:
@@ -36,6 +43,8 @@ class AgentLock:
             raise AgentBusyError(
                 f"agent {self.name!r} is in use by another memagent process; close that chat first"
             ) from None
+        except OSError as exc:  # a read-only or vanished folder
+            raise self._unwritable(exc) from None
 
     def release(self) -> None:
         self._lock.release()

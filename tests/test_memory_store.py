@@ -46,10 +46,26 @@ def test_create_open_list_and_missing(paths: Paths) -> None:
             AgentStore.open(paths, Settings(), bad, create=True)
 
 
-def test_failed_creation_leaves_nothing_behind(paths: Paths) -> None:
-    with pytest.raises(MemagentError, match="limit"):
-        AgentStore.create(paths, Settings(), "toolong", persona="あ" * 5000, human="h")
-    assert not paths.agent_dir("toolong").exists() and AgentStore.list_agents(paths) == []
+def test_failed_creation_leaves_nothing_behind(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memagent.memory.core import CoreMemory
+
+    real_create = CoreMemory.create
+
+    def failing_create(self, label, value="", limit=None):  # the second block cannot be written
+        if label == "human":
+            raise MemagentError("simulated failure while writing the human block")
+        return real_create(self, label, value, limit)
+
+    monkeypatch.setattr(CoreMemory, "create", failing_create)
+    with pytest.raises(MemagentError, match="simulated failure"):
+        AgentStore.create(paths, Settings(), "broken", persona="P", human="h")
+    assert not paths.agent_dir("broken").exists() and AgentStore.list_agents(paths) == []
+
+
+def test_a_long_persona_gets_a_block_that_fits(paths: Paths) -> None:
+    with AgentStore.create(paths, Settings(), "long", persona="あ" * 5000, human="h") as store:
+        block = store.core.get("persona")
+        assert block.length == 5000 and block.limit > 5000
 
 
 def test_open_with_create(paths: Paths) -> None:

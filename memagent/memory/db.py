@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import threading
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from ..errors import MemagentError
@@ -42,16 +43,18 @@ def storage_error(path: Path, exc: BaseException) -> StorageError | None:
     free = _free_bytes(path.parent)
     if "disk is full" in text or (("disk i/o error" in text or "unable to open" in text) and free is not None
                                   and free < LOW_SPACE_BYTES):
-        return StorageError(f"the disk holding {path.parent} is full ({detail}); free some space and try again "
-                            "— what was stored before is intact, the last step was not saved")
-    if "readonly" in text or "read-only" in text:
-        return StorageError(f"{path} cannot be written ({detail}); check the permissions of {path.parent}")
+        return StorageError(f"the disk is full ({path.parent}: {detail}); free some space and try again "
+                            "— what was already stored is intact")
+    if "readonly" in text or "read-only" in text or (
+            ("disk i/o error" in text or "unable to open" in text) and not os.access(path.parent, os.W_OK)):
+        return StorageError(f"{path} cannot be written ({detail}); check that {path.parent} is on a writable disk "
+                            "and that you may write to it")
     if "locked" in text or "busy" in text:
-        return StorageError(f"{path} stayed locked by another program for {BUSY_TIMEOUT_MS // 1000}s ({detail}); "
+        return StorageError(f"{path} stayed locked by another program for {BUSY_TIMEOUT_MS / 1000:g}s ({detail}); "
                             "close it and try again")
     if "malformed" in text or "not a database" in text or "disk i/o error" in text or "unable to open" in text:
-        return StorageError(f"{path}: cannot use the memory database ({detail}); check the disk, or restore the "
-                            "agent from an export (memagent memory import)")
+        return StorageError(f"{path}: cannot use the memory database ({detail}); check the disk, or move the "
+                            "file aside and restore the agent from an export (memagent memory import --create)")
     return None
 
 
@@ -109,7 +112,7 @@ class Database:
                     migration(connection)
                 if version != SCHEMA_VERSION:
                     connection.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except (OperationalError, sqlite3.OperationalError) as exc:
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
             mapped = storage_error(self.path, exc)
             raise mapped or MemagentError(f"{self.path}: cannot open the memory database ({getattr(exc, 'orig', exc)})") from None
 
@@ -135,7 +138,7 @@ class Database:
             with session.begin():
                 yield session
             callbacks: list[Callable[[], None]] = self._local.after_commit
-        except (OperationalError, sqlite3.OperationalError) as exc:
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
             mapped = storage_error(self.path, exc)
             if mapped is None:
                 raise
@@ -157,7 +160,7 @@ class Database:
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 yield session
-        except (OperationalError, sqlite3.OperationalError) as exc:
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
             mapped = storage_error(self.path, exc)
             if mapped is None:
                 raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import uuid
@@ -31,6 +32,7 @@ from .recall import CONVERSATION_KINDS, RecallStore
 
 _NAME = re.compile(r"[^\W_][\w.-]{0,63}")  # \w includes kana and kanji: 「さくら」 is a fine name
 CHROMA_DIRNAME = "chroma"
+STAGING_FILENAME = DB_FILENAME + ".new"  # a database being created; renamed to DB_FILENAME when complete
 DEFAULT_BLOCKS = ("persona", "human")
 
 
@@ -63,11 +65,16 @@ def _index_location(settings: Settings, agent_dir: Path) -> IndexLocation:
     return IndexLocation(local_dir=agent_dir / CHROMA_DIRNAME)
 
 
+def _remove_db_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
 def _remove_partial_agent(agent_dir: Path) -> None:
     """Undo a failed creation: our files go; the folder too, unless something else lives there
     (the chat's lock file, say)."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        (agent_dir / f"{DB_FILENAME}{suffix}").unlink(missing_ok=True)
+    _remove_db_files(agent_dir / DB_FILENAME)
+    _remove_db_files(agent_dir / STAGING_FILENAME)
     shutil.rmtree(agent_dir / CHROMA_DIRNAME, ignore_errors=True)
     try:
         agent_dir.rmdir()
@@ -154,18 +161,26 @@ class AgentStore:
             raise MemagentError(f"agent {name!r} already exists; pick another name or delete it first")
         agent_dir = paths.agent_dir(name)
         agent_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(agent_dir / DB_FILENAME)
+        # Built under another name and renamed when complete, so that a crash (kill -9) part way
+        # never leaves an agent.db without its agent row or core blocks.
+        staging = agent_dir / STAGING_FILENAME
+        _remove_db_files(staging)  # what an interrupted creation left
+        db = Database(staging)
         try:
             with db.transaction() as session:
                 session.add(AgentRow(id=1, uid=uuid.uuid4().hex, name=name, persona=persona_name, human=human_name,
                                      language=language or settings.agent.language, created_at=utc_now(), state={}))
-            store = cls(paths, settings, name, db)
-            with store.transaction():
+                session.flush()
+                store = cls(paths, settings, name, db)
                 for label, value in {"persona": persona, "human": human, **(extra_blocks or {})}.items():
                     # A long imported character must not make the agent impossible to create: its block
                     # gets room for the text plus a quarter of the usual limit to grow.
                     limit = max(settings.memory.core_limit, len(value) + settings.memory.core_limit // 4)
                     store.core.create(label, value, limit=limit)
+            db.close()  # the last connection checkpoints the WAL into the file and removes it
+            os.replace(staging, _db_path(paths, name))
+            db = Database(_db_path(paths, name))
+            store = cls(paths, settings, name, db)
         except BaseException:
             db.close()
             _remove_partial_agent(agent_dir)
