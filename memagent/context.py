@@ -21,9 +21,10 @@ from .wrappers import Wrapper
 
 log = logging.getLogger(__name__)
 SAFETY_MARGIN = 16
-# Share of the budget the prompt is brought back to after a summary: low enough that summaries are
-# rare (each one changes the prompt prefix), high enough to keep plenty of recent conversation.
-REFILL_TARGET = 0.6
+# Share of the room left for conversation (the budget minus the system prompt) that a summary brings
+# the history back to: low enough that summaries are rare (each one changes the prompt prefix and
+# costs a model call), high enough to keep plenty of recent conversation.
+REFILL_TARGET = 0.5
 SUMMARY_LINE_CHARS = 600
 MAX_FIT_PASSES = 8
 
@@ -136,7 +137,9 @@ class ContextWindow:
             built = self.render(self.system(), self.history() + list(extra or []))
             if built.tokens <= built.budget:
                 return built
-            self.summarise_oldest(built.tokens - int(built.budget * REFILL_TARGET), on_summary)
+            system_tokens = self.backend.count_tokens(self.system().text)
+            target = system_tokens + int(max(0, built.budget - system_tokens) * REFILL_TARGET)
+            self.summarise_oldest(built.tokens - target, on_summary)
         raise ContextOverflow(self._overflow_message())
 
     def _overflow_message(self) -> str:
