@@ -15,6 +15,7 @@ from ..errors import MemagentError
 from ..events import AgentEvent
 from .context import AppContext
 
+RESUME_LINES = 4
 HELP = """\
 /help              this list
 /memory            show core memory blocks
@@ -85,6 +86,14 @@ class Screen:
         self.name = session.persona.name
         self.color = _color(session.persona.color or session.settings.ui.persona_color)
         self.spinner = Spinner()
+
+    def show_recent(self, count: int) -> None:
+        """Where the conversation left off, dimmed, when an existing agent is opened."""
+        visible = [m for m in self.session.store.recall.recent(count * 3, kinds=["user_message", "assistant_call"])
+                   if m.kind == "user_message" or m.function_name == "send_message"][-count:]
+        for message in visible:
+            who = "you" if message.kind == "user_message" else self.name
+            click.echo(click.style(f"{who}: {message.content}", dim=True))
 
     def _name(self) -> str:
         return f"{click.style(self.name, fg=self.color, bold=True)}: "
@@ -202,7 +211,7 @@ def _slash(screen: Screen, line: str) -> bool:
                 page = store.search(argument, page=0, page_size=5)
                 click.echo(click.style(f"{label}: {page.total} hits", bold=True))
                 for hit in page.hits:
-                    click.echo(f"  {hit.time:%Y-%m-%d %H:%M}  {hit.text[:120]}")
+                    click.echo(f"  {hit.time.astimezone():%Y-%m-%d %H:%M}  {hit.text[:120]}")
     elif command in ("retry", "rethink"):
         agent = session.agent()
         _run_turn(screen, agent.retry if command == "retry" else agent.rethink)
@@ -251,6 +260,8 @@ def run_interactive(app: AppContext, agent_name: str | None, persona: str | None
         click.echo(click.style(f"memagent · {session.name} · {session.persona.name}", bold=True)
                    + click.style("   /help for commands, Ctrl-D to leave", dim=True))
         prompt = _prompt_session(session)
+        if not session.created:
+            screen.show_recent(RESUME_LINES)
         if session.created or not session.store.get_state("greeted"):
             _run_turn(screen, lambda emit: session.agent().greet(emit))
         while True:
