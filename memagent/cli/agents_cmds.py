@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from .context import AppContext, pass_app
-from .memory_cmds import agent_lock, confirm_or_abort, echo_json, json_option, open_agent
+from .memory_cmds import agent_lock, confirm_or_abort, echo_json, echo_stats, json_option, open_agent
 
 
 def _summary(app: AppContext, name: str) -> dict[str, Any]:
@@ -48,15 +48,7 @@ def register(cli: click.Group) -> None:
         with open_agent(app, name) as store:
             data = {**_summary(app, name), "uid": store.info.uid, "folder": str(app.paths.agent_dir(name)),
                     **{k: v for k, v in store.stats().items() if k != "agent"}}
-        if as_json:
-            echo_json(data)
-            return
-        for key, value in data.items():
-            if key == "blocks":
-                value = ", ".join(f"{b['label']} {b['length']}/{b['limit']}" for b in value)
-            elif key == "index":
-                value = ", ".join(f"{k}={v}" for k, v in value.items())
-            click.echo(f"{key}: {value}")
+        echo_stats(data, as_json)
 
     @agents.command()
     @click.argument("name")

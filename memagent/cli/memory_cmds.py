@@ -135,6 +135,19 @@ def _print_show(data: dict[str, Any]) -> None:
         click.echo(f"[{passage['id']}] {passage['time'][:19]}: {one_line(passage['text'], 160)}")
 
 
+def echo_stats(data: dict[str, Any], as_json: bool) -> None:
+    """Agent statistics as JSON, or one `key: value` line each."""
+    if as_json:
+        echo_json(data)
+        return
+    for key, value in data.items():
+        if key == "blocks":
+            value = ", ".join(f"{b['label']} {b['length']}/{b['limit']}" for b in value)
+        elif key == "index":
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        click.echo(f"{key}: {value}")
+
+
 def register(cli: click.Group) -> None:
     @cli.group()
     def memory() -> None:
@@ -308,16 +321,7 @@ def register(cli: click.Group) -> None:
     def stats(app: AppContext, agent_name: str, as_json: bool) -> None:
         """Counts, sizes and the state of the archival index."""
         with open_agent(app, agent_name) as store:
-            data = store.stats()
-        if as_json:
-            echo_json(data)
-            return
-        for key, value in data.items():
-            if key == "blocks":
-                value = ", ".join(f"{b['label']} {b['length']}/{b['limit']}" for b in value)
-            elif key == "index":
-                value = ", ".join(f"{k}={v}" for k, v in value.items())
-            click.echo(f"{key}: {value}")
+            echo_stats(store.stats(), as_json)
 
 
 def _create_from_export(app: AppContext, name: str, file: Path) -> None:
