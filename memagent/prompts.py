@@ -17,21 +17,13 @@ from typing import Any
 import jinja2
 
 from .errors import MemagentError
+from .functions.schemas import FUNCTION_NAMES
 from .paths import Paths, packaged_resource_dir
 
 LANGUAGES = ("ja", "en")
 # The system prompt's parts, each rendered from `<part>.j2`, then joined by system.j2.
 SYSTEM_PARTS = ("preamble", "persona", "human", "memory_status", "functions")
-ALL_FUNCTIONS = (
-    "send_message",
-    "core_memory_append",
-    "core_memory_replace",
-    "conversation_search",
-    "conversation_search_date",
-    "archival_memory_insert",
-    "archival_memory_search",
-    "pause_heartbeats",
-)
+ALL_FUNCTIONS = tuple(FUNCTION_NAMES)
 TEMPLATE_SUFFIX = ".j2"
 
 
