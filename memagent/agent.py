@@ -186,24 +186,24 @@ class Agent:
             if execution.result_text is not None:
                 self.store.recall.add("function", execution.result_text, kind="function_result", turn_id=turn_id,
                                       function_name=call.function, function_args={"ok": execution.ok, **execution.record})
+            if call.function == "send_message":
+                stats.replied = True
             heartbeat = self._heartbeat_reason(call, stats)
             if heartbeat:
                 self.store.recall.add("user", "", kind="heartbeat", turn_id=turn_id, function_args={"reason": heartbeat})
         if execution.memory_changed:
             self.context.invalidate_system()
         if call.function == "send_message":
-            stats.replied = True
             emit(AgentEvent("assistant_message", call.arguments["message"], {"name": self.persona.name, "streamed": streamed}))
         else:
             emit(AgentEvent("function_result", execution.summary, {"function": call.function, "ok": execution.ok}))
         return heartbeat is not None
 
-    def _heartbeat_reason(self, call: FunctionCall, stats: TurnStats) -> str | None:
-        if call.function == "pause_heartbeats":
+    @staticmethod
+    def _heartbeat_reason(call: FunctionCall, stats: TurnStats) -> str | None:
+        """Why the chain goes on after `call`, or None when it ends here."""
+        if call.function in ("pause_heartbeats", "send_message"):
             return None
-        if call.function == "send_message":
-            stats.replied = True
-            return "requested" if call.request_heartbeat else None
         if call.request_heartbeat:
             return "function_result"
         # The user asked something and has had no answer yet: make sure they get one.
