@@ -118,6 +118,11 @@ class ContextWindow:
         converted = (self.to_chat_message(m) for m in self.store.recall.in_context())
         return [m for m in converted if m is not None]
 
+    def post_history(self) -> list[ChatMessage]:
+        """Instructions that go after the conversation, right before the reply (post_history.j2)."""
+        text = self.prompts.render("post_history.j2", persona=self.persona)
+        return [ChatMessage(role="user", content=text)] if text.strip() else []
+
     # --- rendering and budget -----------------------------------------------------------------
     @property
     def budget(self) -> int:
@@ -134,7 +139,7 @@ class ContextWindow:
     def build(self, extra: list[ChatMessage] | None = None, on_summary: Any = None) -> BuiltPrompt:
         """The prompt for the next call, summarising old messages first if it would not fit."""
         for _ in range(MAX_FIT_PASSES):
-            built = self.render(self.system(), self.history() + list(extra or []))
+            built = self.render(self.system(), self.history() + list(extra or []) + self.post_history())
             if built.tokens <= built.budget:
                 return built
             system_tokens = self.backend.count_tokens(self.system().text)

@@ -262,3 +262,13 @@ def test_copying_an_example_reply_from_the_prompt_is_regenerated(make_agent):
     stats = agent.send("Tell me something", events)
     assert events.replies == ["A reply of my own, thank you."]
     assert stats.degenerate_kinds == ["parrots_user"]
+
+
+def test_post_history_instructions_come_right_before_the_reply(make_agent):
+    agent, llm = make_agent([say("Short answer here.")])
+    agent.persona = agent.persona.model_copy(update={"post_history_instructions": "Answer in one sentence."})
+    agent.context.persona = agent.persona
+    agent.send("Tell me everything about lighthouses", Recorder())
+    prompt = llm.requests[0].prompt
+    assert prompt.index("Tell me everything") < prompt.index("[System] Always: Answer in one sentence.")
+    assert prompt.rstrip().endswith("<|im_start|>assistant")

@@ -180,9 +180,11 @@ def test_imported_persona_renders_in_the_system_prompt(runner: CliRunner, paths:
     system = PromptLibrary(paths, "en").render_system(persona=persona, human=human, core=core_from(persona, human, 2000))
     preamble = system.parts["preamble"]
     for text in ("You are Mira Vale.", "Write Mira Vale's lines only.", "patient, wry, curious",
-                 "User arrives at Mira Vale's lighthouse", 'User: "Who are you?" → Mira Vale: "Just the keeper."',
-                 "Keep replies under three sentences."):
+                 "User arrives at Mira Vale's lighthouse", 'User: "Who are you?" → Mira Vale: "Just the keeper."'):
         assert text in preamble, text
+    assert "Keep replies under three sentences." not in system.text  # it goes after the history instead
+    assert PromptLibrary(paths, "en").render("post_history.j2", persona=persona) == (
+        "[System] Always: Keep replies under three sentences.")
     assert "lighthouse keeper who writes letters" in system.parts["persona"]
     assert "{{" not in system.text and "<BOT>" not in system.text
 

@@ -3,6 +3,8 @@ user files shadow packaged ones, and template errors name file and line."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import os
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,7 @@ EVENT_CASES: dict[str, list[dict[str, Any]]] = {
     "result_archival_insert.j2": [{}, {"total": 4}],
     "result_pause.j2": [{"minutes": 30}],
     "rethink.j2": [{}],
+    "post_history.j2": [{"persona": SimpleNamespace(post_history_instructions="Keep it short.")}],
     "doctor_probe.j2": [{}],
 }
 
@@ -113,7 +116,7 @@ def test_event_templates_render_every_branch(library: PromptLibrary) -> None:
     for name, cases in EVENT_CASES.items():
         seen: set[str] = set()
         for variables in cases:
-            if "persona" in variables:
+            if "persona" in variables and variables["persona"] is None:
                 variables = {**variables, "persona": persona}
             text = library.render(name, **variables)
             assert text.strip(), (name, variables)
