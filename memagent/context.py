@@ -27,6 +27,7 @@ SAFETY_MARGIN = 16
 REFILL_TARGET = 0.5
 SUMMARY_LINE_CHARS = 600
 MAX_FIT_PASSES = 8
+MIN_SUMMARY_TOKENS = 64
 
 
 class ContextOverflow(MemagentError):
@@ -221,11 +222,21 @@ class ContextWindow:
             return {"role": "function", "content": f"{message.function_name}: {message.content[:SUMMARY_LINE_CHARS // 2]}"}
         return None
 
+    def summary_token_limit(self) -> int:
+        """The most tokens a summary may take: [context] summary_max_tokens, but in a small window no
+        more than a quarter of the room the system prompt leaves for the conversation — the summary
+        lives in the system prompt, and a large one would leave room for only a turn or two."""
+        summary = self.store.get_state("summary") or ""
+        base_system = self.backend.count_tokens(self.system().text) - (self.backend.count_tokens(summary) if summary else 0)
+        room = max(0, self.budget - base_system)
+        return max(MIN_SUMMARY_TOKENS, min(self.settings.context.summary_max_tokens, room // 4))
+
     def _summarise(self, lines: list[dict[str, str]], previous: str | None) -> str:
         """Summarise `lines` into one text, splitting recursively when they do not fit one request."""
         instruction = self.prompts.render("summary.j2", messages=lines, previous_summary=previous)
         built = self.render(SystemPrompt(text="", parts={}), [ChatMessage(role="user", content=instruction)])
-        limit = self.backend.context_length - self.settings.context.summary_max_tokens - SAFETY_MARGIN
+        summary_tokens = self.summary_token_limit()
+        limit = self.backend.context_length - summary_tokens - SAFETY_MARGIN
         if built.tokens > limit and len(lines) > 1:
             half = len(lines) // 2
             return self._summarise(lines[half:], self._summarise(lines[:half], previous))
@@ -235,7 +246,7 @@ class ContextWindow:
         request = GenerationRequest(
             prompt=built.prompt, messages=built.messages, stop=self.wrapper.stop,
             sampling=SamplerPreset(temperature=0.2, top_k=20, top_p=0.9, repeat_penalty=1.1),
-            max_tokens=self.settings.context.summary_max_tokens,
+            max_tokens=summary_tokens,
         )
         text = self.backend.generate(request).text.strip()
         if not text:  # never lose the thread: fall back to the lines themselves, briefly

@@ -272,3 +272,11 @@ def test_post_history_instructions_come_right_before_the_reply(make_agent):
     prompt = llm.requests[0].prompt
     assert prompt.index("Tell me everything") < prompt.index("[System] Always: Answer in one sentence.")
     assert prompt.rstrip().endswith("<|im_start|>assistant")
+
+
+def test_summaries_are_kept_small_in_a_small_window(make_agent):
+    agent, llm = make_agent([], context_length=2048)
+    limit = agent.context.summary_token_limit()
+    assert 64 <= limit < agent.settings.context.summary_max_tokens
+    big, _ = make_agent([], context_length=32768)
+    assert big.context.summary_token_limit() == big.settings.context.summary_max_tokens
