@@ -31,6 +31,7 @@ from .wrappers import Wrapper
 log = logging.getLogger(__name__)
 EventSink = Callable[[AgentEvent], None]
 RECENT_REPLIES = 4
+CORRECTION_CHARS = 600  # of a failed attempt shown back to the model with its corrective note
 
 
 @dataclass
@@ -268,7 +269,9 @@ class Agent:
             emit(AgentEvent("retract"))
 
     def _correction(self, raw: str, note: str) -> list[ChatMessage]:
-        return [ChatMessage(role="assistant", content=raw.strip() or " "), ChatMessage(role="user", content=note)]
+        """The failed attempt (its beginning is enough to see the mistake) and the note about it."""
+        shown = raw.strip()[:CORRECTION_CHARS] or " "
+        return [ChatMessage(role="assistant", content=shown), ChatMessage(role="user", content=note)]
 
     def _call_model(
         self, stats: TurnStats, extra: list[ChatMessage], sampling: SamplerPreset, emit: EventSink, allowed: list[str] | None

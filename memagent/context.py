@@ -138,9 +138,21 @@ class ContextWindow:
         return BuiltPrompt(prompt=prompt, messages=None, tokens=self.backend.count_tokens(prompt), budget=self.budget)
 
     def build(self, extra: list[ChatMessage] | None = None, on_summary: Any = None) -> BuiltPrompt:
-        """The prompt for the next call, summarising old messages first if it would not fit."""
+        """The prompt for the next call, summarising old messages first if the conversation would
+        not fit. `extra` (a failed attempt and its corrective note) is transient: it never causes a
+        summary; when it does not fit, the note goes alone, and when not even that fits, nothing."""
+        fitted = self._fit_history(on_summary)
+        for candidate in (extra or [], (extra or [])[-1:]):
+            if not candidate:
+                break
+            built = self.render(self.system(), self.history() + candidate + self.post_history())
+            if built.tokens <= built.budget:
+                return built
+        return fitted
+
+    def _fit_history(self, on_summary: Any) -> BuiltPrompt:
         for _ in range(MAX_FIT_PASSES):
-            built = self.render(self.system(), self.history() + list(extra or []) + self.post_history())
+            built = self.render(self.system(), self.history() + self.post_history())
             if built.tokens <= built.budget:
                 return built
             system_tokens = self.backend.count_tokens(self.system().text)

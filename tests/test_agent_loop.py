@@ -280,3 +280,15 @@ def test_summaries_are_kept_small_in_a_small_window(make_agent):
     assert 64 <= limit < agent.settings.context.summary_max_tokens
     big, _ = make_agent([], context_length=32768)
     assert big.context.summary_token_limit() == big.settings.context.summary_max_tokens
+
+
+def test_a_huge_failed_attempt_never_overflows_the_window(make_agent):
+    rambling = Truncated('{"inner_thoughts": "' + "on and on and on " * 400)
+    agent, llm = make_agent([rambling, say("Sorry, short now.")], context_length=2048)
+    events = Recorder()
+    stats = agent.send("hi", events)
+    assert events.replies == ["Sorry, short now."] and not stats.failed
+    retry_prompt = llm.requests[1].prompt
+    assert llm.count_tokens(retry_prompt) <= 2048 - agent.settings.llm.max_tokens
+    assert "too long" in retry_prompt  # the corrective note made it in
+    assert not [m for m in agent.store.recall.all() if m.kind == "summary"]  # corrections never cause summaries
