@@ -52,10 +52,6 @@ class LLMBackend(ABC):
     @abstractmethod
     def context_length(self) -> int: ...
 
-    @property
-    def supports_raw(self) -> bool:
-        return True
-
     @abstractmethod
     def generate(self, request: GenerationRequest) -> Completion: ...
 
