@@ -9,10 +9,13 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .capture import FactCapture
 from .config import SamplerPreset, Settings
 from .context import BuiltPrompt, ContextWindow
 from .conversation import ChatMessage, FunctionCall
@@ -24,7 +27,9 @@ from .functions.schemas import FUNCTION_NAMES, call_json_schema
 from .llm.base import GenerationRequest, LLMBackend
 from .parsing import CallError, parse_call
 from .prompts import PromptLibrary
+from .memory.records import StoredMessage
 from .streaming import MessageStreamer
+from .surfacing import Surfacer
 from .turns import undo_turn
 from .wrappers import Wrapper
 
@@ -50,6 +55,11 @@ class TurnStats:
     calls: list[tuple[int, int | None]] = field(default_factory=list)
     replied: bool = False
     failed: bool = False
+    recalled: int = 0  # memories surfaced into the prompt (memory mode assisted)
+    captured: int = 0  # facts captured from the user's message after the reply
+    surface_seconds: float = 0.0
+    reply_seconds: float = 0.0  # from the user's message to the visible reply (or the notice)
+    capture_seconds: float = 0.0
 
 
 @dataclass
@@ -78,11 +88,22 @@ class Agent:
         self.settings = settings
         self.persona = persona
         self.human = human
-        self.functions = list(FUNCTION_NAMES)
+        self.mode = settings.memory.mode
+        # Memory mode "off": no memory beyond the conversation window, so no memory functions either.
+        self.functions = list(FUNCTION_NAMES) if self.mode != "off" else ["send_message"]
         self.context = ContextWindow(store, backend, wrapper, prompts, settings, persona, human, self.functions)
         self.executor = FunctionExecutor(store, prompts, settings)
+        assisted = self.mode == "assisted"
+        self.surfacer = Surfacer(store, prompts, settings.memory) if assisted else None
+        self.capturer = FactCapture(store, self.context, prompts) if assisted else None
         self.last_stats = TurnStats()
         self.stream_replies = False  # emit assistant_delta events while a reply is generated
+        # The terminal captures facts while the user reads and types; piped mode and tests wait for it.
+        self.capture_in_background = False
+        self._capture_thread: threading.Thread | None = None
+        self._capture_events: list[AgentEvent] = []
+        self._recalled: list[ChatMessage] = []  # this turn's surfaced memories, rendered
+        self._recalled_texts: list[str] = []  # and their texts: a reply that only copies one is not a reply
 
     # --- public API ---------------------------------------------------------------------------
     def greet(self, emit: EventSink) -> None:
@@ -109,21 +130,87 @@ class Agent:
             emit(AgentEvent("assistant_message", call.arguments["message"], {"name": self.persona.name}))
 
     def send(self, text: str, emit: EventSink) -> TurnStats:
-        """Handle one user message: store it, then step until the model replies or a bound is hit."""
+        """Handle one user message: store it, then step until the model replies or a bound is hit;
+        then capture what it stated (memory mode assisted)."""
+        self.settle(emit)
         turn_id = self.store.recall.last_turn_id() + 1
         with self.store.transaction():
-            self.store.recall.add("user", text, kind="user_message", turn_id=turn_id)
-        return self._run_turn(turn_id, text, emit)
+            message = self.store.recall.add("user", text, kind="user_message", turn_id=turn_id)
+        stats = self._run_turn(turn_id, text, emit)
+        self._after_reply(message, stats, emit)
+        return stats
+
+    def settle(self, emit: EventSink | None = None) -> None:
+        """Wait for a capture still running in the background and pass on what it reported."""
+        if self._capture_thread is not None:
+            self._capture_thread.join()
+            self._capture_thread = None
+        events, self._capture_events = self._capture_events, []
+        for event in events:
+            if emit is not None:
+                emit(event)
+
+    # --- memory the system keeps (mode assisted) ----------------------------------------------
+    def _surface(self, user_text: str, emit: EventSink, stats: TurnStats) -> list[ChatMessage]:
+        if self.surfacer is None:
+            return []
+        started = time.perf_counter()
+        try:
+            memories = self.surfacer.surface(user_text)
+        except Exception as exc:  # surfacing is a help, never a reason for a turn to fail
+            log.warning("surfacing failed (%s); replying without recalled memories", exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+            memories = []
+        stats.surface_seconds = time.perf_counter() - started
+        stats.recalled = len(memories)
+        self._recalled_texts = [memory.text for memory in memories]
+        if not memories:
+            return []
+        shown = [memory.to_json_obj() for memory in memories]
+        emit(AgentEvent("recalled", " · ".join(memory.text for memory in memories), {"memories": shown}))
+        return [ChatMessage(role="user", content=self.prompts.render("recalled.j2", memories=shown))]
+
+    def _after_reply(self, message: StoredMessage, stats: TurnStats, emit: EventSink) -> None:
+        """Capture runs whether or not the model managed a reply: what the user said is what counts."""
+        if self.capturer is None:
+            return
+        if self.capture_in_background:
+            self._capture_thread = threading.Thread(target=self._capture, args=(message, stats, self._capture_events.append),
+                                                    name="capture", daemon=True)
+            self._capture_thread.start()
+        else:
+            self._capture(message, stats, emit)
+
+    def _capture(self, message: StoredMessage, stats: TurnStats, emit: EventSink) -> None:
+        assert self.capturer is not None
+        started = time.perf_counter()
+        try:
+            captured = self.capturer.capture(message)
+        except Exception as exc:  # a failed capture costs nothing: the message is in recall anyway
+            log.warning("capture failed (%s); nothing was stored from this message", exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+            return
+        finally:
+            stats.capture_seconds = time.perf_counter() - started
+        stats.captured = len(captured)
+        if captured:
+            facts = [{**item.fact.to_json_obj(), "replaced": item.replaced.line if item.replaced else None}
+                     for item in captured]
+            emit(AgentEvent("captured", " · ".join(item.fact.line for item in captured), {"facts": facts}))
 
     def retry(self, emit: EventSink, note: str | None = None, sampling: SamplerPreset | None = None) -> TurnStats | None:
-        """Regenerate the reply to the last user message (its side effects are undone first)."""
+        """Regenerate the reply to the last user message (its side effects, captured facts included,
+        are undone first)."""
+        self.settle(emit)
         last = self._last_user_message()
         if last is None:
             emit(AgentEvent("notice", "nothing to retry yet"))
             return None
         undo_turn(self.store, last.turn_id, keep_user_message=True)
         self.context.invalidate_system()
-        return self._run_turn(last.turn_id, last.content, emit, extra_note=note, sampling=sampling)
+        stats = self._run_turn(last.turn_id, last.content, emit, extra_note=note, sampling=sampling)
+        self._after_reply(last, stats, emit)
+        return stats
 
     def rethink(self, emit: EventSink) -> TurnStats | None:
         """Like retry, but asks the model to reconsider and samples more freely."""
@@ -132,6 +219,7 @@ class Agent:
 
     def undo(self) -> str | None:
         """Remove the last exchange (user message, replies, memory edits); returns the user text."""
+        self.settle()
         last = self._last_user_message()
         if last is None:
             return None
@@ -140,7 +228,7 @@ class Agent:
         return last.content
 
     # --- the loop -----------------------------------------------------------------------------
-    def _last_user_message(self) -> Any:
+    def _last_user_message(self) -> StoredMessage | None:
         recent = self.store.recall.recent(1, kinds=["user_message"])
         return recent[0] if recent else None
 
@@ -153,6 +241,17 @@ class Agent:
                   sampling: SamplerPreset | None = None) -> TurnStats:
         stats = TurnStats()
         self.last_stats = stats
+        started = time.perf_counter()
+        self._recalled = self._surface(user_text, emit, stats)
+        try:
+            self._steps(turn_id, user_text, emit, stats, extra_note, sampling)
+        finally:
+            self._recalled, self._recalled_texts = [], []
+            stats.reply_seconds = time.perf_counter() - started
+        return stats
+
+    def _steps(self, turn_id: int, user_text: str, emit: EventSink, stats: TurnStats, extra_note: str | None,
+               sampling: SamplerPreset | None) -> None:
         max_steps = self.settings.agent.max_steps
         first_step_extra = [ChatMessage(role="user", content=extra_note)] if extra_note else []
         while stats.steps < max_steps:
@@ -162,14 +261,17 @@ class Agent:
             first_step_extra = []
             if attempt is None or attempt.call is None:
                 stats.failed = True
-                emit(AgentEvent("notice", "the model could not produce a valid reply; nothing was changed — "
-                                          "try /retry or rephrase", {"reason": "invalid_output"}))
-                return stats
+                if stats.degenerate_kinds:
+                    emit(AgentEvent("notice", "no usable reply this time (empty, a repeat or a system note); "
+                                              "nothing was stored — /retry asks again", {"reason": "no_usable_reply"}))
+                else:
+                    emit(AgentEvent("notice", "the model could not produce a valid reply; nothing was changed — "
+                                              "try /retry or rephrase", {"reason": "invalid_output"}))
+                return
             if not self._step(attempt.call, turn_id, emit, stats, streamed=attempt.streamed):
-                return stats
+                return
         emit(AgentEvent("notice", f"stopped after {max_steps} steps without a reply (agent.max_steps)",
                         {"reason": "step_cap"}))
-        return stats
 
     def _step(self, call: FunctionCall, turn_id: int, emit: EventSink, stats: TurnStats, streamed: bool = False) -> bool:
         """Execute and store one call; True when the chain should go on."""
@@ -237,7 +339,7 @@ class Agent:
             kind = detect_degenerate(attempt.call, last_user, recent)
             if kind is None:
                 # Small models also copy a corrective note or an example reply from the prompt.
-                shown = [c.content for c in corrections[-1:]] + self._example_replies()
+                shown = [c.content for c in corrections[-1:]] + self._example_replies() + self._recalled_texts
                 if copies_any(str(attempt.call.arguments.get("message", "")), shown):
                     kind = "parrots_user"
             if kind is None:
@@ -277,10 +379,11 @@ class Agent:
         self, stats: TurnStats, extra: list[ChatMessage], sampling: SamplerPreset, emit: EventSink, allowed: list[str] | None
     ) -> Attempt:
         built = self.context.build(extra, on_summary=lambda n, s: emit(AgentEvent(
-            "notice", f"summarised {n} older messages to make room", {"reason": "summary", "summary": s})))
+            "notice", f"summarised {n} older messages to make room", {"reason": "summary", "summary": s})),
+            recalled=self._recalled)
         if self.context.needs_warning(built) and not extra:
             self._store_pressure_alert(built)
-            built = self.context.build(extra)
+            built = self.context.build(extra, recalled=self._recalled)
         names = allowed or self.functions
         constrained = self.wrapper.constrained and not self.wrapper.prefill
         streamer = MessageStreamer(lambda piece: emit(AgentEvent("assistant_delta", piece))) if self.stream_replies else None
@@ -317,13 +420,18 @@ class Agent:
 _EXAMPLE_MESSAGE = re.compile(r'"message"\s*:\s*"([^"]{4,})"')
 
 # Which flawed reply to keep when every regeneration was flawed too: the least harmful one.
-DEGENERATE_SEVERITY = {"thoughts_equal_message": 1, "repeated_reply": 2, "parrots_user": 3, "empty_message": 4}
+DEGENERATE_SEVERITY = {"thoughts_equal_message": 1, "repeated_reply": 2, "parrots_user": 3, "looping": 4,
+                       "system_note": 5, "empty_message": 6}
+# The only flaw a reply can be shown with: its inner thoughts are dropped and the message is fine.
+# An empty message, a system-note tag, a copy of the user's words or of an earlier reply is junk:
+# better one notice ("no usable reply — /retry") than junk shown and stored to prime the next turn.
+SHOWABLE_FLAWS = ("thoughts_equal_message",)
 
 
 def _least_flawed(flawed: list[tuple[int, Attempt, str]]) -> Attempt | None:
-    """The least harmful of the flawed attempts (earliest among equals), or None if there are none.
+    """The least harmful showable flawed attempt (earliest among equals), or None if there is none.
     Inner thoughts that merely repeat the message are dropped rather than stored."""
-    usable = [entry for entry in flawed if entry[2] != "empty_message"]
+    usable = [entry for entry in flawed if entry[2] in SHOWABLE_FLAWS]
     if not usable:
         return None
     _, attempt, kind = min(usable, key=lambda entry: entry[0])

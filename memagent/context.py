@@ -129,30 +129,33 @@ class ContextWindow:
     def budget(self) -> int:
         return self.backend.context_length - self.settings.llm.max_tokens - SAFETY_MARGIN
 
-    def render(self, system: SystemPrompt, messages: list[ChatMessage]) -> BuiltPrompt:
+    def render(self, system: SystemPrompt, messages: list[ChatMessage], prefill: bool = True) -> BuiltPrompt:
         if self.chat_mode:
             chat = self.wrapper.chat_messages(system, messages)
             tokens = sum(self.backend.count_tokens(m["content"]) + 4 for m in chat)
             return BuiltPrompt(prompt=None, messages=chat, tokens=tokens, budget=self.budget)
-        prompt = self.wrapper.render(system, messages)
+        prompt = self.wrapper.render(system, messages, prefill=prefill)
         return BuiltPrompt(prompt=prompt, messages=None, tokens=self.backend.count_tokens(prompt), budget=self.budget)
 
-    def build(self, extra: list[ChatMessage] | None = None, on_summary: Any = None) -> BuiltPrompt:
+    def build(self, extra: list[ChatMessage] | None = None, on_summary: Any = None,
+              recalled: list[ChatMessage] | None = None) -> BuiltPrompt:
         """The prompt for the next call, summarising old messages first if the conversation would
         not fit. `extra` (a failed attempt and its corrective note) is transient: it never causes a
-        summary; when it does not fit, the note goes alone, and when not even that fits, nothing."""
-        fitted = self._fit_history(on_summary)
+        summary; when it does not fit, the note goes alone, and when not even that fits, nothing.
+        `recalled` (surfaced memories) goes after the conversation, right before the reply."""
+        tail = (recalled or []) + self.post_history()
+        fitted = self._fit_history(on_summary, tail)
         for candidate in (extra or [], (extra or [])[-1:]):
             if not candidate:
                 break
-            built = self.render(self.system(), self.history() + candidate + self.post_history())
+            built = self.render(self.system(), self.history() + candidate + tail)
             if built.tokens <= built.budget:
                 return built
         return fitted
 
-    def _fit_history(self, on_summary: Any) -> BuiltPrompt:
+    def _fit_history(self, on_summary: Any, tail: list[ChatMessage]) -> BuiltPrompt:
         for _ in range(MAX_FIT_PASSES):
-            built = self.render(self.system(), self.history() + self.post_history())
+            built = self.render(self.system(), self.history() + tail)
             if built.tokens <= built.budget:
                 return built
             system_tokens = self.backend.count_tokens(self.system().text)

@@ -2,8 +2,12 @@
 
 The kinds, checked in this order:
 - "empty_message": nothing but whitespace/punctuation ("...", "。").
+- "system_note": starts like one of the system's own notes ("[システム]", "[Recalled memories…"): a
+  small model copies the tag of a corrective note or a recalled-memory block, and every stored
+  copy primes the next one.
+- "looping": the same character or short phrase over and over (「わわわわわ…」), a sampler runaway.
 - "thoughts_equal_message": inner_thoughts says the same as the message.
-- "parrots_user": the message repeats the user's last message.
+- "parrots_user": the message repeats the user's last message (or contains all of a long one).
 - "repeated_reply": the message repeats one of the recent assistant replies.
 
 Comparison ignores case, width (NFKC), whitespace and punctuation; longer texts also count as the
@@ -12,15 +16,19 @@ same when difflib finds them nearly identical.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from difflib import SequenceMatcher
 from typing import Literal
 
 from memagent.conversation import FunctionCall
 
-DegenerateKind = Literal["empty_message", "thoughts_equal_message", "parrots_user", "repeated_reply"]
+DegenerateKind = Literal[
+    "empty_message", "system_note", "looping", "thoughts_equal_message", "parrots_user", "repeated_reply"]
 DEGENERATE_KINDS: tuple[DegenerateKind, ...] = (
     "empty_message",
+    "system_note",
+    "looping",
     "thoughts_equal_message",
     "parrots_user",
     "repeated_reply",
@@ -30,9 +38,26 @@ DEGENERATE_KINDS: tuple[DegenerateKind, ...] = (
 # message of some length; a repeated reply is flagged sooner.
 PARROT_MIN_CHARS = 8
 REPEAT_MIN_CHARS = 4
+# A reply that contains the user's whole line is parroting once that line is a real sentence (a short
+# "Nice to meet you" echoed in "Nice to meet you too!" is natural).
+PARROT_LINE_MIN_CHARS = 16
 # Below this many characters only exact (normalised) equality counts.
 SIMILARITY_MIN_CHARS = 20
 SIMILARITY_RATIO = 0.9
+
+
+# The opening of the system's own bracketed notes, in every language we ship (degenerate.j2,
+# alert_memory_pressure.j2, post_history.j2, recalled.j2, capture.j2).
+_SYSTEM_NOTE = re.compile(
+    r"^\s*[\[【［(（]\s*(システム|system|思い出した|recalled|メモ係|note-taker)", re.IGNORECASE)
+
+
+# One to four characters repeated eight or more times in a row (after normalisation).
+_LOOP = re.compile(r"(.{1,4}?)\1{7,}")
+
+
+def is_system_note(message: str) -> bool:
+    return bool(_SYSTEM_NOTE.match(unicodedata.normalize("NFKC", message)))
 
 
 def normalise_text(text: str) -> str:
@@ -65,10 +90,18 @@ def detect_degenerate(
     message_text = normalise_text(message if isinstance(message, str) else "")
     if not message_text:
         return "empty_message"
+    if is_system_note(message if isinstance(message, str) else ""):
+        return "system_note"
+    if _LOOP.search(message_text):
+        return "looping"
     if nearly_equal(normalise_text(call.inner_thoughts or ""), message_text):
         return "thoughts_equal_message"
-    if last_user_message and nearly_equal(normalise_text(last_user_message), message_text, PARROT_MIN_CHARS):
-        return "parrots_user"
+    if last_user_message:
+        user_text = normalise_text(last_user_message)
+        if nearly_equal(user_text, message_text, PARROT_MIN_CHARS):
+            return "parrots_user"
+        if len(user_text) >= PARROT_LINE_MIN_CHARS and user_text in message_text:
+            return "parrots_user"  # the user's whole line inside a reply of its own
     for reply in recent_replies:
         if nearly_equal(normalise_text(reply), message_text, REPEAT_MIN_CHARS):
             return "repeated_reply"

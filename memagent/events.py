@@ -12,6 +12,8 @@ EventType = Literal[
     "inner_thoughts",  # the model's private reasoning for a call
     "function_call",  # a non-send_message call, e.g. archival_memory_search("誕生日")
     "function_result",  # its outcome, briefly (hit count, ok/failed)
+    "recalled",  # memories surfaced into the prompt before the reply (data["memories"]; memory mode assisted)
+    "captured",  # facts captured from the user's message after the reply (data["facts"], with provenance)
     "notice",  # something the user should know: step cap, retries exhausted, summary made
     "error",  # the turn failed; nothing was lost
     "status",  # what the agent is doing now (for the spinner)

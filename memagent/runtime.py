@@ -135,6 +135,7 @@ class AgentSession:
         self._loader: threading.Thread | None = None
         self._agent: Any = None
         self.stream_replies = False
+        self.capture_in_background = False
 
     def _load_lorebook(self) -> None:
         """A persona imported from a character card brings its lorebook into a new agent's archival memory."""
@@ -182,9 +183,16 @@ class AgentSession:
             self._agent = Agent(self.store, LazyBackend(self), self.wrapper, self.prompts, self.settings,
                                 self.persona, self.human)
             self._agent.stream_replies = self.stream_replies
+            self._agent.capture_in_background = self.capture_in_background
         return self._agent
 
+    @property
+    def has_agent(self) -> bool:
+        return self._agent is not None
+
     def close(self) -> None:
+        if self._agent is not None:
+            self._agent.settle()  # a capture still running finishes before the store closes
         if self._loader is not None:
             self._loader.join()
         if self._backend is not None:

@@ -11,14 +11,16 @@ from .memory.models import BlockHistoryRow, BlockRow, MessageRow, utc_now
 
 def undo_turn(store: Any, turn_id: int, *, keep_user_message: bool) -> int:
     """Remove turn `turn_id`'s messages (all, or all but the user's own message), revert the core
-    memory edits made in it and delete the archival passages it inserted. Returns messages removed."""
+    memory edits made in it (the agent's and captured facts) and delete the archival passages it
+    inserted. Returns messages removed."""
     with store.transaction() as session:
         messages = list(session.scalars(select(MessageRow).where(MessageRow.turn_id == turn_id)))
         passage_ids = [
             pid for m in messages if m.kind == "function_result"
             for pid in (m.function_args or {}).get("passage_ids", [])
-        ]
+        ] + [fact.passage_id for fact in store.facts.of_turn(turn_id) if fact.passage_id is not None]
         _revert_core_edits(session, turn_id)
+        store.facts.delete_turn(turn_id)
         removed = [m.id for m in messages if not (keep_user_message and m.kind == "user_message")]
         if removed:
             session.execute(delete(MessageRow).where(MessageRow.id.in_(removed)))

@@ -87,8 +87,10 @@ class Wrapper:
         """An assistant call as it is written back into the history (and shown in examples)."""
         return self.call_template.render(self.source, call=call.to_json_obj())
 
-    def render(self, system: SystemPrompt | tuple[str, Mapping[str, str]] | str, messages: Sequence[ChatMessage]) -> str:
-        """The complete raw prompt, ending with the generation header and the prefill."""
+    def render(self, system: SystemPrompt | tuple[str, Mapping[str, str]] | str, messages: Sequence[ChatMessage],
+               prefill: bool = True) -> str:
+        """The complete raw prompt, ending with the generation header and the prefill (unless
+        `prefill` is False: output that is not a call, such as captured facts, starts bare)."""
         text, parts = _system_text_and_parts(system)
         return self.prompt_template.render(
             self.source,
@@ -96,7 +98,7 @@ class Wrapper:
             system=text,
             parts=parts,
             messages=[self._message_view(m) for m in messages],
-            prefill=self.prefill,
+            prefill=self.prefill if prefill else "",
         )
 
     def chat_messages(

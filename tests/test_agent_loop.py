@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from memagent.agent import Agent
@@ -140,8 +142,20 @@ def test_degenerate_retries_are_bounded(make_agent):
     agent, llm = make_agent([say(echo)] * 3, degenerate_retries=2)
     events = Recorder()
     stats = agent.send(echo, events)
-    assert len(llm.requests) == 3 and events.replies == [echo]
+    assert len(llm.requests) == 3
     assert stats.degenerate_retries == 2
+    # Junk is never shown or stored: a parroted reply after every retry becomes one notice.
+    assert events.replies == []
+    assert [e.data.get("reason") for e in events.of("notice")] == ["no_usable_reply"]
+    assert kinds(agent) == ["user_message"]
+
+
+def test_a_system_note_tag_is_junk_and_regenerated(make_agent):
+    agent, llm = make_agent([say("[システム] さっきと同じ返事"), say("[System] note"), say("Nice to meet you too!")])
+    events = Recorder()
+    stats = agent.send("Nice to meet you", events)
+    assert events.replies == ["Nice to meet you too!"]
+    assert stats.degenerate_kinds == ["system_note", "system_note"]
 
 
 def test_undo_reverts_messages_and_memory_edits(make_agent):
@@ -187,7 +201,9 @@ def test_small_window_summarises_and_keeps_everything_in_recall(make_agent):
     def reply(request) -> str:
         if request.schema is None:  # the summary request is the unconstrained one
             return "- the user talked about hobbies and weekly plans"
-        return str(say(f"Interesting, tell me more about number {next(counter)}.")).replace("'", '"')
+        # Replies must differ from each other, or they are repeats (junk, never shown).
+        n = next(counter)
+        return str(say(f"Interesting: {hashlib.sha256(str(n).encode()).hexdigest()[:32]}")).replace("'", '"')
 
     llm.replies = [reply]
     events = Recorder()
@@ -219,7 +235,7 @@ def test_a_copied_corrective_note_is_not_accepted(make_agent, paths):
     events = Recorder()
     stats = agent.send("second", events)
     assert events.replies == ["Something new at last"]
-    assert stats.degenerate_kinds == ["repeated_reply", "parrots_user"]
+    assert stats.degenerate_kinds == ["repeated_reply", "system_note"]
 
 
 def test_when_all_regenerations_fail_the_least_harmful_reply_is_kept(make_agent):

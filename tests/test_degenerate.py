@@ -108,7 +108,8 @@ def test_checks_run_in_documented_order() -> None:
     text = "今日は本当に楽しかったね"
     assert detect_degenerate(_reply(text, text), text, [text]) == "thoughts_equal_message"
     assert detect_degenerate(_reply(text), text, [text]) == "parrots_user"
-    assert set(DEGENERATE_KINDS) == {"empty_message", "thoughts_equal_message", "parrots_user", "repeated_reply"}
+    assert set(DEGENERATE_KINDS) == {"empty_message", "system_note", "looping", "thoughts_equal_message",
+                                     "parrots_user", "repeated_reply"}
 
 
 def test_near_copies_of_shown_texts_are_caught_even_when_short():
@@ -118,3 +119,15 @@ def test_near_copies_of_shown_texts_are_caught_even_when_short():
     assert copies_any("Long day? Tell me about it!", ["Long day? Tell me about it."])
     assert not copies_any("うん、いいね", ["おつかれさま。今日はどうだった？"])
     assert not copies_any("はい", ["はい"])  # too short to call a copy
+
+
+def test_a_runaway_loop_is_degenerate() -> None:
+    assert detect_degenerate(_reply("猫の名前は？" + "わ" * 40), None, []) == "looping"
+    assert detect_degenerate(_reply("ha" * 10), None, []) == "looping"
+    assert detect_degenerate(_reply("わわ、びっくりした！"), None, []) is None
+
+
+def test_the_users_whole_line_plus_a_tail_is_parroting() -> None:
+    line = "今日は会社で新しいプロジェクトの話があったんだ"
+    assert detect_degenerate(_reply(line + "。すごいね！"), line, []) == "parrots_user"
+    assert detect_degenerate(_reply("Nice to meet you too!"), "Nice to meet you", []) is None

@@ -13,6 +13,7 @@ import click
 
 from ..errors import MemagentError, NotFoundError
 from .context import AppContext, pass_app
+from .memory_view import fact_records, format_fact
 
 if TYPE_CHECKING:
     from ..memory import AgentStore, SearchPage
@@ -100,6 +101,7 @@ def _show(store: AgentStore, history: bool, messages: int, passages: int) -> dic
         "summary": (store.get_state(SUMMARY_KEY) or ""),
         "messages": store.recall.count(),
         "passages": store.archival.count(),
+        "facts": fact_records(store, store.facts.current()),
     }
     if history:
         data["history"] = [{"id": e.id, "label": e.label, "time": e.time.isoformat(), "reason": e.reason,
@@ -124,6 +126,10 @@ def _print_show(data: dict[str, Any]) -> None:
     if data["summary"]:
         click.secho("\n<summary>", bold=True)
         click.echo(data["summary"])
+    if data["facts"]:
+        click.secho("\n<captured facts, each with the message it came from>", bold=True)
+        for fact in data["facts"]:
+            click.echo(format_fact(fact))
     for edit in data.get("history", []):
         mark = " (undone)" if edit["undone"] else ""
         click.echo(f"edit {edit['id']} {edit['time'][:19]} {edit['label']} {edit['reason']}{mark}: "

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..errors import MemagentError
+from .memory_view import fact_records, format_fact
 from ..events import AgentEvent
 from .context import AppContext
 
@@ -124,6 +125,12 @@ class Screen:
                     click.echo(f"{self._name()}{event.text}")
             elif event.type == "inner_thoughts" and self.show_inner:
                 click.echo(click.style(f"  ({event.text})", dim=True))
+            elif event.type == "recalled" and self.show_inner:
+                for memory in event.data.get("memories", []):
+                    click.echo(click.style(f"  ↺ {memory['text'][:100]}", dim=True))
+            elif event.type == "captured" and self.show_inner:
+                for fact in event.data.get("facts", []):
+                    click.echo(click.style(f"  ✎ remembered: {fact['line'][:100]}", dim=True))
             elif event.type == "function_call":
                 args = event.data.get("arguments", {})
                 first = next((v for k, v in args.items() if k != "request_heartbeat"), "")
@@ -199,6 +206,11 @@ def _slash(screen: Screen, line: str) -> bool:
         for block in session.store.core.list():
             click.echo(click.style(f"[{block.label}] {block.length}/{block.limit}", bold=True))
             click.echo(block.value)
+        facts = session.store.facts.current()
+        if facts:
+            click.echo(click.style("[captured facts, with the message each came from]", bold=True))
+            for record in fact_records(session.store, facts):
+                click.echo("  " + format_fact(record))
         summary = session.store.get_state("summary")
         if summary:
             click.echo(click.style("[summary of older conversation]", bold=True))
@@ -236,6 +248,11 @@ def _slash(screen: Screen, line: str) -> bool:
                 f"context {stats.context_used:.0%} of {session.backend().context_length} · "
                 f"retries: parse {stats.parse_retries}, degenerate {stats.degenerate_retries}"
             )
+            click.echo(
+                f"memory ({session.settings.memory.mode}): recalled {stats.recalled} · captured {stats.captured} · "
+                f"reply {stats.reply_seconds:.1f}s (surfacing {stats.surface_seconds * 1000:.0f} ms) · "
+                f"capture {stats.capture_seconds:.1f}s after the reply"
+            )
     elif command == "reset":
         if click.confirm(f"Erase ALL memory of agent {session.name!r} (core, recall, archival)?", default=False):
             session.store.reset(core=True, recall=True, archival=True)
@@ -257,6 +274,7 @@ def run_interactive(app: AppContext, agent_name: str | None, persona: str | None
         session.start_loading()
         screen = Screen(session, app.settings.ui.show_inner)
         session.stream_replies = True
+        session.capture_in_background = True
         click.echo(click.style(f"memagent · {session.name} · {session.persona.name}", bold=True)
                    + click.style("   /help for commands, Ctrl-D to leave", dim=True))
         prompt = _prompt_session(session)
@@ -273,6 +291,8 @@ def run_interactive(app: AppContext, agent_name: str | None, persona: str | None
                 break
             if not line.strip():
                 continue
+            if session.has_agent:  # a capture still running from the last reply finishes first
+                session.agent().settle(screen.emit)
             if line.startswith("/"):
                 if not _slash(screen, line.strip()):
                     break

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, delete, func, select, text
+from sqlalchemy import delete, func, select, text
 
 from ..errors import MemagentError
 from .chroma_index import ChromaIndex, IndexLocation
 from .db import Database, trigger_suspended
 from .embeddings import Embedder
 from .errors import QueryError
-from .fts import LIKE_ESCAPE, chunks, fts_any, like_pattern, query_trigrams
+from .fts import LIKE_ESCAPE, fts_any, like_pattern
 from .fusion import FusionMethod, fuse
+from .lexical import QueryTerms, coverage, query_terms
 from .models import PassageRow, utc_now
 from .records import HitId, Passage, SearchHit, SearchPage
 
@@ -27,27 +27,8 @@ log = logging.getLogger(__name__)
 # Each ranker contributes its best CANDIDATE_POOL passages; the union is fused and paged.
 CANDIDATE_POOL = 50
 EMBED_BATCH = 64
-MAX_QUERY_TRIGRAMS = 64
-MAX_LOOKUP_TRIGRAMS = 16
-COMMON_SHARE = 0.1  # a trigram in more than this share of passages is not looked up (still weighed)
-MIN_COMMON_DOCS = 50
 
 _LEXICAL_TOP = "SELECT rowid FROM passage_fts WHERE passage_fts MATCH :match ORDER BY rank LIMIT :limit"
-
-
-@dataclass(frozen=True)
-class QueryTerms:
-    weights: dict[str, float]  # term → idf (1.0 each for LIKE words)
-    frequency: dict[str, int]  # trigram → passages containing it
-    passages: int
-    like: bool
-
-    def informative(self) -> list[str]:
-        """Trigrams worth an index lookup: present somewhere, and not in most passages (「ユーザ」,
-        「ている」 would make BM25 score nearly every passage for no gain), rarest first."""
-        present = sorted((t for t in self.weights if self.frequency.get(t)), key=lambda t: self.frequency[t])
-        common = max(COMMON_SHARE * self.passages, MIN_COMMON_DOCS)
-        return [t for t in present if self.frequency[t] <= common][:MAX_LOOKUP_TRIGRAMS]
 
 
 @dataclass
@@ -232,19 +213,9 @@ class ArchivalStore:
         return {i: float(np.dot(v, vector)) for i, v in self.index.vectors(ids).items()}
 
     def _query_terms(self, needle: str) -> QueryTerms:
-        """The query's trigrams with their IDF and document frequency; for a query too short for
-        trigrams, its words (weighted equally, matched with LIKE)."""
-        trigrams = query_trigrams(needle)[:MAX_QUERY_TRIGRAMS]
-        if not trigrams:
-            return QueryTerms({word.lower(): 1.0 for word in chunks(needle) or [needle]}, {}, 0, like=True)
-        statement = text("SELECT term, doc FROM passage_vocab WHERE term IN :terms").bindparams(
-            bindparam("terms", expanding=True))
         with self._db.read() as session:
             passages = int(session.scalar(select(func.count()).select_from(PassageRow)) or 0)
-            frequency = {term: int(doc) for term, doc in session.execute(statement, {"terms": trigrams}).all()}
-        # BM25's idf: rare terms weigh most; a term no passage contains weighs the most of all.
-        weights = {t: math.log(1 + (passages - frequency.get(t, 0) + 0.5) / (frequency.get(t, 0) + 0.5)) for t in trigrams}
-        return QueryTerms(weights, frequency, passages, like=False)
+            return query_terms(session, "passage_vocab", passages, needle)
 
     def _lexical(self, terms: QueryTerms, limit: int) -> list[int]:
         """Up to `limit` passages sharing the most (BM25-weighted) informative trigrams with the
@@ -265,22 +236,12 @@ class ArchivalStore:
             return [int(i) for i, in rows]
 
     def _coverage(self, terms: QueryTerms, ids: list[int]) -> dict[int, float]:
-        """How much of the query each passage contains: the IDF-weighted share of the query's
-        trigrams found in it (its words, for short queries).
-
-        An absolute score, unlike BM25 divided by the best candidate's: a passage that shares only
-        「ている」 with a question gets almost nothing, while one that contains a rare name from the
-        query gets most of the weight. Trigrams no passage contains count at full IDF, so a question
-        phrased in other words than the memory contributes little lexical evidence, as it should."""
+        """How much of the query each passage contains (lexical.coverage; words for short queries)."""
         if not ids:
             return {}
         with self._db.read() as session:
             texts = dict(session.execute(select(PassageRow.id, PassageRow.text).where(PassageRow.id.in_(ids))).all())
-        total = sum(terms.weights.values())
-        return {
-            i: sum(weight for term, weight in terms.weights.items() if term in body.lower()) / total
-            for i, body in texts.items()
-        }
+        return {i: coverage(terms, body) for i, body in texts.items()}
 
     # --- the index -----------------------------------------------------------------------------
     @property

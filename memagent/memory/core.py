@@ -71,13 +71,14 @@ class CoreMemory:
             session.flush()
             return _view(row)
 
-    def append(self, label: str, content: str, turn_id: int | None = None) -> Block:
+    def append(self, label: str, content: str, turn_id: int | None = None, reason: str = "append") -> Block:
         with self._db.transaction() as session:
             row = self._row(session, label)
             new_value = f"{row.value}{APPEND_SEPARATOR}{content}" if row.value else content
-            return self._write(session, row, new_value, turn_id, "append")
+            return self._write(session, row, new_value, turn_id, reason)
 
-    def replace(self, label: str, old_content: str, new_content: str, turn_id: int | None = None) -> Block:
+    def replace(self, label: str, old_content: str, new_content: str, turn_id: int | None = None,
+                reason: str = "replace") -> Block:
         """Replace every exact occurrence of `old_content`; an empty `new_content` deletes it."""
         with self._db.transaction() as session:
             row = self._row(session, label)
@@ -86,7 +87,7 @@ class CoreMemory:
             if old_content not in row.value:
                 raise MemoryEditError("not_found", label, closest=closest_substring(row.value, old_content))
             new_value = row.value.replace(old_content, new_content)
-            return self._write(session, row, new_value, turn_id, "replace")
+            return self._write(session, row, new_value, turn_id, reason)
 
     def set(self, label: str, value: str, turn_id: int | None = None, reason: str = "user_edit") -> Block:
         with self._db.transaction() as session:

@@ -105,6 +105,29 @@ _V2 = [
 ]
 
 
+# Captured facts (memory mode "assisted"): what was written into core memory or archival, from which
+# message. A fact replaced by a newer one of the same kind keeps its row with `superseded_by` set.
+# message_vocab gives recall search the term statistics passage_vocab gives archival search.
+_V3 = [
+    """CREATE TABLE fact (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind VARCHAR NOT NULL,
+        label VARCHAR NOT NULL,
+        value VARCHAR NOT NULL,
+        line VARCHAR NOT NULL,
+        block VARCHAR,
+        passage_id INTEGER,
+        message_id INTEGER REFERENCES message(id) ON DELETE SET NULL,
+        turn_id INTEGER NOT NULL,
+        time VARCHAR(26) NOT NULL,
+        superseded_by INTEGER
+    )""",
+    "CREATE INDEX ix_fact_turn ON fact(turn_id)",
+    "CREATE INDEX ix_fact_kind ON fact(kind, id)",
+    "CREATE VIRTUAL TABLE message_vocab USING fts5vocab(message_fts, row)",
+]
+
+
 def _run_all(statements: list[str]) -> Callable[[Connection], None]:
     def migrate(connection: Connection) -> None:
         for statement in statements:
@@ -116,6 +139,7 @@ def _run_all(statements: list[str]) -> Callable[[Connection], None]:
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _run_all(_V1),
     _run_all(_V2),
+    _run_all(_V3),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

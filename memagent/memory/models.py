@@ -113,3 +113,20 @@ class PassageRow(Base):
     time: Mapped[datetime] = mapped_column(UTCDateTime())
     source: Mapped[str] = mapped_column(default="agent")
     external_id: Mapped[Any] = mapped_column(ExternalId, nullable=True)
+
+
+class FactRow(Base):
+    __tablename__ = "fact"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str]
+    label: Mapped[str]
+    value: Mapped[str]
+    line: Mapped[str]  # the text written into the block (or the archival passage)
+    block: Mapped[str | None]  # core block label, or None when the fact went to archival
+    passage_id: Mapped[int | None]
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id", ondelete="SET NULL"))
+    turn_id: Mapped[int]
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    superseded_by: Mapped[int | None]

@@ -12,7 +12,8 @@ from sqlalchemy import JSON, Connection, bindparam, delete, func, insert, select
 from .dates import DateLike, utc_range
 from .db import Database, trigger_suspended
 from .errors import QueryError
-from .fts import LIKE_ESCAPE, MIN_FTS_CHARS, count_occurrences, fts_string, like_pattern
+from .fts import LIKE_ESCAPE, MIN_FTS_CHARS, count_occurrences, fts_any, fts_string, like_pattern
+from .lexical import coverage, query_terms
 from .models import MessageRow, UTCDateTime, utc_now
 from .records import HitId, SearchHit, SearchPage, StoredMessage
 
@@ -79,6 +80,13 @@ _LIKE_HITS = f"""
 SELECT m.id, m.content, m.time, m.role, m.external_id
 FROM message AS m WHERE m.content LIKE :pattern ESCAPE '{LIKE_ESCAPE}' {{kind_filter}}
 ORDER BY m.id DESC LIMIT :limit OFFSET :offset
+"""
+# The best-matching messages by BM25 over the query's informative trigrams; re-scored by coverage.
+_RELATED_POOL = 200
+_RELATED = """
+SELECT m.id, m.content, m.time, m.role, m.external_id FROM message AS m
+JOIN (SELECT rowid FROM message_fts WHERE message_fts MATCH :match ORDER BY rank LIMIT :pool) AS f ON m.id = f.rowid
+WHERE m.kind IN :kinds {context_filter}
 """
 _LIKE_COUNT = f"SELECT count(*) FROM message AS m WHERE m.content LIKE :pattern ESCAPE '{LIKE_ESCAPE}' {{kind_filter}}"
 
@@ -242,3 +250,24 @@ class RecallStore:
             ]
         return SearchPage(hits=hits, total=int(total), page=page, page_size=page_size)
 
+    def related(
+        self, query: str, limit: int, *, kinds: Sequence[str] = ("user_message",), out_of_context: bool = True,
+    ) -> list[SearchHit]:
+        """Messages that contain the most of `query`'s rarer words (IDF-weighted trigrams), best first;
+        `score` is the share of the query's weight a message contains (lexical.coverage). For
+        surfacing: any text is a valid query, and one with no usable trigrams finds nothing."""
+        needle = query.strip()
+        if not needle or limit < 1:
+            return []
+        with self._db.read() as session:
+            documents = int(session.scalar(select(func.count()).select_from(MessageRow)) or 0)
+            terms = query_terms(session, "message_vocab", documents, needle)
+            searchable = [] if terms.like else terms.informative()
+            if not searchable:
+                return []
+            statement = text(_RELATED.format(context_filter="AND m.in_context = 0" if out_of_context else ""))
+            statement = statement.bindparams(bindparam("kinds", expanding=True)).columns(**_HIT_COLUMNS)
+            rows = session.execute(statement, {"match": fts_any(searchable), "pool": _RELATED_POOL,
+                                               "kinds": list(kinds)}).all()
+        scored = sorted(((coverage(terms, row.content), row) for row in rows), key=lambda item: (-item[0], -item[1].id))
+        return [_hit(row, round(score, 6)) for score, row in scored[:limit]]

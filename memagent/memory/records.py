@@ -61,6 +61,32 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class Fact:
+    """A fact captured from what was said, with where it came from and where it was written."""
+
+    id: int
+    kind: str
+    label: str
+    value: str
+    line: str
+    block: str | None
+    passage_id: int | None
+    message_id: int | None
+    turn_id: int
+    time: datetime
+    superseded_by: int | None = None
+
+    @property
+    def current(self) -> bool:
+        return self.superseded_by is None
+
+    def to_json_obj(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "label": self.label, "value": self.value, "line": self.line,
+                "block": self.block, "passage_id": self.passage_id, "message_id": self.message_id,
+                "turn_id": self.turn_id, "time": self.time.isoformat(), "superseded_by": self.superseded_by}
+
+
+@dataclass(frozen=True)
 class SearchHit:
     """One result. `id` is the imported id when there was one, else the row id."""
 

@@ -26,6 +26,7 @@ from .chroma_index import IndexLocation
 from .core import CoreMemory
 from .db import DB_FILENAME, Database
 from .embeddings import make_embedder
+from .facts import FactStore
 from .jsonl import read_export, read_messages, read_passages
 from .models import AgentRow, utc_now
 from .recall import CONVERSATION_KINDS, RecallStore
@@ -97,6 +98,7 @@ class AgentStore:
         self.info = self._read_info()
         self.core = CoreMemory(db, settings.memory.core_limit)
         self.recall = RecallStore(db)
+        self.facts = FactStore(db)
         self.archival = ArchivalStore(
             db, lambda: make_embedder(settings), _index_location(settings, paths.agent_dir(name)),
             _collection_name(self.info.uid), settings.memory.dense_weight,
@@ -241,6 +243,7 @@ class AgentStore:
         with self.transaction() as session:
             if core:
                 self.core.reset()
+                self.facts.delete_all()  # their lines are gone from the blocks
             if recall:
                 self.recall.delete_all()
                 session.scalars(select(AgentRow)).one().state = {}
@@ -276,6 +279,7 @@ class AgentStore:
             "messages_in_context": len(self.recall.in_context()),
             "last_turn_id": self.recall.last_turn_id(),
             "passages": self.archival.count(),
+            "captured_facts": len(self.facts.current()),
             "index": {"location": self.archival.index.location.description, **(index or {"count": None})},
             "database_bytes": sum(f.stat().st_size for f in db_files if f.exists()),
         }

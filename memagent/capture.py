@@ -1,0 +1,310 @@
+"""Capture (memory mode "assisted"): after a reply, the durable facts the user stated go into memory.
+
+The model proposes, the code decides. One grammar-constrained call lists candidate values; each is
+kept only if it is grounded:
+- the value appears word for word in the user's message (never a paraphrase, never the example's);
+- its kind is read off the cue words next to it in the same sentence (facts.toml), not off the
+  model's label — a small model calls a cat's name "name" as readily as "pet_name";
+- a value with no cue near it is not filed under any kind: the user's sentence goes to archival
+  memory as it was said, which is always a true memory.
+Kept facts become lines of the human block (a newer value of a single-valued kind replaces the old
+line), or archival passages when the block is full. Every one is recorded with the message it came
+from (memory/facts.py), in the same transaction and turn as the reply, so /undo and /retry revert it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+import json_repair
+
+from .config import SamplerPreset
+from .context import ContextWindow, local_time_text
+from .conversation import ChatMessage
+from .llm.base import GenerationRequest
+from .memory.errors import MemoryEditError
+from .memory.records import Fact, StoredMessage
+from .memory.store import AgentStore
+from .prompts import PromptError, PromptLibrary
+
+log = logging.getLogger(__name__)
+
+FACTS_FILE = "facts.toml"
+HUMAN_BLOCK = "human"
+CAPTURE_REASON = "capture"  # block history reason of captured lines (memory show --history)
+MAX_PROPOSALS = 4
+MAX_VALUE_CHARS = 40
+CAPTURE_MAX_TOKENS = 160
+CUE_WINDOW = 24  # characters between a cue and its value, at most
+CAPTURE_SAMPLING = SamplerPreset(temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0, seed=0)
+_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]*|[。！？!?]+")
+_TRIM = " \t\"'「」『』()（）[]【】、。,.!?！？:："
+
+
+@dataclass(frozen=True)
+class FactKind:
+    key: str
+    label: str
+    cues: tuple[str, ...]
+    replace: bool = True
+    max_chars: int = MAX_VALUE_CHARS
+
+
+@dataclass(frozen=True)
+class FactVocabulary:
+    """facts.toml: the kinds in priority order, and sentence endings that are never part of a value
+    (「ミケだよ」 → 「ミケ」)."""
+
+    kinds: list[FactKind]
+    endings: tuple[str, ...] = ()
+
+    def trimmed(self, value: str) -> str:
+        for ending in sorted(self.endings, key=len, reverse=True):
+            if value.endswith(ending) and len(value) > len(ending):
+                return value[: -len(ending)]
+        return value
+
+
+@dataclass(frozen=True)
+class GroundedFact:
+    """A value found in the message: `kind` None means no cue stood near it (kept as a note)."""
+
+    kind: FactKind | None
+    value: str
+    sentence: str
+
+
+@dataclass(frozen=True)
+class Captured:
+    fact: Fact
+    replaced: Fact | None = None
+
+
+def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
+    """The fact kinds of the agent's language, from facts.toml (user's copy first), in priority order."""
+    path = prompts.source_of(FACTS_FILE)
+    if path is None:
+        raise PromptError(f"{FACTS_FILE} not found in {' or '.join(str(p) for p in prompts.search_path)}; restore it")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        kinds = [
+            FactKind(key=str(entry["key"]), label=str(entry["label"]), cues=tuple(str(c) for c in entry["cues"]),
+                     replace=bool(entry.get("replace", True)), max_chars=int(entry.get("max_chars", MAX_VALUE_CHARS)))
+            for entry in data.get("kind", [])
+        ]
+        endings = tuple(str(ending) for ending in data.get("endings", []))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise PromptError(f"{path}: not a valid facts file ({exc}); each [[kind]] needs key, label and cues") from None
+    if not kinds:
+        raise PromptError(f"{path}: no [[kind]] entries; add at least one, or set [memory] mode = agent")
+    return FactVocabulary(kinds, endings)
+
+
+def extraction_schema(kinds: list[FactKind]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "facts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "kind": {"type": "string", "enum": [kind.key for kind in kinds]},
+                        "value": {"type": "string", "minLength": 1, "maxLength": MAX_VALUE_CHARS},
+                    },
+                    "required": ["kind", "value"],
+                    "additionalProperties": False,
+                },
+                "maxItems": MAX_PROPOSALS,
+            }
+        },
+        "required": ["facts"],
+        "additionalProperties": False,
+    }
+
+
+def normalised(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
+def _lower(text: str) -> str:
+    lowered = text.lower()
+    return lowered if len(lowered) == len(text) else text  # keep offsets valid for odd scripts
+
+
+def mentions_a_cue(message: str, kinds: list[FactKind]) -> bool:
+    """Cheap gate before any model call: a message with no cue word of any kind states no fact we keep."""
+    text = _lower(normalised(message))
+    return any(_lower(normalised(cue)) in text for kind in kinds for cue in kind.cues)
+
+
+def _sentences(text: str) -> list[tuple[int, str]]:
+    return [(match.start(), match.group()) for match in _SENTENCE.finditer(text)]
+
+
+def _cue_spans(sentence: str, kinds: list[FactKind]) -> list[tuple[int, int, FactKind]]:
+    """Every cue occurrence in `sentence`; of overlapping ones only the longest (then highest-priority) stays."""
+    lowered = _lower(sentence)
+    found: list[tuple[int, int, int, FactKind]] = []
+    for priority, kind in enumerate(kinds):
+        for cue in kind.cues:
+            needle = _lower(normalised(cue))
+            start = lowered.find(needle)
+            while needle and start >= 0:
+                found.append((start, start + len(needle), priority, kind))
+                start = lowered.find(needle, start + 1)
+    found.sort(key=lambda span: (-(span[1] - span[0]), span[2]))
+    kept: list[tuple[int, int, FactKind]] = []
+    for start, end, _, kind in found:
+        if all(end <= other_start or start >= other_end for other_start, other_end, _ in kept):
+            kept.append((start, end, kind))
+    return kept
+
+
+def _is_question(sentence: str) -> bool:
+    stripped = sentence.strip().rstrip("。.!！")
+    return stripped.endswith(("?", "？"))
+
+
+def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocabulary) -> list[GroundedFact]:
+    """The proposals (model kind, value) that are grounded in `message`, each with the kind its cue
+    words give it (see the module docstring). Values are returned as written in the message."""
+    kinds = vocabulary.kinds
+    text = normalised(message)
+    lowered = _lower(text)
+    grounded: list[GroundedFact] = []
+    seen: set[str] = set()
+    for _, raw_value in proposals:
+        value = vocabulary.trimmed(normalised(raw_value).strip(_TRIM)).strip(_TRIM)
+        if not value or len(value) > MAX_VALUE_CHARS:
+            continue
+        position = lowered.find(_lower(value))
+        if position < 0:
+            continue  # not said: never stored
+        value = text[position:position + len(value)]
+        key = _lower(value)
+        if key in seen:
+            continue
+        sentence_start, sentence = next(
+            ((start, body) for start, body in _sentences(text) if start <= position < start + len(body)), (0, text))
+        if _is_question(sentence):
+            continue  # "do you remember my cat's name?" states nothing
+        local = position - sentence_start
+        spans = _cue_spans(sentence, kinds)
+        if any(start < local + len(value) and local < end for start, end, _ in spans):
+            continue  # the value is (part of) a cue word itself: 「猫」 is not a pet's name
+        nearby = [
+            (min(abs(local - end), abs(start - (local + len(value)))), kind)
+            for start, end, kind in spans
+            if min(abs(local - end), abs(start - (local + len(value)))) <= CUE_WINDOW
+        ]
+        kind = min(nearby, key=lambda item: (item[0], kinds.index(item[1])))[1] if nearby else None
+        if kind is not None and len(value) > kind.max_chars:
+            continue
+        seen.add(key)
+        grounded.append(GroundedFact(kind=kind, value=value, sentence=sentence.strip()))
+    return grounded
+
+
+def parse_proposals(text: str) -> list[tuple[str, str]]:
+    """(kind, value) pairs from the model's JSON; anything malformed is skipped, never raised."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = json_repair.loads(text)
+    facts = data.get("facts") if isinstance(data, dict) else None
+    if not isinstance(facts, list):
+        return []
+    pairs = []
+    for item in facts[:MAX_PROPOSALS]:
+        if isinstance(item, dict) and isinstance(item.get("value"), str):
+            pairs.append((str(item.get("kind", "")), item["value"]))
+    return pairs
+
+
+class FactCapture:
+    """Runs the extraction for one user message and writes what is grounded."""
+
+    def __init__(self, store: AgentStore, context: ContextWindow, prompts: PromptLibrary) -> None:
+        self.store = store
+        self.context = context
+        self.prompts = prompts
+        self._vocabulary: FactVocabulary | None = None
+
+    @property
+    def vocabulary(self) -> FactVocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = load_vocabulary(self.prompts)
+        return self._vocabulary
+
+    def capture(self, message: StoredMessage) -> list[Captured]:
+        """Extract, ground and store the facts of one user message. Returns what was stored."""
+        if not mentions_a_cue(message.content, self.vocabulary.kinds):
+            return []
+        proposals = self._propose(message.content)
+        grounded = ground(message.content, proposals, self.vocabulary)
+        if not grounded:
+            return []
+        with self.store.transaction():
+            stored = [self._store(fact, message) for fact in grounded]
+        self.context.invalidate_system()
+        return [captured for captured in stored if captured is not None]
+
+    def _propose(self, text: str) -> list[tuple[str, str]]:
+        """One constrained model call, as a continuation of the chat prompt (its cached prefix is reused)."""
+        instruction = self.prompts.render("capture.j2", kinds=self.vocabulary.kinds, message=text)
+        built = self.context.render(self.context.system(),
+                                    self.context.history() + [ChatMessage(role="user", content=instruction)],
+                                    prefill=False)
+        if built.tokens > built.budget:
+            log.info("capture skipped: the conversation leaves no room for the extraction prompt")
+            return []
+        schema = extraction_schema(self.vocabulary.kinds)
+        from .functions.grammar import schema_to_gbnf
+
+        request = GenerationRequest(prompt=built.prompt, messages=built.messages, schema=schema,
+                                    grammar=schema_to_gbnf(schema) if built.prompt is not None else None,
+                                    stop=self.context.wrapper.stop, sampling=CAPTURE_SAMPLING,
+                                    max_tokens=CAPTURE_MAX_TOKENS)
+        completion = self.context.backend.generate(request)
+        return parse_proposals(completion.text)
+
+    def _store(self, fact: GroundedFact, message: StoredMessage) -> Captured | None:
+        if fact.kind is None:
+            return self._store_note(fact, message)
+        kind = fact.kind
+        current = self.store.facts.current(kind.key)
+        if any(_lower(old.value) == _lower(fact.value) for old in current):
+            return None  # already known
+        line = self.prompts.render("fact_line.j2", label=kind.label, value=fact.value)
+        replaced = current[-1] if kind.replace and current else None
+        block: str | None = HUMAN_BLOCK
+        passage_id: int | None = None
+        try:
+            if replaced is not None and replaced.block == HUMAN_BLOCK and replaced.line in self.store.core.get(HUMAN_BLOCK).value:
+                self.store.core.replace(HUMAN_BLOCK, replaced.line, line, turn_id=message.turn_id, reason=CAPTURE_REASON)
+            else:
+                self.store.core.append(HUMAN_BLOCK, line, turn_id=message.turn_id, reason=CAPTURE_REASON)
+        except MemoryEditError as exc:  # the block is full (or gone): the fact goes to archival instead
+            log.info("core memory cannot take %r (%s); storing it in archival memory", line, exc.kind)
+            block, passage_id = None, self.store.archival.insert(line, source="capture", time=message.time).id
+        record = self.store.facts.add(kind=kind.key, label=kind.label, value=fact.value, line=line, block=block,
+                                      passage_id=passage_id, message_id=message.id, turn_id=message.turn_id,
+                                      replaces=replaced.id if replaced else None)
+        return Captured(record, replaced)
+
+    def _store_note(self, fact: GroundedFact, message: StoredMessage) -> Captured | None:
+        if any(old.kind == "note" and old.value == fact.sentence for old in self.store.facts.current("note")):
+            return None
+        line = self.prompts.render("note_passage.j2", sentence=fact.sentence, time=local_time_text(message.time))
+        passage = self.store.archival.insert(line, source="capture", time=message.time)
+        record = self.store.facts.add(kind="note", label="", value=fact.sentence, line=line, block=None,
+                                      passage_id=passage.id, message_id=message.id, turn_id=message.turn_id)
+        return Captured(record)
+

@@ -1,0 +1,102 @@
+"""Surfacing (memory mode "assisted"): before a reply, the memories most relevant to the user's
+message are put into the prompt, whether or not the model would have searched for them.
+
+No model call: captured facts whose kind the message mentions (「猫の名前覚えてる？」 → the pet's
+name), earlier user messages that have left the context window and share the message's rarer words,
+and archival passages by hybrid search. They are rendered by recalled.j2 right before the reply,
+after the conversation, so the cached beginning of the prompt is untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .capture import FactKind, load_vocabulary, normalised
+from .config import MemorySettings
+from .context import local_time_text
+from .memory.store import AgentStore
+from .prompts import PromptLibrary
+
+log = logging.getLogger(__name__)
+
+MemorySource = Literal["fact", "recall", "archival"]
+# e5 cosine similarity at which a passage is related even when it shares no words with the message
+# (paraphrase); unrelated Japanese passages score about 0.75-0.82 with multilingual-e5-small.
+DENSE_FLOOR = 0.86
+FACT_SCORE = 1.0  # a fact whose kind the message names is the most relevant memory there is
+
+
+@dataclass(frozen=True)
+class Memory:
+    source: MemorySource
+    ref: int  # fact id, message id or passage id
+    text: str
+    time: str  # local time it was said or stored; "" for facts (they are current by definition)
+    score: float
+
+    def to_json_obj(self) -> dict[str, Any]:
+        return {"source": self.source, "id": self.ref, "text": self.text, "time": self.time, "score": self.score}
+
+
+def _mentions(text: str, kind: FactKind) -> bool:
+    lowered = normalised(text).lower()
+    return any(normalised(word).lower() in lowered for word in (*kind.cues, kind.label))
+
+
+class Surfacer:
+    def __init__(self, store: AgentStore, prompts: PromptLibrary, settings: MemorySettings) -> None:
+        self.store = store
+        self.prompts = prompts
+        self.limit = settings.surface_limit
+        self.floor = settings.surface_min_score
+        self._kinds: dict[str, FactKind] | None = None
+
+    @property
+    def kinds(self) -> dict[str, FactKind]:
+        if self._kinds is None:
+            self._kinds = {kind.key: kind for kind in load_vocabulary(self.prompts).kinds}
+        return self._kinds
+
+    def surface(self, query: str) -> list[Memory]:
+        """Up to surface_limit memories for `query`, most relevant first."""
+        if self.limit < 1 or not query.strip():
+            return []
+        facts = self._facts(query)
+        said = {m.ref for m in facts}
+        source_messages = {f.message_id for f in self.store.facts.current() if f.id in said}
+        found = facts + [m for m in self._recall(query) if m.ref not in source_messages] + self._archival(query)
+        found.sort(key=lambda memory: -memory.score)
+        unique: list[Memory] = []
+        for memory in found:
+            if not any(normalised(memory.text) in normalised(other.text) for other in unique):
+                unique.append(memory)
+        return unique[: self.limit]
+
+    def _facts(self, query: str) -> list[Memory]:
+        kinds = self.kinds
+        return [
+            Memory("fact", fact.id, fact.line, "", FACT_SCORE)
+            for fact in self.store.facts.current()
+            if fact.kind in kinds and _mentions(query, kinds[fact.kind])
+        ]
+
+    def _recall(self, query: str) -> list[Memory]:
+        hits = self.store.recall.related(query, self.limit, out_of_context=True)
+        return [Memory("recall", int(hit.row_id), hit.text, local_time_text(hit.time), hit.score)
+                for hit in hits if hit.score >= self.floor]
+
+    def _archival(self, query: str) -> list[Memory]:
+        if self.store.archival.count() == 0:
+            return []
+        dense, lexical = self.store.archival.candidate_scores(query)
+        related = [(i, max(lexical.get(i, 0.0), dense[i] if dense[i] >= DENSE_FLOOR else 0.0)) for i in dense]
+        related = sorted(((i, score) for i, score in related if score >= self.floor or dense[i] >= DENSE_FLOOR),
+                         key=lambda item: -item[1])[: self.limit]
+        memories = []
+        for passage_id, score in related:
+            passage = self.store.archival.get(passage_id)
+            if passage is not None:
+                memories.append(Memory("archival", passage_id, passage.text, local_time_text(passage.time), round(score, 4)))
+        return memories

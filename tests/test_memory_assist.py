@@ -1,0 +1,252 @@
+"""Memory the system keeps (mode assisted): capture grounded in what was said, surfacing before the
+reply, provenance, undo/retry, and the modes. A scripted LLM plays the model; stores are real."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from memagent.agent import Agent
+from memagent.capture import FactVocabulary, ground, load_vocabulary, parse_proposals
+from memagent.config import load_settings
+from memagent.memory.store import AgentStore
+from memagent.personas import load_human, load_persona
+from memagent.prompts import PromptLibrary
+from memagent.wrappers import load_wrapper
+
+from .fake_llm import ScriptedLLM, say
+from .test_agent_loop import Recorder
+from .test_memory_cli import run
+
+
+def facts(*pairs: tuple[str, str]) -> str:
+    return json.dumps({"facts": [{"kind": kind, "value": value} for kind, value in pairs]}, ensure_ascii=False)
+
+
+@pytest.fixture
+def ja_vocabulary(paths) -> FactVocabulary:
+    return load_vocabulary(PromptLibrary(paths, "ja"))
+
+
+@pytest.fixture
+def en_vocabulary(paths) -> FactVocabulary:
+    return load_vocabulary(PromptLibrary(paths, "en"))
+
+
+def grounded(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocabulary) -> list[tuple[str | None, str]]:
+    return [(f.kind.key if f.kind else None, f.value) for f in ground(message, proposals, vocabulary)]
+
+
+# --- grounding: nothing is stored that was not said ------------------------------------------------
+def test_values_not_in_the_message_are_never_kept(ja_vocabulary):
+    # The few-shot example's facts, copied for a message that states none of them.
+    assert grounded("今日はいい天気だね", [("job", "パン屋"), ("pet_name", "ポチ")], ja_vocabulary) == []
+
+
+def test_the_kind_comes_from_the_cue_words_not_from_the_model(ja_vocabulary):
+    # The 0.5B model called the cat's name the user's name; the cue 「猫の名前」 decides.
+    assert grounded("うちの猫の名前はミケだよ。", [("name", "ミケ")], ja_vocabulary) == [("pet_name", "ミケ")]
+    assert grounded("私の名前は美咲で、猫はタマ。", [("pet_name", "美咲"), ("name", "タマ")], ja_vocabulary) == [
+        ("name", "美咲"), ("pet_name", "タマ")]
+
+
+def test_sentence_endings_are_not_part_of_a_value(ja_vocabulary):
+    assert grounded("うちの猫の名前はミケだよ", [("pet_name", "ミケだよ")], ja_vocabulary) == [("pet_name", "ミケ")]
+
+
+def test_questions_state_nothing_and_cue_words_are_not_values(ja_vocabulary, en_vocabulary):
+    assert grounded("私の猫の名前、覚えてる？", [("pet_name", "猫")], ja_vocabulary) == []
+    assert grounded("Do you remember my cat's name?", [("pet_name", "cat")], en_vocabulary) == []
+    assert grounded("好きな食べ物はカレーうどん", [("favorite_food", "食べ物")], ja_vocabulary) == []
+
+
+def test_a_value_with_no_cue_near_it_is_kept_only_as_the_users_sentence(ja_vocabulary):
+    found = ground("カレーうどんが好き。ところで仕事は看護師です。", [("favorite_food", "カレーうどん")], ja_vocabulary)
+    assert [(f.kind, f.value, f.sentence) for f in found] == [(None, "カレーうどん", "カレーうどんが好き。")]
+
+
+def test_width_and_case_are_normalised_and_values_keep_the_users_spelling(en_vocabulary, ja_vocabulary):
+    assert grounded("My cat's name is Mike.", [("pet_name", "mike")], en_vocabulary) == [("pet_name", "Mike")]
+    assert grounded("うちの猫の名前はＭＩＫＥ", [("pet_name", "MIKE")], ja_vocabulary) == [("pet_name", "MIKE")]
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '{"facts": "x"}', '{"facts": [{"kind": 1}]}', "\x00" * 50])
+def test_malformed_extraction_output_yields_nothing(text):
+    assert parse_proposals(text) == []
+
+
+# --- the agent, end to end with a scripted model ----------------------------------------------------
+@pytest.fixture
+def make_agent(paths):
+    opened: list[AgentStore] = []
+
+    def make(replies, *, mode: str = "assisted", language: str = "ja", core_limit: int = 2000,
+             context_length: int = 8192) -> tuple[Agent, ScriptedLLM]:
+        overrides = {"agent": {"language": language}, "memory": {"mode": mode, "core_limit": core_limit}}
+        settings = load_settings(paths, environ={}, overrides=overrides)
+        persona = load_persona(paths, "sakura" if language == "ja" else "sam")
+        human = load_human(paths, "default" if language == "ja" else "default-en")
+        store = AgentStore.open(paths, settings, f"m{len(opened)}", create=True, persona=persona.text,
+                                human=human.text, persona_name=persona.key, human_name=human.key, language=language)
+        opened.append(store)
+        llm = ScriptedLLM(replies, context_length=context_length)
+        agent = Agent(store, llm, load_wrapper(paths, "chatml"), PromptLibrary(paths, language), settings, persona, human)
+        return agent, llm
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def test_a_stated_fact_is_captured_into_core_memory_with_its_source(make_agent):
+    agent, llm = make_agent([say("ミケちゃん、かわいい名前だね！"), facts(("pet_name", "ミケ"))])
+    events = Recorder()
+    agent.send("うちの猫の名前はミケだよ", events)
+    assert events.replies == ["ミケちゃん、かわいい名前だね！"]
+    assert "ペットの名前: ミケ" in agent.store.core.get("human").value
+    [fact] = agent.store.facts.current()
+    source = agent.store.recall.get(fact.message_id)
+    assert source is not None and source.content == "うちの猫の名前はミケだよ"
+    [captured] = events.of("captured")
+    assert captured.data["facts"][0]["message_id"] == fact.message_id
+    # The capture call continues the chat prompt (its cached prefix), with the reply in it.
+    capture_prompt = llm.requests[1].prompt
+    assert capture_prompt.startswith(llm.requests[0].prompt.split("<|im_start|>user")[0])
+    assert "ミケちゃん、かわいい名前だね！" in capture_prompt
+    assert [e.reason for e in agent.store.core.history("human")] == ["capture"]
+
+
+def test_a_changed_fact_replaces_its_line(make_agent):
+    agent, _ = make_agent([
+        say("東京なんだ！"), facts(("home", "東京")),
+        say("大阪に引っ越したんだね！"), facts(("home", "大阪")),
+    ])
+    agent.send("今は東京に住んでるよ。", Recorder())
+    agent.send("先月、大阪に引っ越したんだ。", Recorder())
+    human = agent.store.core.get("human").value
+    assert "住んでいる所: 大阪" in human and "東京" not in human
+    current = agent.store.facts.current("home")
+    assert [f.value for f in current] == ["大阪"]
+    old = [f for f in agent.store.facts.all() if f.value == "東京"][0]
+    assert old.superseded_by == current[0].id
+
+
+def test_undo_and_retry_revert_captured_facts(make_agent):
+    agent, _ = make_agent([
+        say("素敵！"), facts(("job", "看護師")),
+        say("看護師さんなんだ、すごい！"), facts(("job", "看護師")),
+    ])
+    agent.send("仕事は看護師として働いています。", Recorder())
+    assert len(agent.store.facts.current()) == 1
+    agent.retry(Recorder())  # the turn's capture is undone, then the new reply is captured again
+    assert [f.value for f in agent.store.facts.current()] == ["看護師"]
+    assert agent.store.core.get("human").value.count("仕事: 看護師") == 1
+    assert agent.undo() == "仕事は看護師として働いています。"
+    assert agent.store.facts.all() == []
+    assert "看護師" not in agent.store.core.get("human").value
+
+
+def test_a_full_core_block_spills_captured_facts_to_archival(make_agent):
+    agent, _ = make_agent([say("いいね！"), facts(("favorite_food", "カレーうどん"))], core_limit=100)
+    agent.store.core.set("human", "x" * 98)
+    agent.send("好きな食べ物はカレーうどん！", Recorder())
+    [fact] = agent.store.facts.current()
+    assert fact.block is None and fact.passage_id is not None
+    assert agent.store.archival.get(fact.passage_id).text == "好きな食べ物: カレーうどん"
+
+
+def test_messages_without_cue_words_cost_no_model_call(make_agent):
+    agent, llm = make_agent([say("こんにちは！")])
+    agent.send("こんにちは", Recorder())
+    assert len(llm.requests) == 1
+
+
+def test_a_failed_capture_costs_nothing(make_agent):
+    agent, llm = make_agent([say("へえ！")])  # the extraction call finds the script empty and fails
+    events = Recorder()
+    stats = agent.send("うちの猫の名前はミケだよ", events)
+    assert events.replies == ["へえ！"] and not stats.failed
+    assert agent.store.facts.all() == [] and not events.of("captured")
+
+
+def test_surfaced_memories_go_after_the_conversation_right_before_the_reply(make_agent):
+    agent, llm = make_agent([say("覚えてるよ、ミケだよね！")])
+    message = agent.store.recall.add("user", "うちの猫の名前はミケだよ", kind="user_message", turn_id=1)
+    agent.store.facts.add(kind="pet_name", label="ペットの名前", value="ミケ", line="ペットの名前: ミケ", block="human",
+                          turn_id=1, message_id=message.id)
+    agent.store.recall.set_in_context([message.id], False)  # it has left the window
+    events = Recorder()
+    stats = agent.send("私の猫の名前、覚えてる？", events)
+    [recalled] = events.of("recalled")
+    assert [m["text"] for m in recalled.data["memories"]] == ["ペットの名前: ミケ"]
+    assert stats.recalled == 1
+    prompt = llm.requests[0].prompt
+    question, memory = prompt.index("私の猫の名前、覚えてる？"), prompt.index("[思い出したこと")
+    assert question < memory < prompt.rindex("<|im_start|>assistant")
+
+
+def test_earlier_messages_that_left_the_window_are_surfaced_by_their_words(make_agent):
+    agent, llm = make_agent([say("北海道の旅行、楽しかったって言ってたね！")])
+    old = agent.store.recall.add("user", "去年の夏に北海道へ旅行して、富良野のラベンダー畑を見たよ", kind="user_message", turn_id=1)
+    agent.store.recall.add("user", "今日は雨だね", kind="user_message", turn_id=2)
+    agent.store.recall.set_in_context([old.id], False)
+    events = Recorder()
+    agent.send("富良野のラベンダー畑の話、覚えてる？", events)
+    [recalled] = events.of("recalled")
+    assert recalled.data["memories"][0]["source"] == "recall"
+    assert "ラベンダー畑" in recalled.data["memories"][0]["text"]
+    assert "ラベンダー畑を見たよ" in llm.requests[0].prompt
+
+
+def test_messages_still_in_view_are_not_surfaced_again(make_agent):
+    agent, _ = make_agent([say("うん、ラベンダー畑ね！")])
+    agent.store.recall.add("user", "富良野のラベンダー畑を見たよ", kind="user_message", turn_id=1)
+    events = Recorder()
+    agent.send("富良野のラベンダー畑、きれいだった", events)
+    assert not events.of("recalled")
+
+
+def test_a_reply_that_only_copies_a_recalled_memory_is_regenerated(make_agent):
+    agent, _ = make_agent([say("- ペットの名前: ミケ"), say("ミケちゃんでしょ？覚えてるよ！")])
+    message = agent.store.recall.add("user", "うちの猫の名前はミケ", kind="user_message", turn_id=1)
+    agent.store.facts.add(kind="pet_name", label="ペットの名前", value="ミケ", line="ペットの名前: ミケ", block="human",
+                          turn_id=1, message_id=message.id)
+    events = Recorder()
+    agent.send("猫の名前、覚えてる？", events)
+    assert events.replies == ["ミケちゃんでしょ？覚えてるよ！"]
+
+
+@pytest.mark.parametrize("mode", ["agent", "off"])
+def test_other_modes_neither_surface_nor_capture(make_agent, mode):
+    agent, llm = make_agent([say("そうなんだ！")], mode=mode)
+    message = agent.store.recall.add("user", "うちの猫の名前はミケ", kind="user_message", turn_id=1)
+    agent.store.recall.set_in_context([message.id], False)
+    events = Recorder()
+    agent.send("うちの猫の名前はミケだよ。覚えてる？", events)
+    assert len(llm.requests) == 1 and not events.of("recalled") and not events.of("captured")
+    functions = '"function": "core_memory_append"' in llm.requests[0].grammar or "core_memory_append" in llm.requests[0].grammar
+    assert functions == (mode == "agent")  # off: the agent can only send messages
+
+
+def test_background_capture_is_settled_before_the_next_turn(make_agent):
+    agent, _ = make_agent([say("かわいい！"), facts(("pet_name", "ミケ")), say("うん！")])
+    agent.capture_in_background = True
+    first, second = Recorder(), Recorder()
+    agent.send("うちの猫の名前はミケだよ", first)
+    agent.send("こんにちは", second)
+    assert second.of("captured") and second.of("captured")[0].text == "ペットの名前: ミケ"
+    assert agent.store.facts.current()[0].value == "ミケ"
+
+
+def test_memory_show_lists_facts_with_their_source(make_agent, capsys):
+    agent, _ = make_agent([say("素敵！"), facts(("job", "看護師"))])
+    agent.send("仕事は看護師として働いています。", Recorder())
+    name = agent.store.name
+    agent.store.close()
+    code, out, _ = run(capsys, "memory", "show", "--agent", name, "--json")
+    [fact] = json.loads(out)["facts"]
+    assert code == 0 and fact["line"] == "仕事: 看護師"
+    assert fact["source"]["text"] == "仕事は看護師として働いています。"
+    code, out, _ = run(capsys, "memory", "show", "--agent", name, "--history")
+    assert "仕事: 看護師  [core:human] ← message #" in out and " capture" in out
