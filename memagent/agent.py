@@ -168,7 +168,9 @@ class Agent:
             return []
         shown = [memory.to_json_obj() for memory in memories]
         emit(AgentEvent("recalled", " · ".join(memory.text for memory in memories), {"memories": shown}))
-        return [ChatMessage(role="user", content=self.prompts.render("recalled.j2", memories=shown))]
+        # A system turn, not a user turn: the user did not say this (wrappers without a system turn
+        # in the conversation render it as a user turn).
+        return [ChatMessage(role="system", content=self.prompts.render("recalled.j2", memories=shown, persona_name=self.persona.name))]
 
     def _after_reply(self, message: StoredMessage, stats: TurnStats, emit: EventSink) -> None:
         """Capture runs whether or not the model managed a reply: what the user said is what counts."""
