@@ -89,6 +89,18 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
+def memory_runs(models: list[str]) -> dict[str, Any]:
+    """assisted and agent side by side: Japanese and English on the default model, Japanese on others."""
+    from bench import memory_e2e
+
+    results: dict[str, Any] = {}
+    for model in models:
+        languages = ["ja", "en"] if model == "0.5b" else ["ja"]
+        for key, run in memory_e2e.run([model], languages, ["assisted", "agent"]).items():
+            results[key] = {"scores": run["scores"]}
+    return results
+
+
 def table(results: dict[str, Any]) -> str:
     lines = [f"memagent bench — {results['machine']} — {results['date']}", "",
              "| measure | size | result |", "|---|---|---|"]
@@ -104,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passages", type=int, help="P3 passages (default 100,000; quick 10,000)")
     parser.add_argument("--embedded", type=int, help="P3 passages embedded for real (default 2,000; quick 500)")
     parser.add_argument("--turns", type=int, help="P4 conversation turns (default 10; quick 5)")
+    parser.add_argument("--memory-models", default="0.5b,1.5b",
+                        help="models for the end-to-end memory benchmark (quick: 0.5b, Japanese only)")
     args = parser.parse_args(argv)
     quick = args.quick
-    from bench import agent_bench, memory_bench, parser_recovery, startup_bench
+    from bench import agent_bench, memory_bench, memory_e2e, parser_recovery, startup_bench
 
     lines = agent_bench.japanese_script()[: args.turns or (5 if quick else 10)]
     results: dict[str, Any] = {
@@ -125,8 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     conversation = timed("P4 conversation (embedded model)", lambda: agent_bench.run_conversation(lines, context_length=4096))
     conversation.pop("transcript", None)
     results["p4_conversation"] = conversation
+    results["memory_e2e"] = timed("memory end to end (embedded models, assisted vs agent)", lambda: memory_runs(
+        ["0.5b"] if quick else args.memory_models.split(",")))
     RESULTS.write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     print(table(results))
+    if "error" not in results["memory_e2e"]:
+        print("\n" + memory_e2e.table(results["memory_e2e"]))
     print(f"\nwritten to {RESULTS}", file=sys.stderr)
     return 0
 

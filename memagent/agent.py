@@ -35,7 +35,7 @@ from .wrappers import Wrapper
 
 log = logging.getLogger(__name__)
 EventSink = Callable[[AgentEvent], None]
-RECENT_REPLIES = 4
+RECENT_REPLIES = 10  # a reply that copies any of these is a repeat
 CORRECTION_CHARS = 600  # of a failed attempt shown back to the model with its corrective note
 
 
@@ -340,8 +340,9 @@ class Agent:
                 continue
             kind = detect_degenerate(attempt.call, last_user, recent)
             if kind is None:
-                # Small models also copy a corrective note or an example reply from the prompt.
-                shown = [c.content for c in corrections[-1:]] + self._example_replies() + self._recalled_texts
+                # Small models also copy a corrective note, an example reply or any other text the
+                # system wrote into the prompt.
+                shown = [c.content for c in corrections[-1:]] + self._system_texts()
                 if copies_any(str(attempt.call.arguments.get("message", "")), shown):
                     kind = "parrots_user"
             if kind is None:
@@ -359,11 +360,16 @@ class Agent:
             corrections = self._correction(attempt.raw, self.prompts.render("degenerate.j2", kind=kind))
             sampling = _loosened(sampling, stats.degenerate_retries)
 
-    def _example_replies(self) -> list[str]:
-        """Reply texts the prompt shows as examples (persona example lines, example calls)."""
-        examples = [example.char for example in getattr(self.persona, "examples", [])]
-        examples += _EXAMPLE_MESSAGE.findall(self.context.system().text)
-        return examples
+    def _system_texts(self) -> list[str]:
+        """Texts the system wrote into the prompt, which a reply must not copy: example replies (persona
+        example lines, example calls), the system prompt itself, alerts in the history, this turn's
+        recalled memories."""
+        system = self.context.system().text
+        texts = [example.char for example in getattr(self.persona, "examples", [])]
+        texts += _EXAMPLE_MESSAGE.findall(system)
+        texts += [system, *self._recalled_texts, *(m.content for m in self._recalled)]
+        texts += [m.content for m in self.store.recall.in_context() if m.kind == "system_alert"]
+        return texts
 
     @staticmethod
     def _retract(attempt: Attempt, emit: EventSink) -> None:
@@ -383,7 +389,9 @@ class Agent:
         built = self.context.build(extra, on_summary=lambda n, s: emit(AgentEvent(
             "notice", f"summarised {n} older messages to make room", {"reason": "summary", "summary": s})),
             recalled=self._recalled)
-        if self.context.needs_warning(built) and not extra:
+        # In mode assisted the system captures what matters; asking a small model to save memories
+        # before a summary only gives it a text to copy.
+        if self.mode != "assisted" and self.context.needs_warning(built) and not extra:
             self._store_pressure_alert(built)
             built = self.context.build(extra, recalled=self._recalled)
         names = allowed or self.functions

@@ -39,8 +39,9 @@ DEGENERATE_KINDS: tuple[DegenerateKind, ...] = (
 PARROT_MIN_CHARS = 8
 REPEAT_MIN_CHARS = 4
 # A reply that contains the user's whole line is parroting once that line is a real sentence (a short
-# "Nice to meet you" echoed in "Nice to meet you too!" is natural).
-PARROT_LINE_MIN_CHARS = 16
+# "Nice to meet you" echoed in "Nice to meet you too!" is natural). A CJK character counts double: it
+# carries about what two Latin letters do.
+PARROT_LINE_MIN_WEIGHT = 16
 # Below this many characters only exact (normalised) equality counts.
 SIMILARITY_MIN_CHARS = 20
 SIMILARITY_RATIO = 0.9
@@ -54,6 +55,10 @@ _SYSTEM_NOTE = re.compile(
 
 # One to four characters repeated eight or more times in a row (after normalisation).
 _LOOP = re.compile(r"(.{1,4}?)\1{7,}")
+
+
+def _weight(text: str) -> int:
+    return len(text) + sum(1 for char in text if ord(char) >= 0x2E80)
 
 
 def is_system_note(message: str) -> bool:
@@ -100,7 +105,7 @@ def detect_degenerate(
         user_text = normalise_text(last_user_message)
         if nearly_equal(user_text, message_text, PARROT_MIN_CHARS):
             return "parrots_user"
-        if len(user_text) >= PARROT_LINE_MIN_CHARS and user_text in message_text:
+        if _weight(user_text) >= PARROT_LINE_MIN_WEIGHT and user_text in message_text:
             return "parrots_user"  # the user's whole line inside a reply of its own
     for reply in recent_replies:
         if nearly_equal(normalise_text(reply), message_text, REPEAT_MIN_CHARS):
@@ -112,15 +117,27 @@ def detect_degenerate(
 # texts and small edits ("どうだった？" → "どうだったか？"), since such texts are never natural replies.
 COPY_MIN_CHARS = 6
 COPY_RATIO = 0.85
+# A reply that is mostly one piece cut out of a longer text the system wrote (the system prompt, a
+# corrective note, a memory-pressure alert, the recalled-memories turn) is a copy too: small models
+# answer with 「自分の言葉で、話を一歩進める返事をすること。」 or the persona's own description. A
+# reply that merely contains a remembered value (「ミケだよね！」) shares far less than this.
+COPY_FRAGMENT_MIN_CHARS = 8
+COPY_FRAGMENT_SHARE = 0.7
 
 
 def copies_any(message: str, shown_texts: list[str]) -> bool:
-    """True when `message` is (nearly) one of `shown_texts`."""
+    """True when `message` is (nearly) one of `shown_texts`, or mostly a fragment of one."""
     mine = normalise_text(message)
     if len(mine) < COPY_MIN_CHARS:
         return False
     for text in shown_texts:
         theirs = normalise_text(text)
-        if len(theirs) >= COPY_MIN_CHARS and SequenceMatcher(None, mine, theirs, autojunk=False).ratio() >= COPY_RATIO:
+        if len(theirs) < COPY_MIN_CHARS:
+            continue
+        matcher = SequenceMatcher(None, mine, theirs, autojunk=False)
+        if len(theirs) <= 2 * len(mine) and matcher.ratio() >= COPY_RATIO:
+            return True
+        piece = matcher.find_longest_match(0, len(mine), 0, len(theirs)).size
+        if piece >= COPY_FRAGMENT_MIN_CHARS and piece >= COPY_FRAGMENT_SHARE * len(mine):
             return True
     return False

@@ -131,3 +131,14 @@ def test_the_users_whole_line_plus_a_tail_is_parroting() -> None:
     line = "今日は会社で新しいプロジェクトの話があったんだ"
     assert detect_degenerate(_reply(line + "。すごいね！"), line, []) == "parrots_user"
     assert detect_degenerate(_reply("Nice to meet you too!"), "Nice to meet you", []) is None
+    assert detect_degenerate(_reply("仕事は看護師として働いています。良い時が来れば。"), "仕事は看護師として働いています。", []) == "parrots_user"
+
+
+def test_a_reply_cut_out_of_a_system_text_is_a_copy() -> None:
+    from memagent.degenerate import copies_any
+
+    note = "[システム] ユーザーの言葉をそのままくり返している。自分の言葉で、話を一歩進める返事をすること。"
+    assert copies_any("自分の言葉で、話を一歩進める返事をすること。", [note])
+    system = "あなたは「さくら」。\\n## コアメモリ\\nペットの名前: ミケ\\n好きな食べ物: カレーうどん"
+    assert not copies_any("ミケだよね！覚えてるよ。", [system])
+    assert not copies_any("カレーうどん、おいしいよね！わたしも好き。", [system])

@@ -182,8 +182,10 @@ def test_surfaced_memories_go_after_the_conversation_right_before_the_reply(make
     assert [m["text"] for m in recalled.data["memories"]] == ["ペットの名前: ミケ"]
     assert stats.recalled == 1
     prompt = llm.requests[0].prompt
-    question, memory = prompt.index("私の猫の名前、覚えてる？"), prompt.index("[思い出したこと")
+    question, memory = prompt.index("私の猫の名前、覚えてる？"), prompt.index("さくらが覚えていること")
     assert question < memory < prompt.rindex("<|im_start|>assistant")
+    # A system turn: the user did not say it.
+    assert prompt[:memory].endswith("<|im_start|>system\n")
 
 
 def test_earlier_messages_that_left_the_window_are_surfaced_by_their_words(make_agent):
