@@ -259,7 +259,10 @@ class Agent:
         while stats.steps < max_steps:
             stats.steps += 1
             emit(AgentEvent("status", f"step {stats.steps}", {"step": stats.steps}))
-            attempt = self._generate_valid(stats, first_step_extra, emit, allowed=None, last_user=user_text, sampling=sampling)
+            # The last step allowed must be a reply: a user message always gets one.
+            last_chance = stats.steps == max_steps and not stats.replied
+            attempt = self._generate_valid(stats, first_step_extra, emit, allowed=["send_message"] if last_chance else None,
+                                           last_user=user_text, sampling=sampling)
             first_step_extra = []
             if attempt is None or attempt.call is None:
                 stats.failed = True

@@ -92,14 +92,17 @@ def test_forced_heartbeat_after_a_silent_function_call(make_agent):
     assert [h.function_args["reason"] for h in heartbeats] == ["forced"]
 
 
-def test_step_cap_ends_the_chain_with_a_notice(make_agent):
+def test_the_last_step_allowed_must_be_a_reply(make_agent):
+    # After kill -9s on the embedded model, turns searched page after page until the step cap and
+    # ended with no reply. The last step is now constrained to send_message.
     searching = call("conversation_search", "again", query="x", page=0, request_heartbeat=True)
-    agent, llm = make_agent([searching] * 3, max_steps=3)
+    agent, llm = make_agent([searching, searching, say("I looked, but found nothing about it.")], max_steps=3)
     events = Recorder()
     stats = agent.send("loop please", events)
-    assert stats.steps == 3 and not events.replies
-    assert [e.data.get("reason") for e in events.of("notice")] == ["step_cap"]
-    assert len(llm.requests) == 3
+    assert stats.steps == 3 and events.replies == ["I looked, but found nothing about it."]
+    assert not events.of("notice")
+    assert "conversation_search" in llm.requests[1].grammar
+    assert "send_message" in llm.requests[2].grammar and "conversation_search" not in llm.requests[2].grammar
 
 
 def test_pause_heartbeats_ends_the_chain(make_agent):

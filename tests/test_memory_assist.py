@@ -252,3 +252,14 @@ def test_memory_show_lists_facts_with_their_source(make_agent, capsys):
     assert fact["source"]["text"] == "仕事は看護師として働いています。"
     code, out, _ = run(capsys, "memory", "show", "--agent", name, "--history")
     assert "仕事: 看護師  [core:human] ← message #" in out and " capture" in out
+
+
+@pytest.mark.parametrize("text", ['"猫" AND NEAR(犬*)', "\x00\x00猫の名前\x00", "あ" * 100_000, "  ", "猫"])
+def test_any_message_text_is_safe_to_surface_and_capture(make_agent, text):
+    agent, _ = make_agent([say("うん、聞いてるよ！"), facts(("pet_name", "ミケ"))])
+    old = agent.store.recall.add("user", "うちの猫の名前はミケ、犬はポチ", kind="user_message", turn_id=1)
+    agent.store.recall.set_in_context([old.id], False)
+    memories = agent.surfacer.surface(text)
+    assert all(m.text for m in memories)
+    from memagent.capture import ground
+    assert all(f.value in text for f in ground(text, [("pet_name", "ミケ"), ("pet_name", text)], agent.capturer.vocabulary))
