@@ -25,9 +25,9 @@ from .executor import FunctionExecutor
 from .functions.grammar import call_gbnf
 from .functions.schemas import FUNCTION_NAMES, call_json_schema
 from .llm.base import GenerationRequest, LLMBackend
+from .memory.records import StoredMessage
 from .parsing import CallError, parse_call
 from .prompts import PromptLibrary
-from .memory.records import StoredMessage
 from .streaming import MessageStreamer
 from .surfacing import Surfacer
 from .turns import undo_turn
@@ -170,7 +170,8 @@ class Agent:
         emit(AgentEvent("recalled", " · ".join(memory.text for memory in memories), {"memories": shown}))
         # A system turn, not a user turn: the user did not say this (wrappers without a system turn
         # in the conversation render it as a user turn).
-        return [ChatMessage(role="system", content=self.prompts.render("recalled.j2", memories=shown, persona_name=self.persona.name))]
+        text = self.prompts.render("recalled.j2", memories=shown, persona_name=self.persona.name)
+        return [ChatMessage(role="system", content=text)]
 
     def _after_reply(self, message: StoredMessage, stats: TurnStats, emit: EventSink) -> None:
         """Capture runs whether or not the model managed a reply: what the user said is what counts."""

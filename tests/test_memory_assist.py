@@ -190,7 +190,8 @@ def test_surfaced_memories_go_after_the_conversation_right_before_the_reply(make
 
 def test_earlier_messages_that_left_the_window_are_surfaced_by_their_words(make_agent):
     agent, llm = make_agent([say("北海道の旅行、楽しかったって言ってたね！")])
-    old = agent.store.recall.add("user", "去年の夏に北海道へ旅行して、富良野のラベンダー畑を見たよ", kind="user_message", turn_id=1)
+    said = "去年の夏に北海道へ旅行して、富良野のラベンダー畑を見たよ"
+    old = agent.store.recall.add("user", said, kind="user_message", turn_id=1)
     agent.store.recall.add("user", "今日は雨だね", kind="user_message", turn_id=2)
     agent.store.recall.set_in_context([old.id], False)
     events = Recorder()
