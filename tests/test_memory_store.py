@@ -91,10 +91,14 @@ def test_a_failed_step_stores_nothing(paths: Paths) -> None:
 def test_export_reset_import_round_trip(paths: Paths, tmp_path: Path) -> None:
     with make_store(paths) as store:
         _fill(store)
+        said = store.recall.all()[0]
+        store.facts.add(kind="birthday", label="誕生日", value="3月16日", line="誕生日: 3月16日", block="human",
+                        turn_id=said.turn_id, message_id=said.id)
         before = export_data(store.db)
         path = tmp_path / "backup.json"
         counts = store.export(path)
-        assert counts == {"blocks": 2, "messages": 3, "passages": 2}
+        assert counts == {"blocks": 2, "messages": 3, "passages": 2, "facts": 1}
+        assert json.loads(path.read_text(encoding="utf-8"))["facts"][0]["message_id"] == said.id
         assert json.loads(path.read_text(encoding="utf-8"))["messages"] == before["messages"]
 
         store.reset(core=True, recall=True, archival=True)

@@ -18,7 +18,7 @@ from .db import Database
 from .jsonl import EXPORT_FORMAT, ImportFileError
 from .migrations import SCHEMA_VERSION
 from .recall import bulk_insert_messages
-from .models import AgentRow, BlockHistoryRow, BlockRow, MessageRow, PassageRow, utc_now
+from .models import AgentRow, BlockHistoryRow, BlockRow, FactRow, MessageRow, PassageRow, utc_now
 
 EXPORT_VERSION = 1
 ScalarId = str | int | float | bool | None
@@ -79,6 +79,20 @@ class ExportedPassage(_Record):
     external_id: ScalarId
 
 
+class ExportedFact(_Record):
+    id: int
+    kind: str
+    label: str
+    value: str
+    line: str
+    block: str | None
+    passage_id: int | None
+    message_id: int | None
+    turn_id: int
+    time: datetime
+    superseded_by: int | None
+
+
 class ExportFile(_Record):
     format: str
     version: int
@@ -88,6 +102,7 @@ class ExportFile(_Record):
     blocks: list[ExportedBlock]
     messages: list[ExportedMessage]
     passages: list[ExportedPassage]
+    facts: list[ExportedFact] = []  # captured facts with their source message ids (absent before schema 3)
 
 
 def _json(model: BaseModel) -> str:
@@ -123,10 +138,16 @@ def _passage(row: PassageRow) -> ExportedPassage:
     return ExportedPassage(id=row.id, text=row.text, time=row.time, source=row.source, external_id=row.external_id)
 
 
+def _fact(row: FactRow) -> ExportedFact:
+    return ExportedFact(id=row.id, kind=row.kind, label=row.label, value=row.value, line=row.line, block=row.block,
+                        passage_id=row.passage_id, message_id=row.message_id, turn_id=row.turn_id, time=row.time,
+                        superseded_by=row.superseded_by)
+
+
 def write_export(db: Database, path: Path) -> dict[str, int]:
     """Stream the export to `path` (written beside it, then moved into place); returns counts."""
     temporary = path.with_name(path.name + ".partial")
-    counts = {"blocks": 0, "messages": 0, "passages": 0}
+    counts = {"blocks": 0, "messages": 0, "passages": 0, "facts": 0}
     with db.read() as session, temporary.open("w", encoding="utf-8") as out:
         agent = session.scalars(select(AgentRow)).one()
         blocks = _blocks(session)
@@ -134,13 +155,14 @@ def write_export(db: Database, path: Path) -> dict[str, int]:
         out.write(f'{{"format": "{EXPORT_FORMAT}", "version": {EXPORT_VERSION}, "schema_version": {SCHEMA_VERSION},\n')
         out.write(f'"exported_at": {json.dumps(utc_now().isoformat())},\n"agent": {_json(_agent(agent))},\n')
         out.write('"blocks": [' + ",\n".join(_json(block) for block in blocks) + "],\n")
-        for key, row_type, convert in (("messages", MessageRow, _message), ("passages", PassageRow, _passage)):
+        tables = (("messages", MessageRow, _message), ("passages", PassageRow, _passage), ("facts", FactRow, _fact))
+        for key, row_type, convert in tables:
             out.write(f'"{key}": [\n')
             rows = session.scalars(select(row_type).order_by(row_type.id).execution_options(yield_per=5000))
             for number, row in enumerate(rows):
                 out.write((",\n" if number else "") + _json(convert(row)))  # type: ignore[operator]
                 counts[key] += 1
-            out.write("]" + (",\n" if key == "messages" else "}\n"))
+            out.write("]" + (",\n" if key != "facts" else "}\n"))
     os.replace(temporary, path)
     return counts
 
@@ -153,6 +175,7 @@ def export_data(db: Database) -> dict[str, Any]:
             agent=_agent(session.scalars(select(AgentRow)).one()), blocks=_blocks(session),
             messages=[_message(row) for row in session.scalars(select(MessageRow).order_by(MessageRow.id))],
             passages=[_passage(row) for row in session.scalars(select(PassageRow).order_by(PassageRow.id))],
+            facts=[_fact(row) for row in session.scalars(select(FactRow).order_by(FactRow.id))],
         )
     return data.model_dump(mode="json")
 
@@ -195,5 +218,8 @@ def restore(db: Database, export: ExportFile, agent_name: str, after_commit: Cal
         bulk_insert_messages(session.connection(), (m.model_dump() for m in export.messages))
         if export.passages:
             session.execute(insert(PassageRow), [p.model_dump() for p in export.passages])
+        if export.facts:
+            session.execute(insert(FactRow), [f.model_dump() for f in export.facts])
         db.after_commit(after_commit)
-    return {"blocks": len(export.blocks), "messages": len(export.messages), "passages": len(export.passages)}
+    return {"blocks": len(export.blocks), "messages": len(export.messages), "passages": len(export.passages),
+            "facts": len(export.facts)}
