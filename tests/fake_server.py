@@ -22,17 +22,25 @@ class Behaviour:
     the request body (e.g. `echo_reply(...)`), so a test can tell which message a reply answers."""
 
     def __init__(self, mode: str, delay: float = 0.0, models: list[dict[str, Any]] | None = None, key: str | None = None,
-                 reply: Callable[[dict[str, Any]], str] | None = None):
+                 reply: Callable[[dict[str, Any]], str] | None = None, facts: str | None = None):
         self.mode = mode
+        self.facts = facts  # the answer to a fact-capture request (memory mode assisted), as JSON text
         self.delay = delay
         self.models = models if models is not None else [{"id": "fake-model", "object": "model", "owned_by": "fake"}]
         self.key = key
         self.reply = reply
         self.requests: list[dict[str, Any]] = []
+        self.replies = 0
 
     def call_text(self, body: dict[str, Any]) -> str:
+        if self.facts is not None and ("メモ係への指示" in json.dumps(body, ensure_ascii=False)
+                                       or "Note-taker instructions" in json.dumps(body)):
+            return self.facts
         if self.reply is None:
-            return GOOD_CALL
+            # Each reply differs from the ones before: a model saying "hello" to everything repeats
+            # itself, and a repeated reply is junk that is never shown.
+            self.replies += 1
+            return GOOD_CALL if self.replies == 1 else GOOD_CALL.replace('"hello"', f'"hello ({self.replies})"')
         return json.dumps({"inner_thoughts": "answering", "function": "send_message",
                            "params": {"message": self.reply(body)}}, ensure_ascii=False)
 

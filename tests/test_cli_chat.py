@@ -72,3 +72,20 @@ def test_bad_config_is_one_line(home):
     assert result.returncode == 2
     assert result.stderr.decode().strip().count("\n") == 0
     assert "llm.timeout" in result.stderr.decode()
+
+
+def test_json_mode_reports_captured_and_recalled_memories_with_their_source(home):
+    facts = json.dumps({"facts": [{"kind": "pet_name", "value": "ミケ"}]}, ensure_ascii=False)
+    with fake_openai_server(Behaviour("ok", facts=facts)) as url:
+        stdin = "うちの猫の名前はミケだよ\n猫の名前、覚えてる？\n".encode()
+        result = run_chat(home, stdin, "--agent", "mem", "--json", env_extra={"MEMAGENT_BASE_URL": url})
+    assert result.returncode == 0, result.stderr.decode()
+    events = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    captured = [e for e in events if e["type"] == "captured"]
+    recalled = [e for e in events if e["type"] == "recalled"]
+    assert [f["line"] for e in captured for f in e["facts"]] == ["ペットの名前: ミケ"]
+    assert [m["text"] for e in recalled for m in e["memories"]] == ["ペットの名前: ミケ"]
+    shown = subprocess.run([sys.executable, "-m", "memagent", "memory", "show", "--agent", "mem", "--json"],
+                           capture_output=True, env={**os.environ, "MEMAGENT_HOME": str(home)}, timeout=120)
+    [fact] = json.loads(shown.stdout)["facts"]
+    assert fact["source"]["text"] == "うちの猫の名前はミケだよ"
