@@ -6,6 +6,7 @@ prints its base URL on the first line of stdout once it listens."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import socket
@@ -33,6 +34,9 @@ class Behaviour:
         self.replies = 0
 
     def call_text(self, body: dict[str, Any]) -> str:
+        newest = _newest_user_turn(body)
+        if "あとで思い出せるように日本語で要約" in newest or "Summarise the conversation below" in newest:
+            return "- the user sent a few messages"  # a summary request: plain text, as a model writes it
         if self.facts is not None and ("メモ係への指示" in json.dumps(body, ensure_ascii=False)
                                        or "Note-taker instructions" in json.dumps(body)):
             return self.facts
@@ -49,15 +53,30 @@ GOOD_CALL = json.dumps({"inner_thoughts": "greet", "function": "send_message", "
 
 
 def echo_reply(pattern: str, prefix: str = "echo ") -> Callable[[dict[str, Any]], str]:
-    """A reply naming the last match of `pattern` in the prompt (the newest user message, when each
-    user message carries a unique marker), or "(none)"."""
+    """A reply naming the last match of `pattern` in the newest user turn (so a test can tell which
+    message a reply answers; system turns such as recalled memories are not looked at), or a numbered
+    "(none)" — numbered because a model that repeats itself is junk."""
     compiled = re.compile(pattern)
+    unmatched = itertools.count(1)
 
     def reply(body: dict[str, Any]) -> str:
-        found = compiled.findall(json.dumps(body, ensure_ascii=False))
-        return prefix + (found[-1] if found else "(none)")
+        found = compiled.findall(_newest_user_turn(body))
+        return prefix + (found[-1] if found else f"(none {next(unmatched)})")
 
     return reply
+
+
+CORRECTIVE_NOTE = ("[システム]", "[System]")
+
+
+def _newest_user_turn(body: dict[str, Any]) -> str:
+    """The last user turn that is not a corrective note about a rejected reply."""
+    if body.get("messages"):
+        turns = [str(m.get("content") or "") for m in body["messages"] if m.get("role") == "user"]
+    else:
+        turns = [part.split("<|im_end|>")[0] for part in str(body.get("prompt") or "").split("<|im_start|>user\n")[1:]]
+    turns = [turn for turn in turns if not turn.lstrip().startswith(CORRECTIVE_NOTE)]
+    return turns[-1] if turns else ""
 
 
 def _completion(text: str, chat: bool) -> dict[str, Any]:

@@ -54,7 +54,17 @@ EVENT_CASES: dict[str, list[dict[str, Any]]] = {
         {"error": Error(kind="empty", example={})},
         {"error": Error(kind="truncated", example={})},
     ],
-    "degenerate.j2": [{"kind": k} for k in ("empty_message", "thoughts_equal_message", "parrots_user", "repeated_reply")],
+    "degenerate.j2": [{"kind": k} for k in ("empty_message", "system_note", "looping", "thoughts_equal_message",
+                                            "parrots_user", "repeated_reply")],
+    "recalled.j2": [
+        {"memories": [{"source": "fact", "text": "ペットの名前: ミケ", "time": "", "score": 1.0}], "persona_name": "さくら"},
+        {"memories": [{"source": "recall", "text": "富良野に行った", "time": "2025-01-02 21:03", "score": 0.5},
+                      {"source": "archival", "text": "誕生日は3月16日", "time": "2025-01-01 10:00", "score": 0.4}],
+         "persona_name": "Sam"},
+    ],
+    "capture.j2": [{"kinds": [{"key": "name", "label": "名前"}, {"key": "job", "label": "仕事"}], "message": "看護師です"}],
+    "fact_line.j2": [{"label": "仕事", "value": "看護師"}],
+    "note_passage.j2": [{"sentence": "カレーうどんが好き。", "time": "2025-01-02 21:03"}],
     "summary.j2": [
         {"messages": [{"role": "user", "content": "猫を飼いはじめた"}, {"role": "assistant", "content": "いいね！"},
                       {"role": "function", "content": "ok"}], "previous_summary": None},
