@@ -25,7 +25,7 @@ from typing import Any
 import json_repair
 
 from .config import SamplerPreset
-from .context import ContextWindow, local_time_text
+from .context import SAFETY_MARGIN, ContextWindow, local_time_text
 from .conversation import ChatMessage
 from .llm.base import GenerationRequest
 from .memory.errors import MemoryEditError
@@ -258,13 +258,20 @@ class FactCapture:
 
     def _propose(self, text: str) -> list[tuple[str, str]]:
         """One constrained model call, as a continuation of the chat prompt (its cached prefix is reused)."""
-        instruction = self.prompts.render("capture.j2", kinds=self.vocabulary.kinds, message=text)
-        built = self.context.render(self.context.system(),
-                                    self.context.history() + [ChatMessage(role="user", content=instruction)],
-                                    prefill=False)
-        if built.tokens > built.budget:
-            log.info("capture skipped: the conversation leaves no room for the extraction prompt")
-            return []
+        instruction = ChatMessage(role="user", content=self.prompts.render("capture.j2", kinds=self.vocabulary.kinds,
+                                                                           message=text))
+        # The extraction answer is short, so it has more room than a reply. When even that is not
+        # enough, the oldest messages go (the system prompt's cached prefix is still reused).
+        room = self.context.backend.context_length - CAPTURE_MAX_TOKENS - SAFETY_MARGIN
+        history = self.context.history()
+        while True:
+            built = self.context.render(self.context.system(), history + [instruction], prefill=False)
+            if built.tokens <= room:
+                break
+            if not history:
+                log.info("capture skipped: the system prompt leaves no room for the extraction prompt")
+                return []
+            history = history[max(1, len(history) // 4):]
         schema = extraction_schema(self.vocabulary.kinds)
         from .functions.grammar import schema_to_gbnf
 

@@ -264,3 +264,15 @@ def test_any_message_text_is_safe_to_surface_and_capture(make_agent, text):
     assert all(m.text for m in memories)
     from memagent.capture import ground
     assert all(f.value in text for f in ground(text, [("pet_name", "ミケ"), ("pet_name", text)], agent.capturer.vocabulary))
+
+
+def test_capture_still_runs_when_the_window_is_full(make_agent):
+    agent, llm = make_agent([say("いいね！"), facts(("favorite_food", "カレーうどん"))], context_length=2048)
+    turn = 0
+    # Fill the window until the reply prompt just fits: no room left for the extraction prompt on top.
+    while agent.context.build().tokens < agent.context.budget - 120:
+        turn += 1
+        agent.store.recall.add("user", f"雑談その{turn}: 今日は駅前のパン屋さんに寄ったよ。", kind="user_message", turn_id=turn)
+    agent.send("好きな食べ物はカレーうどん！", Recorder())
+    assert [f.value for f in agent.store.facts.current()] == ["カレーうどん"]
+    assert len(llm.requests[-1].prompt) < len(llm.requests[0].prompt) + 2000
