@@ -144,6 +144,14 @@ def mentions_a_cue(message: str, kinds: list[FactKind]) -> bool:
     return any(_lower(normalised(cue)) in text for kind in kinds for cue in kind.cues)
 
 
+def cue_sentences(message: str, kinds: list[FactKind]) -> str:
+    """Only the sentences that hold a cue word: a small model extracts from 「うちの猫の名前はミケだよ。」
+    what it misses in a longer message with a greeting in front."""
+    text = normalised(message)
+    chosen = [body.strip() for _, body in _sentences(text) if mentions_a_cue(body, kinds) and not _is_question(body)]
+    return "".join(chosen) or text
+
+
 def _sentences(text: str) -> list[tuple[int, str]]:
     return [(match.start(), match.group()) for match in _SENTENCE.finditer(text)]
 
@@ -247,7 +255,7 @@ class FactCapture:
         """Extract, ground and store the facts of one user message. Returns what was stored."""
         if not mentions_a_cue(message.content, self.vocabulary.kinds):
             return []
-        proposals = self._propose(message.content)
+        proposals = self._propose(cue_sentences(message.content, self.vocabulary.kinds))
         grounded = ground(message.content, proposals, self.vocabulary)
         if not grounded:
             return []

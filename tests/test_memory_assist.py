@@ -276,3 +276,11 @@ def test_capture_still_runs_when_the_window_is_full(make_agent):
     agent.send("好きな食べ物はカレーうどん！", Recorder())
     assert [f.value for f in agent.store.facts.current()] == ["カレーうどん"]
     assert len(llm.requests[-1].prompt) < len(llm.requests[0].prompt) + 2000
+
+
+def test_only_the_sentences_with_cue_words_are_sent_for_extraction(ja_vocabulary):
+    from memagent.capture import cue_sentences
+
+    kinds = ja_vocabulary.kinds
+    assert cue_sentences("こんにちは！わたしはゆい。うちの猫の名前はミケだよ。", kinds) == "うちの猫の名前はミケだよ。"
+    assert cue_sentences("猫の名前、覚えてる？", kinds) == "猫の名前、覚えてる？"  # nothing better to send
