@@ -283,4 +283,4 @@ def test_only_the_sentences_with_cue_words_are_sent_for_extraction(ja_vocabulary
 
     kinds = ja_vocabulary.kinds
     assert cue_sentences("こんにちは！わたしはゆい。うちの猫の名前はミケだよ。", kinds) == "うちの猫の名前はミケだよ。"
-    assert cue_sentences("猫の名前、覚えてる？", kinds) == "猫の名前、覚えてる？"  # nothing better to send
+    assert cue_sentences("猫の名前、覚えてる？", kinds) == "猫の名前、覚えてる?"  # nothing better to send (NFKC)
