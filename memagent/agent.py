@@ -103,7 +103,6 @@ class Agent:
         self._capture_thread: threading.Thread | None = None
         self._capture_events: list[AgentEvent] = []
         self._recalled: list[ChatMessage] = []  # this turn's surfaced memories, rendered
-        self._recalled_texts: list[str] = []  # and their texts: a reply that only copies one is not a reply
 
     # --- public API ---------------------------------------------------------------------------
     def greet(self, emit: EventSink) -> None:
@@ -163,7 +162,6 @@ class Agent:
             memories = []
         stats.surface_seconds = time.perf_counter() - started
         stats.recalled = len(memories)
-        self._recalled_texts = [memory.text for memory in memories]
         if not memories:
             return []
         shown = [memory.to_json_obj() for memory in memories]
@@ -249,7 +247,7 @@ class Agent:
         try:
             self._steps(turn_id, user_text, emit, stats, extra_note, sampling)
         finally:
-            self._recalled, self._recalled_texts = [], []
+            self._recalled = []
             stats.reply_seconds = time.perf_counter() - started
         return stats
 
@@ -367,11 +365,11 @@ class Agent:
     def _system_texts(self) -> list[str]:
         """Texts the system wrote into the prompt, which a reply must not copy: example replies (persona
         example lines, example calls), the system prompt itself, alerts in the history, this turn's
-        recalled memories."""
+        recalled memories (a reply that only copies one of them is not a reply)."""
         system = self.context.system().text
         texts = [example.char for example in getattr(self.persona, "examples", [])]
         texts += _EXAMPLE_MESSAGE.findall(system)
-        texts += [system, *self._recalled_texts, *(m.content for m in self._recalled)]
+        texts += [system, *(m.content for m in self._recalled)]
         texts += [m.content for m in self.store.recall.in_context() if m.kind == "system_alert"]
         return texts
 
