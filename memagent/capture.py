@@ -207,11 +207,8 @@ def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocab
         spans = _cue_spans(sentence, kinds)
         if any(start < local + len(value) and local < end for start, end, _ in spans):
             continue  # the value is (part of) a cue word itself: 「猫」 is not a pet's name
-        nearby = [
-            (min(abs(local - end), abs(start - (local + len(value)))), kind)
-            for start, end, kind in spans
-            if min(abs(local - end), abs(start - (local + len(value)))) <= CUE_WINDOW
-        ]
+        gaps = [(min(abs(local - end), abs(start - (local + len(value)))), kind) for start, end, kind in spans]
+        nearby = [(gap, kind) for gap, kind in gaps if gap <= CUE_WINDOW]
         kind = min(nearby, key=lambda item: (item[0], kinds.index(item[1])))[1] if nearby else None
         if kind is not None and len(value) > kind.max_chars:
             continue
