@@ -148,7 +148,7 @@ def cue_sentences(message: str, kinds: list[FactKind]) -> str:
     """Only the sentences that hold a cue word: a small model extracts from 「うちの猫の名前はミケだよ。」
     what it misses in a longer message with a greeting in front."""
     text = normalised(message)
-    chosen = [body.strip() for _, body in _sentences(text) if mentions_a_cue(body, kinds) and not _is_question(body)]
+    chosen = [body.strip() for _, body in _sentences(text) if mentions_a_cue(body, kinds) and not is_question(body)]
     return "".join(chosen) or text
 
 
@@ -175,7 +175,21 @@ def _cue_spans(sentence: str, kinds: list[FactKind]) -> list[tuple[int, int, Fac
     return kept
 
 
-def _is_question(sentence: str) -> bool:
+def _without_cues(start: int, length: int, spans: list[tuple[int, int, FactKind]]) -> tuple[int, int] | None:
+    """The value's span with a cue word at its start or end cut off (「そばアレルギー」 → 「そば」), or
+    None when nothing else is left."""
+    end = start + length
+    for cue_start, cue_end, _ in spans:
+        if cue_start <= start and end <= cue_end:
+            return None
+        if cue_start <= start < cue_end:
+            start = cue_end
+        elif cue_start < end <= cue_end:
+            end = cue_start
+    return (start, end - start) if end > start else None
+
+
+def is_question(sentence: str) -> bool:
     stripped = sentence.strip().rstrip("。.!！")
     return stripped.endswith(("?", "？"))
 
@@ -196,23 +210,26 @@ def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocab
         if position < 0:
             continue  # not said: never stored
         value = text[position:position + len(value)]
-        key = _lower(value)
-        if key in seen:
-            continue
         sentence_start, sentence = next(
             ((start, body) for start, body in _sentences(text) if start <= position < start + len(body)), (0, text))
-        if _is_question(sentence):
+        if is_question(sentence):
             continue  # "do you remember my cat's name?" states nothing
         local = position - sentence_start
         spans = _cue_spans(sentence, kinds)
-        if any(start < local + len(value) and local < end for start, end, _ in spans):
+        cut = _without_cues(local, len(value), spans)
+        if cut is None:
             continue  # the value is (part of) a cue word itself: 「猫」 is not a pet's name
+        local, length = cut
+        value = sentence[local:local + length].strip(_TRIM)
+        if not value or _lower(value) in seen:
+            continue
+        local = sentence.find(value, local)
         gaps = [(min(abs(local - end), abs(start - (local + len(value)))), kind) for start, end, kind in spans]
         nearby = [(gap, kind) for gap, kind in gaps if gap <= CUE_WINDOW]
         kind = min(nearby, key=lambda item: (item[0], kinds.index(item[1])))[1] if nearby else None
         if kind is not None and len(value) > kind.max_chars:
             continue
-        seen.add(key)
+        seen.add(_lower(value))
         grounded.append(GroundedFact(kind=kind, value=value, sentence=sentence.strip()))
     return grounded
 

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .capture import FactKind, load_vocabulary, normalised
+from .capture import FactKind, is_question, load_vocabulary, normalised
 from .config import MemorySettings
 from .context import local_time_text
 from .memory.store import AgentStore
@@ -64,9 +64,11 @@ class Surfacer:
         if self.limit < 1 or not query.strip():
             return []
         facts = self._facts(query)
+        # A message a fact was taken from is shown as that fact; one whose fact was replaced since
+        # (「東京に住んでる」 after a move to Osaka) is out of date and not shown at all.
         said = {m.ref for m in facts}
-        source_messages = {f.message_id for f in self.store.facts.current() if f.id in said}
-        found = facts + [m for m in self._recall(query) if m.ref not in source_messages] + self._archival(query)
+        skipped = {f.message_id for f in self.store.facts.all() if f.id in said or f.superseded_by is not None}
+        found = facts + [m for m in self._recall(query) if m.ref not in skipped] + self._archival(query)
         found.sort(key=lambda memory: -memory.score)
         unique: list[Memory] = []
         for memory in found:
@@ -83,9 +85,10 @@ class Surfacer:
         ]
 
     def _recall(self, query: str) -> list[Memory]:
-        hits = self.store.recall.related(query, self.limit, out_of_context=True)
+        hits = self.store.recall.related(query, self.limit * 4, out_of_context=True)
+        # An earlier question (「私の名前、覚えてる？」) shares the most words with a new one and tells nothing.
         return [Memory("recall", int(hit.row_id), hit.text, local_time_text(hit.time), hit.score)
-                for hit in hits if hit.score >= self.floor]
+                for hit in hits if hit.score >= self.floor and not is_question(hit.text)]
 
     def _archival(self, query: str) -> list[Memory]:
         if self.store.archival.count() == 0:

@@ -284,3 +284,25 @@ def test_only_the_sentences_with_cue_words_are_sent_for_extraction(ja_vocabulary
     kinds = ja_vocabulary.kinds
     assert cue_sentences("こんにちは！わたしはゆい。うちの猫の名前はミケだよ。", kinds) == "うちの猫の名前はミケだよ。"
     assert cue_sentences("猫の名前、覚えてる？", kinds) == "猫の名前、覚えてる?"  # nothing better to send (NFKC)
+
+
+def test_a_cue_word_at_the_edge_of_a_value_is_cut_off(ja_vocabulary, en_vocabulary):
+    assert grounded("あと、そばアレルギーがあるんだ。", [("allergy", "そばアレルギー")], ja_vocabulary) == [("allergy", "そば")]
+    assert grounded("Also, I have a buckwheat allergy.", [("allergy", "buckwheat allergy")], en_vocabulary) == [
+        ("allergy", "buckwheat")]
+
+
+def test_earlier_questions_and_replaced_facts_are_not_surfaced(make_agent):
+    agent, llm = make_agent([say("大阪だよね！")])
+    tokyo = agent.store.recall.add("user", "今は東京に住んでるよ。", kind="user_message", turn_id=1)
+    asked = agent.store.recall.add("user", "私って今どこに住んでるんだっけ？", kind="user_message", turn_id=2)
+    osaka = agent.store.recall.add("user", "先月、大阪に引っ越したんだ。", kind="user_message", turn_id=3)
+    old = agent.store.facts.add(kind="home", label="住んでいる所", value="東京", line="住んでいる所: 東京", block="human",
+                                turn_id=1, message_id=tokyo.id)
+    agent.store.facts.add(kind="home", label="住んでいる所", value="大阪", line="住んでいる所: 大阪", block="human",
+                          turn_id=3, message_id=osaka.id, replaces=old.id)
+    agent.store.recall.set_in_context([tokyo.id, asked.id, osaka.id], False)
+    events = Recorder()
+    agent.send("私って今どこに住んでるんだっけ？", events)
+    [recalled] = events.of("recalled")
+    assert [m["text"] for m in recalled.data["memories"]] == ["住んでいる所: 大阪"]
