@@ -36,7 +36,12 @@ def test_facts_survive_the_window_and_a_restart(default_model_path, capsys):
     # Capture is grounded: what it keeps was said, under the right kind, with its source message.
     assert scores["invented_facts"] == 0, scores["invented"]
     assert scores["facts_kept"] >= 2, (result["human_block"], transcript)
-    # Surfacing put them in front of the model: at least one answer carries the value.
-    assert scores["right_out_of_view"] >= 1, transcript
+    # Surfacing puts each asked fact in front of the model, right before the reply. (Whether the
+    # 0.5B model then uses it is measured by the benchmark, not floored here: it answers 0-4 of 10.)
+    script = short_script()
+    for turn in result["turns"]:
+        if turn["asks"] and not turn["in_view"]:
+            values = script["facts"][turn["asks"]]
+            assert any(value in memory for memory in turn["recalled"] for value in values), transcript
     # Nothing shown is junk (empty, a system note, a copy of an earlier reply).
     assert scores["junk_replies"] == 0, transcript
