@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from memagent.config import load_settings
+from memagent.degenerate import junk_kind
 from memagent.events import AgentEvent
 from memagent.paths import resolve_paths
 from memagent.runtime import AgentSession
@@ -72,6 +73,11 @@ def run_conversation(lines: list[str], *, context_length: int = 4096, home: Path
         parroting = final_parroting(stored)
         summaries = [m for m in session.store.recall.all() if m.kind == "summary"]
     answered = sum(1 for t in turns if t["replies"])
+    shown: list[str] = []
+    junk_shown = 0
+    for reply in (r for t in turns for r in t["replies"]):
+        junk_shown += junk_kind(reply, shown) is not None
+        shown.append(reply)
     detected = sum(1 for t in turns if {"parrots_user", "thoughts_equal_message"} & set(t["degenerate"]))
     # Tokens evaluated per call vs how much the prompt grew since the previous call (the new
     # tokens): about 1 or less when the KV cache is reused, the whole prompt / growth when not.
@@ -83,6 +89,9 @@ def run_conversation(lines: list[str], *, context_length: int = 4096, home: Path
         "turns": len(turns),
         "answered": answered,
         "failed_turns": sum(1 for t in turns if t["failed"]),
+        # Turns where every attempt was junk: a notice instead of a reply (never junk shown).
+        "no_usable_reply_turns": sum(1 for n in notices if n.data.get("reason") == "no_usable_reply"),
+        "junk_shown": junk_shown,
         "parse_retries": sum(t["parse_retries"] for t in turns),
         "parroting_turns": parroting,
         "parroting_detected_and_regenerated": detected,

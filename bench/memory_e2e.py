@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from memagent.config import load_settings
-from memagent.degenerate import is_system_note, nearly_equal, normalise_text
+from memagent.degenerate import junk_kind
 from memagent.events import AgentEvent
 from memagent.llm.weights import DEFAULT_MODEL, PackagedModel, ensure_default_model
 from memagent.paths import resolve_paths
@@ -105,7 +105,7 @@ def run_script(script: dict[str, Any], *, mode: str, model_path: Path, context_l
                 record = {
                     "session": session_index, "say": turn["say"], "reply": reply,
                     "asks": turn.get("asks"), "states": turn.get("states"),
-                    "junk": _junk(reply, replies) if reply is not None else None,
+                    "junk": junk_kind(reply, replies) if reply is not None else None,
                     "notices": [e.data.get("reason") for e in events if e.type == "notice"],
                     "recalled": [m["text"] for e in events if e.type == "recalled" for m in e.data["memories"]],
                     "captured": [f["line"] for e in events if e.type == "captured" for f in e.data["facts"]],
@@ -130,16 +130,6 @@ def _in_view(session: AgentSession, turn: dict[str, Any], script: dict[str, Any]
     values = script["facts"][turn["asks"]]
     in_context = [m for m in session.store.recall.in_context() if m.kind == "user_message"]
     return any(_contains_any(m.content, values) for m in in_context)
-
-
-def _junk(reply: str, earlier: list[str]) -> str | None:
-    if not normalise_text(reply):
-        return "empty"
-    if is_system_note(reply):
-        return "system_note"
-    if any(nearly_equal(normalise_text(reply), normalise_text(old), 4) for old in earlier):
-        return "repeat"
-    return None
 
 
 def score(script: dict[str, Any], turns: list[dict[str, Any]], facts: list[Any], sources: dict[int, str],

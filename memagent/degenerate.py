@@ -115,6 +115,18 @@ def detect_degenerate(
     return None
 
 
+def junk_kind(reply: str, earlier: list[str]) -> str | None:
+    """How a reply that was shown counts as junk, for the benchmarks: "empty", "system_note", or
+    "repeat" of any earlier reply (the agent itself checks the last RECENT_REPLIES)."""
+    if not normalise_text(reply):
+        return "empty"
+    if is_system_note(reply):
+        return "system_note"
+    if any(nearly_equal(normalise_text(reply), normalise_text(old), REPEAT_MIN_CHARS) for old in earlier):
+        return "repeat"
+    return None
+
+
 # Copying a text the prompt shows (an example reply, a corrective note) is caught even for short
 # texts and small edits ("どうだった？" → "どうだったか？"), since such texts are never natural replies.
 COPY_MIN_CHARS = 6
