@@ -91,7 +91,7 @@ class AgentSettings(_Section):
     human: str = ""  # empty: the default profile for the agent's language (see DEFAULT_HUMANS)
     max_steps: int = Field(6, ge=1, le=50)
     parse_retries: int = Field(2, ge=0, le=10)
-    degenerate_retries: int = Field(2, ge=0, le=10)
+    degenerate_retries: int = Field(3, ge=0, le=10)
     first_message: Literal["persona", "generate"] = "persona"
 
 
