@@ -34,9 +34,8 @@ class Behaviour:
         self.replies = 0
 
     def call_text(self, body: dict[str, Any]) -> str:
-        newest = _newest_user_turn(body)
-        if "あとで思い出せるように日本語で要約" in newest or "Summarise the conversation below" in newest:
-            return "- the user sent a few messages"  # a summary request: plain text, as a model writes it
+        if is_summary_request(body):
+            return SUMMARY_TEXT
         if self.facts is not None and ("メモ係への指示" in json.dumps(body, ensure_ascii=False)
                                        or "Note-taker instructions" in json.dumps(body)):
             return self.facts
@@ -47,6 +46,14 @@ class Behaviour:
             return GOOD_CALL if self.replies == 1 else GOOD_CALL.replace('"hello"', f'"hello ({self.replies})"')
         return json.dumps({"inner_thoughts": "answering", "function": "send_message",
                            "params": {"message": self.reply(body)}}, ensure_ascii=False)
+
+
+SUMMARY_TEXT = "- the user sent a few messages"  # a summary request gets plain text, as a model writes it
+
+
+def is_summary_request(body: dict[str, Any]) -> bool:
+    newest = _newest_user_turn(body)
+    return "あとで思い出せるように日本語で要約" in newest or "Summarise the conversation below" in newest
 
 
 GOOD_CALL = json.dumps({"inner_thoughts": "greet", "function": "send_message", "params": {"message": "hello"}})

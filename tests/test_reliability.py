@@ -31,7 +31,7 @@ from memagent.memory import AgentStore
 from memagent.paths import resolve_paths
 
 from .conftest import REPO
-from .fake_server import Behaviour, echo_reply, fake_openai_server
+from .fake_server import SUMMARY_TEXT, Behaviour, echo_reply, fake_openai_server, is_summary_request
 
 MARK = r"MSG-\d+-\d+"  # every test message carries a unique marker; the fake server echoes the newest
 SECRET = "sk-test-SECRET"
@@ -633,7 +633,8 @@ class SearchingModel(Behaviour):
         self.newest = echo_reply(MARK, prefix="")
 
     def call_text(self, body: dict[str, Any]) -> str:
-        # (a summary request names an older marker, whose count no longer matters)
+        if is_summary_request(body):
+            return SUMMARY_TEXT
         marker = self.newest(body)
         payload = INJECTIONS[int(marker.rsplit("-", 1)[1])]
         step = self.steps[marker] = self.steps.get(marker, 0) + 1

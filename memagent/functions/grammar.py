@@ -29,7 +29,7 @@ def _call_gbnf(names: tuple[str, ...] | None) -> str:
 
 
 def schema_to_gbnf(schema: dict[str, Any]) -> str:
-    from llama_cpp.llama_grammar import SchemaConverter  # heavy import, load lazily
+    from llama_cpp.llama_grammar import PRIMITIVE_RULES, SchemaConverter  # heavy import, load lazily
 
     class BoundedIntegerConverter(SchemaConverter):  # type: ignore[misc, valid-type]
         def visit(self, schema: dict[str, Any], name: str) -> str:
@@ -37,6 +37,12 @@ def schema_to_gbnf(schema: dict[str, Any]) -> str:
                 rule = integer_range_rule(schema.get("minimum"), schema.get("maximum"))
                 if rule is not None:
                     return self._add_rule(name or "root", f"{rule} space")
+            if schema.get("type") == "string" and "maxLength" in schema and "pattern" not in schema:
+                # llama.cpp's `x{m,n}` instead of the converter's n nested optionals, which make a
+                # grammar of hundreds of rules for a bound of a few hundred characters.
+                char = self._add_primitive("char", PRIMITIVE_RULES["char"])
+                bounds = f"{{{schema.get('minLength', 0)},{schema['maxLength']}}}"
+                return self._add_rule(name or "root", f'"\\"" {char}{bounds} "\\"" space')
             return super().visit(schema, name)
 
     converter = BoundedIntegerConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CALL_KEYS = ("inner_thoughts", "function", "params")
+MAX_THOUGHT_CHARS = 240
 _DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _DATE_RE = re.compile(_DATE_PATTERN)
 
@@ -167,7 +168,9 @@ def call_json_schema(names: list[str] | None = None) -> dict[str, Any]:
         {
             "type": "object",
             "properties": {
-                "inner_thoughts": {"type": "string"},
+                # Bounded, so a small model that loops in its thoughts (「猫の喜びは大いです。猫は…」)
+                # must close them and still write a call within max_tokens.
+                "inner_thoughts": {"type": "string", "maxLength": MAX_THOUGHT_CHARS},
                 "function": {"type": "string", "const": name},
                 "params": params_json_schema(name),
             },
