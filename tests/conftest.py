@@ -92,3 +92,36 @@ def llama_server(default_model_path: Path):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture
+def scripted_agent(paths):
+    """Agents over real stores driven by a scripted LLM: make(replies, language=, context_length=,
+    memory={...}, **agent_settings) → (agent, llm). Closed at the end of the test."""
+    from memagent.agent import Agent
+    from memagent.config import load_settings
+    from memagent.memory.store import AgentStore
+    from memagent.personas import load_human, load_persona
+    from memagent.prompts import PromptLibrary
+    from memagent.wrappers import load_wrapper
+
+    from .fake_llm import ScriptedLLM
+
+    opened: list[AgentStore] = []
+
+    def make(replies, *, context_length: int = 8192, language: str = "en", memory: dict | None = None,
+             **agent_settings):
+        overrides = {"agent": {"language": language, **agent_settings}, "memory": memory or {}}
+        settings = load_settings(paths, environ={}, overrides=overrides)
+        persona = load_persona(paths, "sam" if language == "en" else "sakura")
+        human = load_human(paths, "default-en" if language == "en" else "default")
+        store = AgentStore.open(paths, settings, f"t{len(opened)}", create=True, persona=persona.text, human=human.text,
+                                persona_name=persona.key, human_name=human.key, language=language)
+        opened.append(store)
+        llm = ScriptedLLM(replies, context_length=context_length)
+        agent = Agent(store, llm, load_wrapper(paths, "chatml"), PromptLibrary(paths, language), settings, persona, human)
+        return agent, llm
+
+    yield make
+    for store in opened:
+        store.close()

@@ -7,15 +7,10 @@ import hashlib
 import pytest
 
 from memagent.agent import Agent
-from memagent.config import load_settings
 from memagent.context import ContextOverflow
 from memagent.events import AgentEvent
-from memagent.memory.store import AgentStore
-from memagent.personas import load_human, load_persona
-from memagent.prompts import PromptLibrary
-from memagent.wrappers import load_wrapper
 
-from .fake_llm import ScriptedLLM, Truncated, call, say
+from .fake_llm import Truncated, call, say
 
 
 class Recorder(list):
@@ -31,24 +26,8 @@ class Recorder(list):
 
 
 @pytest.fixture
-def make_agent(paths):
-    opened: list[AgentStore] = []
-
-    def make(replies, *, context_length: int = 8192, language: str = "en", **agent_settings) -> tuple[Agent, ScriptedLLM]:
-        overrides = {"agent": {"language": language, **agent_settings}} 
-        settings = load_settings(paths, environ={}, overrides=overrides)
-        persona = load_persona(paths, "sam" if language == "en" else "sakura")
-        human = load_human(paths, "default-en" if language == "en" else "default")
-        store = AgentStore.open(paths, settings, f"t{len(opened)}", create=True, persona=persona.text, human=human.text,
-                                persona_name=persona.key, human_name=human.key, language=language)
-        opened.append(store)
-        llm = ScriptedLLM(replies, context_length=context_length)
-        agent = Agent(store, llm, load_wrapper(paths, "chatml"), PromptLibrary(paths, language), settings, persona, human)
-        return agent, llm
-
-    yield make
-    for store in opened:
-        store.close()
+def make_agent(scripted_agent):
+    return scripted_agent
 
 
 def kinds(agent: Agent) -> list[str]:

@@ -9,11 +9,7 @@ import pytest
 
 from memagent.agent import Agent
 from memagent.capture import FactVocabulary, ground, load_vocabulary, parse_proposals
-from memagent.config import load_settings
-from memagent.memory.store import AgentStore
-from memagent.personas import load_human, load_persona
 from memagent.prompts import PromptLibrary
-from memagent.wrappers import load_wrapper
 
 from .fake_llm import ScriptedLLM, say
 from .test_agent_loop import Recorder
@@ -78,25 +74,13 @@ def test_malformed_extraction_output_yields_nothing(text):
 
 # --- the agent, end to end with a scripted model ----------------------------------------------------
 @pytest.fixture
-def make_agent(paths):
-    opened: list[AgentStore] = []
-
+def make_agent(scripted_agent):
     def make(replies, *, mode: str = "assisted", language: str = "ja", core_limit: int = 2000,
              context_length: int = 8192) -> tuple[Agent, ScriptedLLM]:
-        overrides = {"agent": {"language": language}, "memory": {"mode": mode, "core_limit": core_limit}}
-        settings = load_settings(paths, environ={}, overrides=overrides)
-        persona = load_persona(paths, "sakura" if language == "ja" else "sam")
-        human = load_human(paths, "default" if language == "ja" else "default-en")
-        store = AgentStore.open(paths, settings, f"m{len(opened)}", create=True, persona=persona.text,
-                                human=human.text, persona_name=persona.key, human_name=human.key, language=language)
-        opened.append(store)
-        llm = ScriptedLLM(replies, context_length=context_length)
-        agent = Agent(store, llm, load_wrapper(paths, "chatml"), PromptLibrary(paths, language), settings, persona, human)
-        return agent, llm
+        return scripted_agent(replies, context_length=context_length, language=language,
+                              memory={"mode": mode, "core_limit": core_limit})
 
-    yield make
-    for store in opened:
-        store.close()
+    return make
 
 
 def test_a_stated_fact_is_captured_into_core_memory_with_its_source(make_agent):
