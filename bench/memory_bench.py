@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,7 +80,7 @@ def fill_recall(store: AgentStore, n_messages: int, needle_every: int = 1000, se
     """Insert `n_messages` synthetic chat lines (one in `needle_every` mentions NEEDLE) in one
     transaction; returns messages per second."""
     rng = random.Random(seed)
-    start_time = datetime(2023, 1, 1, tzinfo=timezone.utc)
+    start_time = datetime(2023, 1, 1, tzinfo=UTC)
 
     def messages() -> Iterator[NewMessage]:
         for i in range(n_messages):
@@ -157,7 +157,7 @@ def archival_latency(
         embed_ms = _timed(lambda: archival.embedder.embed_query(questions[0]), queries)
         search_ms = []
         for question in questions:
-            search_ms.extend(_timed(lambda: archival.search(question, page_size=5), 1))
+            search_ms.extend(_timed(lambda q=question: archival.search(q, page_size=5), 1))
         searched_over = archival.count()
         single_insert_ms = _timed(lambda: archival.insert(synthetic_sentence(rng)), 10)
         return {
@@ -179,7 +179,7 @@ def _fill_synthetic(store: AgentStore, texts: list[str], rng: np.random.Generato
     known = archival.index.vectors(sorted(archival.index.ids())[:2000])
     pool = np.stack(list(known.values()))
     with store.transaction() as session:
-        rows = [PassageRow(text=t, time=datetime.now(timezone.utc), source="bench") for t in texts]
+        rows = [PassageRow(text=t, time=datetime.now(UTC), source="bench") for t in texts]
         session.add_all(rows)
         session.flush()
         ids = [row.id for row in rows]
@@ -234,12 +234,12 @@ def ja_retrieval(
     for kind, scored in query_sets.items():
         answers = [answer for _, answer, _ in scored]
 
-        def figures(rankings: list[list[int]]) -> dict[str, float]:
+        def figures(rankings: list[list[int]], answers: list = answers) -> dict[str, float]:
             ranks = [_rank([fact_of_row[i] for i in ranking], answer) for ranking, answer in zip(rankings, answers)]
             return {"r1": round(sum(r == 1 for r in ranks) / len(ranks), 3),
                     "r3": round(sum(r is not None and r <= 3 for r in ranks) / len(ranks), 3)}
 
-        def fused(weight: float) -> dict[str, float]:
+        def fused(weight: float, scored: list = scored) -> dict[str, float]:
             return figures([[i for i, _ in fuse(d, l, weight, method)] for _, _, (d, l) in scored])
 
         result[kind] = {

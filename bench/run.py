@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"(mean prompt {get('p4_conversation', 'mean_prompt_tokens', fmt='{:.0f}')} tokens, "
          f"{get('p4_conversation', 'evaluated_per_turn', fmt='{:.0f}')} evaluated per turn)"),
         ("P5 cold start to the chat prompt", "pty, real `memagent chat`",
-         f"new agent {get('p5_startup', 'new_agent_s', fmt='{:.2f}')} s · existing {get('p5_startup', 'existing_agent_median_s', fmt='{:.2f}')} s"),
+         f"new agent {get('p5_startup', 'new_agent_s', fmt='{:.2f}')} s · "
+         f"existing {get('p5_startup', 'existing_agent_median_s', fmt='{:.2f}')} s"),
         ("Parser recovery on the malformed-output corpus", f"{r['parser'].get('corpus_size', '?')} outputs",
          f"{get('parser', 'recovered')}/{get('parser', 'corpus_size')} ({get('parser', 'rate', fmt='{:.1%}')})"),
         ("Parroting rate, 10-turn Japanese script", "embedded model",
@@ -125,14 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     lines = agent_bench.japanese_script()[: args.turns or (5 if quick else 10)]
     results: dict[str, Any] = {
         "machine": machine(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
         "quick": quick,
     }
     results["parser"] = timed("parser recovery", parser_recovery.run)
     results["p5_startup"] = timed("P5 startup", lambda: startup_bench.run(repeats=3 if quick else 5))
     results["p1_loop"] = timed("P1 loop overhead", lambda: agent_bench.loop_overhead(args.loop_messages or 100_000, 20 if quick else 30))
-    results["p2_recall"] = timed("P2 recall search", lambda: memory_bench.recall_search_vs_like(args.messages or (100_000 if quick else 1_000_000)))
+    results["p2_recall"] = timed("P2 recall search",
+                                 lambda: memory_bench.recall_search_vs_like(args.messages or (100_000 if quick else 1_000_000)))
     results["p3_archival"] = timed("P3 archival", lambda: memory_bench.archival_latency(
         args.passages or (10_000 if quick else 100_000), embedded=args.embedded or (500 if quick else 2_000)))
     results["ja_retrieval"] = timed("Japanese retrieval", memory_bench.ja_retrieval)

@@ -23,7 +23,8 @@ from .degenerate import copies_any, detect_degenerate
 from .events import AgentEvent
 from .executor import FunctionExecutor
 from .functions.grammar import call_gbnf
-from .functions.schemas import FUNCTION_NAMES, call_json_schema
+from .functions.registry import function_registry
+from .functions.schemas import call_json_schema
 from .llm.base import GenerationRequest, LLMBackend
 from .memory.records import StoredMessage
 from .parsing import CallError, parse_call
@@ -35,7 +36,10 @@ from .wrappers import Wrapper
 
 log = logging.getLogger(__name__)
 EventSink = Callable[[AgentEvent], None]
-RECENT_REPLIES = 10  # a reply that copies any of these is a repeat
+# A reply that copies any of the persona's last this many replies is a repeat: a user notices a line
+# said twice an hour apart as much as two in a row. Comparing is cheap (exact match first, difflib
+# only between long texts).
+RECENT_REPLIES = 300
 CORRECTION_CHARS = 600  # of a failed attempt shown back to the model with its corrective note
 
 
@@ -90,7 +94,7 @@ class Agent:
         self.human = human
         self.mode = settings.memory.mode
         # Memory mode "off": no memory beyond the conversation window, so no memory functions either.
-        self.functions = list(FUNCTION_NAMES) if self.mode != "off" else ["send_message"]
+        self.functions = [f.name for f in function_registry() if self.mode != "off" or not f.needs_memory]
         self.context = ContextWindow(store, backend, wrapper, prompts, settings, persona, human, self.functions)
         self.executor = FunctionExecutor(store, prompts, settings)
         assisted = self.mode == "assisted"
@@ -309,7 +313,7 @@ class Agent:
     @staticmethod
     def _heartbeat_reason(call: FunctionCall, stats: TurnStats) -> str | None:
         """Why the chain goes on after `call`, or None when it ends here."""
-        if call.function in ("pause_heartbeats", "send_message"):
+        if function_registry()[call.function].ends_chain:
             return None
         if call.request_heartbeat:
             return "function_result"

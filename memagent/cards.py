@@ -45,7 +45,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -57,8 +57,8 @@ from .resources import find_resource
 MAX_CARD_BYTES = 20 * 1024 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
-V2 = "chara_card_v2"
-V3 = "chara_card_v3"
+V2: Final = "chara_card_v2"
+V3: Final = "chara_card_v3"
 SPEC_VERSIONS = {V2: "2.0", V3: "3.0"}
 CARD_CHUNKS = ("ccv3", "chara")  # in order of preference
 TEXT_CHUNK_TYPES = (b"tEXt", b"zTXt", b"iTXt")
@@ -304,7 +304,7 @@ def _without_card_chunks(chunks: list[PngChunk]) -> list[PngChunk]:
 
 
 def _card_from_png(chunks: list[PngChunk], where: Path) -> dict[str, Any]:
-    texts = {}
+    texts: dict[str, str] = {}
     for chunk in chunks:
         found = _text_chunk(chunk, where) if _is_card_chunk(chunk) else None
         if found:
@@ -488,7 +488,8 @@ def _set(field: str) -> Callable[[dict[str, Any], Any], None]:
 
 def _set_extension(field: str) -> Callable[[dict[str, Any], Any], None]:
     def write(data: dict[str, Any], value: Any) -> None:
-        extensions = data.get("extensions") if isinstance(data.get("extensions"), dict) else {}
+        current = data.get("extensions")
+        extensions: dict[str, Any] = current if isinstance(current, dict) else {}
         data["extensions"] = extensions
         if not isinstance(extensions.get("memagent"), dict):
             extensions["memagent"] = {}

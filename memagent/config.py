@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
 from .paths import Paths
@@ -73,7 +74,7 @@ class SamplerPreset(_Section):
     mirostat_eta: float | None = Field(None, ge=0)
     seed: int | None = None
 
-    def merged(self, **changes: Any) -> "SamplerPreset":
+    def merged(self, **changes: Any) -> SamplerPreset:
         return self.model_copy(update=changes)
 
 
@@ -184,7 +185,7 @@ def find_config_file(paths: Paths, explicit: str | os.PathLike[str] | None = Non
 
 def _read_ini(path: Path) -> dict[str, dict[str, str]]:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
-    parser.optionxform = str  # keep keys as written so errors quote them exactly
+    parser.optionxform = str  # type: ignore[assignment, method-assign]  # keep keys as written so errors quote them
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -199,7 +200,7 @@ def _read_ini(path: Path) -> dict[str, dict[str, str]]:
     return {name: dict(parser.items(name)) for name in parser.sections()}
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     msg = error["msg"]
     if error["type"] == "extra_forbidden":
         return "is not a known key"

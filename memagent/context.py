@@ -214,8 +214,7 @@ class ContextWindow:
         evicted = self.choose_eviction(max(tokens_to_free, 1))
         if not evicted:
             raise ContextOverflow(self._overflow_message())
-        lines = [self._summary_line(m) for m in evicted]
-        lines = [line for line in lines if line is not None]
+        lines = [line for line in (self._summary_line(m) for m in evicted) if line is not None]
         previous = self.store.get_state("summary")
         summary = self._summarise(lines, previous) if lines else previous
         with self.store.transaction():

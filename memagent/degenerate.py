@@ -82,7 +82,10 @@ def nearly_equal(first: str, second: str, min_chars: int = 1) -> bool:
         return True
     if min(len(first), len(second)) < SIMILARITY_MIN_CHARS:
         return False
-    return SequenceMatcher(None, first, second, autojunk=False).ratio() >= SIMILARITY_RATIO
+    matcher = SequenceMatcher(None, first, second, autojunk=False)
+    # The cheap upper bounds first: a reply is compared with a few hundred earlier ones.
+    return (matcher.real_quick_ratio() >= SIMILARITY_RATIO and matcher.quick_ratio() >= SIMILARITY_RATIO
+            and matcher.ratio() >= SIMILARITY_RATIO)
 
 
 def detect_degenerate(
@@ -117,7 +120,7 @@ def detect_degenerate(
 
 def junk_kind(reply: str, earlier: list[str]) -> str | None:
     """How a reply that was shown counts as junk, for the benchmarks: "empty", "system_note", or
-    "repeat" of any earlier reply (the agent itself checks the last RECENT_REPLIES)."""
+    "repeat" of any earlier reply (the agent checks its last RECENT_REPLIES, a few hundred)."""
     if not normalise_text(reply):
         return "empty"
     if is_system_note(reply):

@@ -23,7 +23,8 @@ import json_repair
 from pydantic import ValidationError
 
 from memagent.conversation import FunctionCall
-from memagent.functions.schemas import FUNCTION_NAMES, FUNCTIONS, example_call
+from memagent.functions.registry import function_registry
+from memagent.functions.schemas import example_call, function_names
 
 ErrorKind = Literal["no_json", "unknown_function", "invalid_arguments", "empty", "truncated"]
 
@@ -85,7 +86,7 @@ def parse_call(text: str, prefill: str = "", allowed: list[str] | None = None) -
     """Parse one function call from model output. `prefill` is what the prompt already put in the
     assistant turn (it is prepended); `allowed` limits the functions accepted (default: all)."""
     raw = ""
-    allowed_names = list(FUNCTION_NAMES)
+    allowed_names = function_names()
     try:
         raw = f"{prefill or ''}{text or ''}"
         allowed_names = _allowed_names(allowed)
@@ -115,8 +116,9 @@ def _parse_with_prefill(raw: str, text: str, allowed: list[str]) -> ParseOutcome
 
 def _allowed_names(allowed: list[str] | None) -> list[str]:
     if allowed is None:
-        return list(FUNCTION_NAMES)
-    return [name for name in allowed if name in FUNCTIONS]
+        return function_names()
+    registry = function_registry()
+    return [name for name in allowed if name in registry]
 
 
 def _parse_raw(raw: str, allowed: list[str]) -> ParseOutcome:
@@ -416,16 +418,6 @@ THOUGHT_KEYS = ("inner_thoughts", "inner_monologue", "inner_thought", "thoughts"
 # Keys that wrap a call in some APIs and carry nothing for us.
 ENVELOPE_KEYS = ("type", "id", "index", "call_id")
 
-PARAM_ALIASES: dict[str, dict[str, str]] = {
-    "send_message": {"content": "message", "text": "message", "msg": "message"},
-    "core_memory_append": {"name": "label", "section": "label", "block": "label", "text": "content"},
-    "core_memory_replace": {"name": "label", "section": "label", "block": "label", "old": "old_content", "new": "new_content"},
-    "conversation_search": {"q": "query", "keyword": "query", "search": "query"},
-    "conversation_search_date": {"start": "start_date", "end": "end_date", "from": "start_date", "to": "end_date"},
-    "archival_memory_insert": {"text": "content", "memory": "content"},
-    "archival_memory_search": {"q": "query", "keyword": "query", "search": "query"},
-    "pause_heartbeats": {"duration": "minutes", "mins": "minutes"},
-}
 
 
 @dataclass
@@ -531,9 +523,10 @@ def _canonical_name_text(name: str) -> str:
 def _known_function_name(raw_name: str) -> str | None:
     """The function `raw_name` means, allowing case, separators, prefixes and small typos."""
     candidate = _canonical_name_text(raw_name)
-    if candidate in FUNCTIONS:
+    names = function_names()
+    if candidate in names:
         return candidate
-    close = difflib.get_close_matches(candidate, FUNCTION_NAMES, n=1, cutoff=NAME_MATCH_CUTOFF)
+    close = difflib.get_close_matches(candidate, names, n=1, cutoff=NAME_MATCH_CUTOFF)
     return close[0] if close else None
 
 
@@ -600,7 +593,8 @@ def _pop_thoughts(params: dict[str, Any]) -> Any:
 
 def _merge_flat_params(name: str, params: dict[str, Any], leftovers: dict[str, Any], notes: list[str]) -> None:
     """Top-level keys that are this function's params (`{"function": ..., "message": ...}`)."""
-    known = set(FUNCTIONS[name].model_fields) | set(PARAM_ALIASES.get(name, {}))
+    function = function_registry()[name]
+    known = set(function.param_names) | set(function.aliases)
     moved = [key for key in leftovers if key in known and key not in params]
     for key in moved:
         params[key] = leftovers[key]
@@ -609,7 +603,7 @@ def _merge_flat_params(name: str, params: dict[str, Any], leftovers: dict[str, A
 
 
 def _tidy_params(name: str, params: dict[str, Any], notes: list[str]) -> dict[str, Any]:
-    model_fields = FUNCTIONS[name].model_fields
+    model_fields = function_registry().params_model(name).model_fields
     tidy: dict[str, Any] = {}
     for key, value in params.items():
         field_name = _field_name(name, key, model_fields)
@@ -636,7 +630,7 @@ def _field_name(function: str, key: Any, model_fields: dict[str, Any]) -> str | 
     normalised = _canonical_name_text(key)
     if normalised in model_fields:
         return normalised
-    alias = PARAM_ALIASES.get(function, {}).get(normalised)
+    alias = function_registry()[function].aliases.get(normalised)
     return alias if alias in model_fields else None
 
 
@@ -650,7 +644,7 @@ def _tidy_scalar(value: Any, annotation: Any) -> Any:
 
 def _validate(name: str, params: dict[str, Any], allowed: list[str], notes: list[str]) -> dict[str, Any]:
     try:
-        model = FUNCTIONS[name].model_validate(params)
+        model = function_registry().params_model(name).model_validate(params)
     except ValidationError as exc:
         first = exc.errors()[0]
         field_name = ".".join(str(part) for part in first.get("loc", ())) or None
@@ -682,7 +676,7 @@ def _error(
     field: str | None = None,
     problem: str,
 ) -> CallError:
-    example_name = function if function in FUNCTIONS and function in allowed else _default_example(allowed)
+    example_name = function if function in function_registry() and function in allowed else _default_example(allowed)
     return CallError(
         kind=kind,
         function=function,

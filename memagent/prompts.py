@@ -17,13 +17,12 @@ from typing import Any
 import jinja2
 
 from .errors import MemagentError
-from .functions.schemas import FUNCTION_NAMES
+from .functions.registry import function_registry
 from .paths import Paths, packaged_resource_dir
 
 LANGUAGES = ("ja", "en")
 # The system prompt's parts, each rendered from `<part>.j2`, then joined by system.j2.
 SYSTEM_PARTS = ("preamble", "persona", "human", "memory_status", "functions")
-ALL_FUNCTIONS = tuple(FUNCTION_NAMES)
 TEMPLATE_SUFFIX = ".j2"
 
 
@@ -95,9 +94,11 @@ class PromptLibrary:
             raise PromptError(f"language {language!r} has no prompt templates; use one of: {', '.join(LANGUAGES)}")
         self.paths = paths
         self.language = language
+        # Plugin functions' templates come last: the user's files and ours shadow them.
         self.search_path = [
             paths.user_resource_dir("prompts") / language,
             packaged_resource_dir("prompts") / language,
+            *(f.templates / language for f in function_registry() if f.templates is not None),
         ]
         self.env = make_environment(jinja2.FileSystemLoader([str(p) for p in self.search_path]))
 
@@ -142,7 +143,7 @@ class PromptLibrary:
         recall_count: int = 0,
         archival_count: int = 0,
         summary: str | None = None,
-        functions: Sequence[str] = ALL_FUNCTIONS,
+        functions: Sequence[str] | None = None,
         now: str = "",
         output: str = "json",
     ) -> SystemPrompt:
@@ -158,7 +159,9 @@ class PromptLibrary:
             "recall_count": recall_count,
             "archival_count": archival_count,
             "summary": summary,
-            "functions": list(functions),
+            "functions": list(functions) if functions is not None else function_registry().names(),
+            # Each function's parameter names, for functions/_default.j2 (a function with no line of its own).
+            "function_params": {f.name: f.param_names for f in function_registry()},
             "now": now,
             "output": output,
         }

@@ -53,7 +53,7 @@ class AgentLock:
 class LazyBackend(LLMBackend):
     """Stands in for the backend until it is first used, so work that needs no model never waits."""
 
-    def __init__(self, session: "AgentSession") -> None:
+    def __init__(self, session: AgentSession) -> None:
         self._session = session
 
     @property
@@ -109,16 +109,10 @@ class AgentSession:
             self.created = not AgentStore.exists(paths, name)
             if self.created and not create:
                 raise MemagentError(f"no agent named {name!r}; `memagent agents list` shows the agents there are")
-            persona_name = persona or settings.agent.persona
             if self.created:
-                self.persona = load_persona(paths, persona_name)
-                language = self.persona.language or settings.agent.language
-                self.human = load_human(paths, human or settings.agent.human or DEFAULT_HUMANS[language])
-                self.store = AgentStore.open(
-                    paths, settings, name, create=True, persona=self.persona.text, human=self.human.text,
-                    persona_name=self.persona.key, human_name=self.human.key, language=language,
-                )
-                self._load_lorebook()
+                from .creation import create_agent
+
+                self.store, self.persona, self.human = create_agent(paths, settings, name, persona=persona, human=human)
             else:
                 self.store = AgentStore.open(paths, settings, name)
                 self.persona = load_persona(paths, persona or self.store.info.persona or settings.agent.persona)
@@ -136,15 +130,6 @@ class AgentSession:
         self._agent: Any = None
         self.stream_replies = False
         self.capture_in_background = False
-
-    def _load_lorebook(self) -> None:
-        """A persona imported from a character card brings its lorebook into a new agent's archival memory."""
-        from .cards import load_lorebook, lorebook_passages, stored_card
-
-        card = stored_card(self.persona)
-        passages = lorebook_passages(card, self.persona) if card else []
-        if passages:
-            load_lorebook(self.store, self.persona.key, passages)
 
     # --- the model, loaded once, possibly in the background -----------------------------------
     def start_loading(self) -> None:
@@ -200,7 +185,7 @@ class AgentSession:
         self.store.close()
         self.lock.release()
 
-    def __enter__(self) -> "AgentSession":
+    def __enter__(self) -> AgentSession:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
+from .functions.registry import function_registry
 from .memory.models import BlockHistoryRow, BlockRow, MessageRow, utc_now
 
+if TYPE_CHECKING:
+    from .memory.store import AgentStore
 
-def undo_turn(store: Any, turn_id: int, *, keep_user_message: bool) -> int:
+
+def undo_turn(store: AgentStore, turn_id: int, *, keep_user_message: bool) -> int:
     """Remove turn `turn_id`'s messages (all, or all but the user's own message), revert the core
-    memory edits made in it (the agent's and captured facts) and delete the archival passages it
-    inserted. Returns messages removed."""
+    memory edits made in it (the agent's and captured facts) and let each function call's `undo`
+    revert the rest of what it did (archival inserts). Returns messages removed."""
+    registry = function_registry()
     with store.transaction() as session:
         messages = list(session.scalars(select(MessageRow).where(MessageRow.turn_id == turn_id)))
-        passage_ids = [
-            pid for m in messages if m.kind == "function_result"
-            for pid in (m.function_args or {}).get("passage_ids", [])
-        ] + [fact.passage_id for fact in store.facts.of_turn(turn_id) if fact.passage_id is not None]
+        for message in messages:
+            function = registry.get(message.function_name) if message.kind == "function_result" else None
+            if function is not None and function.undo is not None:
+                function.undo(store, message.function_args or {})
+        passage_ids = [fact.passage_id for fact in store.facts.of_turn(turn_id) if fact.passage_id is not None]
         _revert_core_edits(session, turn_id)
         store.facts.delete_turn(turn_id)
         removed = [m.id for m in messages if not (keep_user_message and m.kind == "user_message")]
@@ -29,7 +36,7 @@ def undo_turn(store: Any, turn_id: int, *, keep_user_message: bool) -> int:
     return len(removed)
 
 
-def _revert_core_edits(session: Any, turn_id: int) -> None:
+def _revert_core_edits(session: Session, turn_id: int) -> None:
     edits = list(session.scalars(
         select(BlockHistoryRow)
         .where(BlockHistoryRow.turn_id == turn_id, ~BlockHistoryRow.undone, BlockHistoryRow.reason != "undo")
@@ -37,6 +44,8 @@ def _revert_core_edits(session: Any, turn_id: int) -> None:
     ))
     for edit in edits:  # newest first, so each block ends at its value from before the turn
         block = session.get(BlockRow, edit.block_id)
+        if block is None:  # the block was deleted since (memory reset): nothing to revert
+            continue
         session.add(BlockHistoryRow(block_id=block.id, old_value=block.value, new_value=edit.old_value,
                                     time=utc_now(), turn_id=turn_id, reason="undo"))
         block.value = edit.old_value

@@ -8,6 +8,7 @@ from typing import Any
 
 from memagent.llm.base import Completion, GenerationRequest, LLMBackend, estimate_tokens
 
+
 class Truncated(str):
     """A reply that ran into max_tokens (finish_reason "length")."""
 

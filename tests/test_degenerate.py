@@ -62,6 +62,8 @@ def test_parrots_user(user: str, message: str) -> None:
         ("Hi!", "Hi!"),
         ("今日は会社で怒られちゃった", "え、何があったの?"),
         ("I went hiking yesterday.", "Oh nice, where did you go?"),
+        ("明日、京都の伏見稲荷大社に行くんだ", "伏見稲荷大社に行くんだ！いいなあ、お土産よろしくね"),
+        ("先月、大阪に引っ越したんだ。", "大阪に引っ越したんだね！"),  # an echo that confirms is a natural reply
     ],
 )
 def test_natural_replies_are_not_parroting(user: str, message: str) -> None:
@@ -131,7 +133,8 @@ def test_the_users_whole_line_plus_a_tail_is_parroting() -> None:
     line = "今日は会社で新しいプロジェクトの話があったんだ"
     assert detect_degenerate(_reply(line + "。すごいね！"), line, []) == "parrots_user"
     assert detect_degenerate(_reply("Nice to meet you too!"), "Nice to meet you", []) is None
-    assert detect_degenerate(_reply("仕事は看護師として働いています。良い時が来れば。"), "仕事は看護師として働いています。", []) == "parrots_user"
+    line = "仕事は看護師として働いています。"
+    assert detect_degenerate(_reply(line + "良い時が来れば。"), line, []) == "parrots_user"
 
 
 def test_a_reply_cut_out_of_a_system_text_is_a_copy() -> None:

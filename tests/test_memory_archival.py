@@ -11,6 +11,7 @@ import pytest
 from memagent.memory import AgentStore, QueryError
 from memagent.memory.archival import NewPassage
 from memagent.paths import Paths, resolve_paths
+
 from .memory_support import ja_facts, make_store
 
 ALL_FACTS = ja_facts()

@@ -17,6 +17,7 @@ from memagent.errors import MemagentError
 from memagent.memory import AgentStore
 from memagent.memory.archival import NewPassage
 from memagent.paths import Paths
+
 from .memory_support import free_port, ja_facts
 
 CHROMA = Path(sys.executable).with_name("chroma")

@@ -10,6 +10,7 @@ import pytest
 
 from memagent.cli import main
 from memagent.paths import Paths
+
 from .memory_support import make_store, write_jsonl
 
 CONVERSATION = [
@@ -146,7 +147,8 @@ def test_export_import_round_trip_and_create(capsys: pytest.CaptureFixture[str],
     assert hits[0]["id"] == "p-2"
 
     code, _, err = run(capsys, "memory", "import", "--agent", "restored", str(backup))
-    assert code == 1 and "no agent named 'restored'" in err
+    assert code == 1 and "no agent named 'restored'" in err and "`memagent agents create restored`" in err
+    assert len(err.strip().splitlines()) == 1
     assert run(capsys, "memory", "import", "--agent", "restored", "--create", str(backup))[0] == 0
     hits = json.loads(run(capsys, "memory", "search", "--agent", "restored", "誕生日", "--json")[1])
     assert [h["id"] for h in hits] == [2, "m-1"]
@@ -168,3 +170,18 @@ def test_edit_block_with_editor(
     assert json.loads(run(capsys, "memory", "show", "--agent", agent, "--json")[1])["summary"].endswith("好きな色: 青")
     code, _, err = run(capsys, "memory", "edit", "--agent", agent)
     assert code == 1 and "--block LABEL or --summary" in err
+
+
+def test_agents_create_then_import_then_list(capsys: pytest.CaptureFixture[str], home: Path, tmp_path: Path) -> None:
+    code, out, err = run(capsys, "agents", "create", "diary", "--persona", "sam")
+    assert code == 0, err
+    assert "created agent diary (persona sam, human default-en, language en)" in out
+    code, _, err = run(capsys, "agents", "create", "diary")
+    assert code == 1 and err.strip() == "error: agent 'diary' already exists; pick another name or delete it first"
+    code, _, err = run(capsys, "agents", "create", "other", "--persona", "nobody")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "nobody" in err and "Traceback" not in err
+    conversation = write_jsonl(tmp_path / "conv.jsonl", CONVERSATION)
+    assert run(capsys, "memory", "import", "--agent", "diary", str(conversation))[0] == 0
+    listed = json.loads(run(capsys, "agents", "list", "--json")[1])
+    assert [(a["name"], a["persona"], a["language"], a["messages"]) for a in listed] == [
+        ("diary", "sam", "en", len(CONVERSATION))]

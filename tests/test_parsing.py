@@ -16,17 +16,20 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from memagent.functions import (
-    EXAMPLE_PARAMS,
-    FUNCTION_NAMES,
-    FUNCTIONS,
     call_gbnf,
     call_json_schema,
     example_call,
+    function_names,
+    function_registry,
+    params_json_schema,
 )
 from memagent.functions.grammar import MAX_OPEN_INTEGER_DIGITS, integer_range_rule
 from memagent.parsing import CallError, ParseOutcome, parse_call
 
 REPO = Path(__file__).resolve().parent.parent
+FUNCTION_NAMES = function_names()
+FUNCTIONS = {function.name: function.params for function in function_registry()}
+EXAMPLE_PARAMS = {function.name: dict(function.example) for function in function_registry()}
 ERROR_KINDS = {"no_json", "unknown_function", "invalid_arguments", "empty"}
 
 
@@ -565,32 +568,47 @@ def test_fuzz_any_text_never_raises(text: str, prefill: str) -> None:
     _assert_well_formed(parse_call(text, prefill=prefill))
 
 
-_texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
-_message = _texts.filter(lambda text: text.strip())
-_dates = st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 12, 31)).map(date.isoformat)
-_pages = st.integers(min_value=0, max_value=50)
-_heartbeat = st.booleans()
+_TEXT = st.characters(codec="utf-8", exclude_categories=("Cs",))
+_DATE_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
-_VALID_PARAMS = {
-    "send_message": st.fixed_dictionaries({"message": _message}),
-    "core_memory_append": st.fixed_dictionaries({"label": _texts, "content": _texts, "request_heartbeat": _heartbeat}),
-    "core_memory_replace": st.fixed_dictionaries(
-        {"label": _texts, "old_content": _texts, "new_content": _texts, "request_heartbeat": _heartbeat}
-    ),
-    "conversation_search": st.fixed_dictionaries({"query": _texts, "page": _pages, "request_heartbeat": _heartbeat}),
-    "conversation_search_date": st.fixed_dictionaries(
-        {"start_date": _dates, "end_date": _dates, "page": _pages, "request_heartbeat": _heartbeat}
-    ),
-    "archival_memory_insert": st.fixed_dictionaries({"content": _texts, "request_heartbeat": _heartbeat}),
-    "archival_memory_search": st.fixed_dictionaries({"query": _texts, "page": _pages, "request_heartbeat": _heartbeat}),
-    "pause_heartbeats": st.fixed_dictionaries({"minutes": st.integers(min_value=1, max_value=360)}),
-}
+
+def _value(prop: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Values for one property of a function's params schema (the scalar shapes the registry allows)."""
+    if "enum" in prop:
+        return st.sampled_from(prop["enum"])
+    if "const" in prop:
+        return st.just(prop["const"])
+    if prop["type"] == "boolean":
+        return st.booleans()
+    if prop["type"] == "integer":
+        return st.integers(min_value=prop.get("minimum", -(10**6)), max_value=prop.get("maximum", 10**6))
+    if prop.get("pattern") == _DATE_PATTERN:  # the schema cannot say "a real calendar date"
+        return st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 12, 31)).map(date.isoformat)
+    if "pattern" in prop:
+        return st.from_regex(prop["pattern"], fullmatch=True)
+    return st.text(_TEXT, min_size=max(1, prop.get("minLength", 1)), max_size=min(40, prop.get("maxLength", 40)))
+
+
+def _valid_params(name: str) -> st.SearchStrategy[dict[str, Any]]:
+    """Params for `name` drawn from its own schema (so a plugin's function is fuzzed too), kept where
+    its params model accepts them (send_message's message must not be blank)."""
+    schema = params_json_schema(name)
+
+    def accepted(params: dict[str, Any]) -> bool:
+        try:
+            FUNCTIONS[name].model_validate(params)
+        except ValidationError:
+            return False
+        return True
+
+    return st.fixed_dictionaries({key: _value(prop) for key, prop in schema["properties"].items()}).filter(accepted)
+
 
 valid_calls = st.sampled_from(FUNCTION_NAMES).flatmap(
     lambda name: st.builds(
         lambda thoughts, params: {"inner_thoughts": thoughts, "function": name, "params": params},
-        st.text(max_size=40),
-        _VALID_PARAMS[name],
+        st.text(_TEXT, max_size=40),
+        _valid_params(name),
     )
 )
 

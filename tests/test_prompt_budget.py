@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from memagent.functions import function_names
 from memagent.paths import Paths
 from memagent.personas import load_human, load_persona
-from memagent.prompts import ALL_FUNCTIONS, PromptLibrary, core_from
+from memagent.prompts import PromptLibrary, core_from
 
 # language → (persona, human, token budget for the whole system prompt)
 BUDGETS = {"ja": ("sakura", "default", 900), "en": ("sam", "default-en", 800)}
@@ -27,7 +28,7 @@ def test_system_prompt_fits_budget(language: str, paths: Paths, count_tokens) ->
     persona, human = load_persona(paths, persona_name), load_human(paths, human_name)
     system = PromptLibrary(paths, language).render_system(
         persona=persona, human=human, core=core_from(persona, human, 2000), recall_count=1234,
-        archival_count=56, summary=None, functions=list(ALL_FUNCTIONS), now="2025-01-02 21:03",
+        archival_count=56, summary=None, functions=function_names(), now="2025-01-02 21:03",
     )
     tokens = count_tokens(system.text)
     parts = {name: count_tokens(text) for name, text in system.parts.items()}

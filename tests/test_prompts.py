@@ -3,18 +3,18 @@ user files shadow packaged ones, and template errors name file and line."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from memagent.errors import MemagentError
+from memagent.functions import function_names
 from memagent.paths import Paths, packaged_resource_dir
 from memagent.personas import load_human, load_persona
-from memagent.prompts import ALL_FUNCTIONS, LANGUAGES, SYSTEM_PARTS, PromptLibrary, core_from
+from memagent.prompts import LANGUAGES, SYSTEM_PARTS, PromptLibrary, core_from
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
@@ -28,7 +28,7 @@ class Error:
         self.field = fields.get("field")
         self.problem = fields.get("problem", "")
         self.example = fields.get("example", {})
-        self.allowed_functions = fields.get("allowed_functions", list(ALL_FUNCTIONS))
+        self.allowed_functions = fields.get("allowed_functions", function_names())
 
 
 EXAMPLE_CALL = {"inner_thoughts": "…", "function": "send_message", "params": {"message": "こんにちは"}}
@@ -89,6 +89,7 @@ EVENT_CASES: dict[str, list[dict[str, Any]]] = {
     ],
     "result_archival_insert.j2": [{}, {"total": 4}],
     "result_pause.j2": [{"minutes": 30}],
+    "result_function_error.j2": [{"function": "roll_dice", "error": "ConnectionError: unreachable"}],
     "rethink.j2": [{}],
     "post_history.j2": [{"persona": SimpleNamespace(post_history_instructions="Keep it short.")}],
     "doctor_probe.j2": [{}],
@@ -106,7 +107,7 @@ def sample_system(library: PromptLibrary, **changes: Any):
     human = load_human(paths, "default" if library.language == "ja" else "default-en")
     variables: dict[str, Any] = dict(
         persona=persona, human=human, core=core_from(persona, human, 2000), recall_count=12,
-        archival_count=3, summary=None, functions=list(ALL_FUNCTIONS), now="2025-01-02",
+        archival_count=3, summary=None, functions=function_names(), now="2025-01-02",
     )
     variables.update(changes)
     return library.render_system(**variables)
@@ -119,6 +120,14 @@ def test_every_template_has_cases() -> None:
         missing = names - system_files - set(EVENT_CASES)
         assert not missing, f"add render cases for {sorted(missing)} to EVENT_CASES"
         assert names >= system_files | set(EVENT_CASES), language
+
+
+def test_every_builtin_function_has_its_line_in_each_language() -> None:
+    from memagent.functions.builtin import BUILTIN_FUNCTIONS
+
+    for language in LANGUAGES:
+        folder = packaged_resource_dir("prompts") / language / "functions"
+        assert {p.stem for p in folder.glob("*.j2")} == {f.name for f in BUILTIN_FUNCTIONS} | {"_default"}
 
 
 def test_event_templates_render_every_branch(library: PromptLibrary) -> None:
@@ -178,7 +187,7 @@ def test_system_prompt_parts_and_order(library: PromptLibrary) -> None:
     assert persona.examples[0].char in system.parts["preamble"]
     assert persona.text in system.parts["persona"]
     assert "2025-01-02" not in system.parts["preamble"]  # nothing that changes early in the prompt
-    for name in ALL_FUNCTIONS:
+    for name in function_names():
         assert f"- {name}(" in system.parts["functions"]
 
 

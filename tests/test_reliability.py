@@ -19,9 +19,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -575,7 +576,7 @@ def _half_written_config() -> bytes:
     pytest.param(_half_written_config(), id="half-written"),
     pytest.param(b"[llm]\nbase_url = http://127.0.0.1:8080/v1\ntimeout", id="truncated-key"),
     pytest.param(b"[llm\nbase_url = x\n", id="broken-header"),
-    pytest.param("[llm]\nbase_url = http://x/v1\n[llm]\nmodel = m\n".encode(), id="duplicate-section"),
+    pytest.param(b"[llm]\nbase_url = http://x/v1\n[llm]\nmodel = m\n", id="duplicate-section"),
     pytest.param("\ufeff[llm]\nbase_url = http://x/v1\nbase_url = y\n".encode(), id="duplicate-key"),
 ])
 def test_corrupted_config_is_one_line_exit_2(home: Path, content: bytes) -> None:

@@ -1,7 +1,9 @@
-from hypothesis import given, strategies as st
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from memagent.streaming import MessageStreamer
-import json
 
 
 def stream(text: str, step: int) -> str:

@@ -24,10 +24,12 @@ def cli(ctx: click.Context, home: str | None, config_path: str | None, verbose: 
 
 
 def _register() -> None:
-    from . import agents_cmds, chat_cmd, doctor_cmd, memory_cmds, persona_cmds, wrapper_cmds
+    """Every command, built-in or from a plugin, comes through the `register_commands` hook. Adding a
+    command again replaces it, so calling this twice is harmless."""
+    from ..plugins import plugin_manager
 
-    for module in (chat_cmd, doctor_cmd, persona_cmds, wrapper_cmds, memory_cmds, agents_cmds):
-        module.register(cli)
+    for impl in plugin_manager().hook.register_commands.get_hookimpls():  # registration order: built-ins first
+        impl.function(cli=cli)
 
 
 def main(argv: list[str] | None = None) -> None:

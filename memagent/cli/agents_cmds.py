@@ -1,4 +1,4 @@
-"""`memagent agents …`: list, show, delete and rename agents."""
+"""`memagent agents …`: create, list, show, delete and rename agents."""
 
 from __future__ import annotations
 
@@ -21,7 +21,29 @@ def _summary(app: AppContext, name: str) -> dict[str, Any]:
 def register(cli: click.Group) -> None:
     @cli.group()
     def agents() -> None:
-        """List, show, delete and rename agents."""
+        """Create, list, show, delete and rename agents."""
+
+    @agents.command()
+    @click.argument("name")
+    @click.option("--persona", help="Persona profile (personas/NAME.md; default: [agent] persona).")
+    @click.option("--human", help="Human profile (humans/NAME.md; default: [agent] human, or the language's default).")
+    @json_option
+    @pass_app
+    def create(app: AppContext, name: str, persona: str | None, human: str | None, as_json: bool) -> None:
+        """Create agent NAME without starting a chat (then `memory import`, `chat --agent NAME`)."""
+        from ..creation import create_agent
+        from ..memory.store import check_agent_name
+
+        check_agent_name(name)
+        with agent_lock(app, name, must_exist=False):  # a chat starting on this name meanwhile is refused
+            store, persona_profile, human_profile = create_agent(app.paths, app.settings, name,
+                                                                 persona=persona, human=human)
+            store.close()
+        if as_json:
+            echo_json(_summary(app, name))
+        else:
+            click.echo(f"created agent {name} (persona {persona_profile.key}, human {human_profile.key}, "
+                       f"language {store.info.language}); chat with `memagent chat --agent {name}`")
 
     @agents.command("list")
     @json_option
@@ -34,7 +56,7 @@ def register(cli: click.Group) -> None:
         if as_json:
             echo_json(rows)
         elif not rows:
-            click.echo("no agents yet; `memagent chat --agent NAME` starts one")
+            click.echo("no agents yet; `memagent agents create NAME` or `memagent chat --agent NAME` makes one")
         for row in rows if not as_json else []:
             click.echo(f"{row['name']}\tpersona={row['persona'] or '-'}\tlanguage={row['language']}\t"
                        f"{row['messages']} messages\t{row['passages']} passages\tcreated {row['created_at'][:10]}")

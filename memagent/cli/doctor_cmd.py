@@ -57,10 +57,15 @@ def run_doctor(app: AppContext, probe_call: bool = True) -> list[Verdict]:
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
-            raise MemagentError(f"cannot write to {folder} ({exc.strerror}); set MEMAGENT_HOME to a writable folder")
+            raise MemagentError(f"cannot write to {folder} ({exc.strerror}); set MEMAGENT_HOME to a writable folder") from None
         return str(folder)
 
     verdicts.append(_check("data", data_dir))
+    from ..plugins import plugin_names
+
+    installed = plugin_names()
+    if installed:  # no line when none: most users have none
+        verdicts.append(Verdict(True, "plugins", ", ".join(installed)))
     settings = app.settings
     backend_holder: list = []
 

@@ -29,13 +29,13 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 @contextmanager
-def agent_lock(app: AppContext, name: str) -> Iterator[None]:
+def agent_lock(app: AppContext, name: str, *, must_exist: bool = True) -> Iterator[None]:
     """Hold the agent's lock (the one `memagent chat` holds), so a running chat is never changed under it."""
     from ..memory.store import AgentStore, check_agent_name
     from ..runtime import AgentLock
 
     check_agent_name(name)
-    if not AgentStore.exists(app.paths, name):
+    if must_exist and not AgentStore.exists(app.paths, name):
         raise NotFoundError(f"no agent named {name!r}; `memagent agents list` shows the agents there are")
     lock = AgentLock(app.paths.agent_dir(name), name)
     lock.acquire()
@@ -239,7 +239,10 @@ def register(cli: click.Group) -> None:
 
         if not file.is_file():
             raise MemagentError(f"{file}: no such file")
-        if create and not AgentStore.exists(app.paths, agent_name):
+        if not AgentStore.exists(app.paths, agent_name):
+            if not create:
+                raise NotFoundError(f"no agent named {agent_name!r}; create it first with `memagent agents create "
+                                    f"{agent_name}` (or add --create to make it from a `memory export` file)")
             _create_from_export(app, agent_name, file)
         with open_agent(app, agent_name, write=True) as store:
             counts = store.import_file(file, archival=archival, progress=show_progress())
@@ -331,6 +334,7 @@ def register(cli: click.Group) -> None:
 
 
 def _create_from_export(app: AppContext, name: str, file: Path) -> None:
+    from ..creation import create_agent
     from ..memory.jsonl import read_export
     from ..memory.store import AgentStore
 
@@ -339,5 +343,13 @@ def _create_from_export(app: AppContext, name: str, file: Path) -> None:
         raise MemagentError(f"--create needs a file from `memagent memory export`; {file} is not one "
                             f"(start the agent with `memagent chat --agent {name}` first)")
     agent = data.get("agent") or {}
-    AgentStore.create(app.paths, app.settings, name, persona="", human="", persona_name=str(agent.get("persona", "")),
-                      human_name=str(agent.get("human", "")), language=str(agent.get("language") or "") or None).close()
+    persona, human = str(agent.get("persona", "")), str(agent.get("human", ""))
+    language = str(agent.get("language") or "") or None
+    try:
+        store, _, _ = create_agent(app.paths, app.settings, name, persona=persona or None, human=human or None,
+                                   language=language, lorebook=False)
+    except NotFoundError:
+        # The export's persona is not installed here: its blocks, imported next, carry the texts anyway.
+        store = AgentStore.create(app.paths, app.settings, name, persona="", human="", persona_name=persona,
+                                  human_name=human, language=language)
+    store.close()

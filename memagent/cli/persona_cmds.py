@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -201,15 +203,18 @@ def _add_card_commands(group: click.Group) -> None:
     @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
                   help="File to write (default: NAME.png or NAME.json here; '-' for stdout).")
     @pass_app
-    def export_cmd(app: AppContext, name: str, fmt: str, spec: str | None, output: Path | None) -> None:
+    def export_cmd(app: AppContext, name: str, fmt: Literal["png", "json"], spec: Literal["v2", "v3"] | None,
+                   output: Path | None) -> None:
         """Export persona NAME as a character card, with your edits and everything the card had."""
-        from ..cards import V2, V3, export_card
+        from ..cards import V2, V3, Spec, export_card
         from ..personas import load_persona
 
         PERSONA.check_key(name)
-        content = export_card(load_persona(app.paths, name), fmt, {"v2": V2, "v3": V3}.get(spec or ""))  # type: ignore[arg-type]
+        specs: dict[str, Spec] = {"v2": V2, "v3": V3}
+        content = export_card(load_persona(app.paths, name), fmt, None if spec is None else specs[spec])
         if str(output) == "-":
-            click.get_binary_stream("stdout").write(content)
+            sys.stdout.buffer.write(content)
+            sys.stdout.buffer.flush()
             return
         target = output or Path(f"{name}.{fmt}")
         try:
@@ -262,18 +267,10 @@ def _load_into_agent(app: AppContext, agent_name: str, persona: Persona, passage
 
 
 def _create_agent(app: AppContext, agent_name: str, persona: Persona) -> None:
-    from ..config import DEFAULT_HUMANS
-    from ..memory.store import AgentStore
-    from ..personas import load_human
+    from ..creation import create_agent
 
-    limit = app.settings.memory.core_limit
-    if len(persona.text) > limit:
-        raise MemagentError(f"agent {agent_name!r} not created: the persona text is {len(persona.text)} characters, "
-                            f"over memory.core_limit ({limit}); shorten it with `memagent persona edit {persona.key}`")
-    language = persona.language or app.settings.agent.language
-    human = load_human(app.paths, app.settings.agent.human or DEFAULT_HUMANS[language])
-    AgentStore.create(app.paths, app.settings, agent_name, persona=persona.text, human=human.text,
-                      persona_name=persona.key, human_name=human.key, language=language).close()
+    store, _, _ = create_agent(app.paths, app.settings, agent_name, persona=persona.key)
+    store.close()
 
 
 def register(cli: click.Group) -> None:

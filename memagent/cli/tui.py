@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from ..errors import MemagentError
-from .memory_view import fact_records, format_fact
 from ..events import AgentEvent
 from .context import AppContext
+from .memory_view import fact_records, format_fact
 
 RESUME_LINES = 4
 HELP = """\
@@ -34,7 +34,7 @@ Enter sends; Alt-Enter or Ctrl-J adds a new line; Ctrl-C cancels a reply in prog
 
 def _color(name: str | None) -> str:
     name = (name or "magenta").removeprefix("ansi")
-    return name if name in click.termui._ansi_colors else "magenta"  # type: ignore[attr-defined]
+    return name if name in click.termui._ansi_colors else "magenta"
 
 
 class Spinner:

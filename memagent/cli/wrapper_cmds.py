@@ -8,7 +8,6 @@ import sys
 import click
 
 from ..config import DEFAULT_HUMANS
-
 from ..conversation import ChatMessage, FunctionCall
 from ..personas import Human, Persona, load_human, load_persona
 from ..prompts import PromptLibrary, SystemPrompt, core_from
@@ -85,7 +84,7 @@ def list_cmd(app: AppContext) -> None:
         source = "user" if is_user_file(app.paths, "wrappers", path) else "packaged"
         try:
             wrapper = load_wrapper(app.paths, name)
-            output, about = wrapper.output, wrapper.description
+            output, about = str(wrapper.output), wrapper.description
         except WrapperError as exc:
             output, about = "-", f"INVALID: {exc}"
         click.echo(f"{name:<{width}}  {source:<8}  {output:<9}  {about}")

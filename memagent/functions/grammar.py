@@ -11,6 +11,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from memagent import plugins
 from memagent.functions.schemas import call_json_schema
 
 # An open-ended integer never needs more digits than this in a call.
@@ -19,11 +20,12 @@ MAX_OPEN_INTEGER_DIGITS = 6
 
 def call_gbnf(names: list[str] | None = None) -> str:
     """The call schema as GBNF (root rule `root`), for llama.cpp's `grammar` parameter."""
-    return _call_gbnf(tuple(names) if names is not None else None)
+    return _call_gbnf(tuple(names) if names is not None else None, plugins.generation())
 
 
 @lru_cache(maxsize=32)
-def _call_gbnf(names: tuple[str, ...] | None) -> str:
+def _call_gbnf(names: tuple[str, ...] | None, generation: int) -> str:
+    """`generation` keys the cache: a plugin registered later may change what `None` means."""
     schema = call_json_schema(list(names) if names is not None else None)
     return schema_to_gbnf(schema)
 
@@ -31,7 +33,7 @@ def _call_gbnf(names: tuple[str, ...] | None) -> str:
 def schema_to_gbnf(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import PRIMITIVE_RULES, SchemaConverter  # heavy import, load lazily
 
-    class BoundedIntegerConverter(SchemaConverter):  # type: ignore[misc, valid-type]
+    class BoundedIntegerConverter(SchemaConverter):
         def visit(self, schema: dict[str, Any], name: str) -> str:
             if schema.get("type") == "integer" and ("minimum" in schema or "maximum" in schema):
                 rule = integer_range_rule(schema.get("minimum"), schema.get("maximum"))

@@ -1,4 +1,4 @@
-"""Parameter models for the agent functions, and the one JSON schema for "one call of any of them".
+"""The one JSON schema for "one call of any of the agent functions", derived from the registry.
 
 The schema is what constrained decoding enforces (json_schema for servers, GBNF for llama.cpp), so
 it stays free of descriptions (docs live in prompt templates) and of JSON-schema features that
@@ -8,127 +8,29 @@ llama.cpp's converter rejects.
 from __future__ import annotations
 
 import copy
-import re
-from datetime import date
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from memagent.functions.registry import function_registry
 
 CALL_KEYS = ("inner_thoughts", "function", "params")
 MAX_THOUGHT_CHARS = 240
-_DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_DATE_RE = re.compile(_DATE_PATTERN)
 
 
-class FunctionParams(BaseModel):
-    """Base for every function's params: unknown keys are errors here (the parser drops them first)."""
-
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
-
-
-class SendMessage(FunctionParams):
-    message: Annotated[str, Field(min_length=1)]
-
-    @field_validator("message")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
-
-
-class CoreMemoryAppend(FunctionParams):
-    label: str
-    content: str
-    request_heartbeat: bool = False
-
-
-class CoreMemoryReplace(FunctionParams):
-    label: str
-    old_content: str
-    new_content: str
-    request_heartbeat: bool = False
-
-
-class ConversationSearch(FunctionParams):
-    query: str
-    page: Annotated[int, Field(ge=0)] = 0
-    request_heartbeat: bool = False
-
-
-class ConversationSearchDate(FunctionParams):
-    start_date: Annotated[str, Field(pattern=_DATE_PATTERN)]
-    end_date: Annotated[str, Field(pattern=_DATE_PATTERN)]
-    page: Annotated[int, Field(ge=0)] = 0
-    request_heartbeat: bool = False
-
-    @field_validator("start_date", "end_date", mode="before")
-    @classmethod
-    def _calendar_date(cls, value: Any) -> Any:
-        # Runs before the pattern check so the model reads one message for every bad date.
-        if not isinstance(value, str) or not _DATE_RE.match(value.strip()):
-            raise ValueError("must be YYYY-MM-DD")
-        try:
-            date.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError("must be a real calendar date in YYYY-MM-DD") from None
-        return value.strip()
-
-
-class ArchivalMemoryInsert(FunctionParams):
-    content: str
-    request_heartbeat: bool = False
-
-
-class ArchivalMemorySearch(FunctionParams):
-    query: str
-    page: Annotated[int, Field(ge=0)] = 0
-    request_heartbeat: bool = False
-
-
-class PauseHeartbeats(FunctionParams):
-    minutes: Annotated[int, Field(ge=1, le=360)]
-
-
-FUNCTIONS: dict[str, type[FunctionParams]] = {
-    "send_message": SendMessage,
-    "core_memory_append": CoreMemoryAppend,
-    "core_memory_replace": CoreMemoryReplace,
-    "conversation_search": ConversationSearch,
-    "conversation_search_date": ConversationSearchDate,
-    "archival_memory_insert": ArchivalMemoryInsert,
-    "archival_memory_search": ArchivalMemorySearch,
-    "pause_heartbeats": PauseHeartbeats,
-}
-FUNCTION_NAMES: list[str] = list(FUNCTIONS)
-
-# Language-neutral example params: templates render them (and may translate the "..." slots).
-EXAMPLE_PARAMS: dict[str, dict[str, Any]] = {
-    "send_message": {"message": "..."},
-    "core_memory_append": {"label": "human", "content": "...", "request_heartbeat": False},
-    "core_memory_replace": {"label": "human", "old_content": "...", "new_content": "...", "request_heartbeat": False},
-    "conversation_search": {"query": "...", "page": 0, "request_heartbeat": True},
-    "conversation_search_date": {
-        "start_date": "2024-01-01",
-        "end_date": "2024-01-31",
-        "page": 0,
-        "request_heartbeat": True,
-    },
-    "archival_memory_insert": {"content": "...", "request_heartbeat": False},
-    "archival_memory_search": {"query": "...", "page": 0, "request_heartbeat": True},
-    "pause_heartbeats": {"minutes": 60},
-}
+def function_names() -> list[str]:
+    """Every registered agent function, built-ins first."""
+    return function_registry().names()
 
 
 def example_call(name: str) -> dict[str, Any]:
     """One correct call of `name` in the canonical wire shape (inner_thoughts, function, params)."""
-    return {"inner_thoughts": "...", "function": name, "params": copy.deepcopy(EXAMPLE_PARAMS[name])}
+    return {"inner_thoughts": "...", "function": name, "params": copy.deepcopy(dict(function_registry()[name].example))}
 
 
 def _selected(names: list[str] | None) -> list[str]:
+    registry = function_registry()
     if names is None:
-        return list(FUNCTION_NAMES)
-    unknown = [name for name in names if name not in FUNCTIONS]
+        return registry.names()
+    unknown = [name for name in names if name not in registry]
     if unknown or not names:
         raise ValueError(f"unknown or empty function list: {unknown or names}")
     return list(names)
@@ -140,7 +42,7 @@ def params_json_schema(name: str) -> dict[str, Any]:
     Small models follow a grammar far better when it spells out every key (request_heartbeat
     included) than when keys are optional, so defaults become required in the constraint.
     """
-    source = FUNCTIONS[name].model_json_schema()
+    source = function_registry().params_model(name).model_json_schema()
     properties: dict[str, Any] = {}
     for key, prop in source["properties"].items():
         properties[key] = _plain_property(prop)
@@ -152,7 +54,7 @@ def params_json_schema(name: str) -> dict[str, Any]:
     }
 
 
-_KEPT_PROPERTY_KEYS = ("type", "minimum", "maximum", "pattern", "minLength")
+_KEPT_PROPERTY_KEYS = ("type", "enum", "const", "minimum", "maximum", "pattern", "minLength", "maxLength")
 
 
 def _plain_property(prop: dict[str, Any]) -> dict[str, Any]:

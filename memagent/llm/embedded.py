@@ -41,7 +41,7 @@ class _NoRedirect:
     def __init__(self, disable: bool = True) -> None:
         pass
 
-    def __enter__(self) -> "_NoRedirect":
+    def __enter__(self) -> _NoRedirect:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -65,8 +65,8 @@ def _quiet_llama_cpp() -> None:
     import llama_cpp._internals
     import llama_cpp.llama
 
-    llama_cpp.llama.suppress_stdout_stderr = _NoRedirect  # type: ignore[attr-defined]
-    llama_cpp._internals.suppress_stdout_stderr = _NoRedirect  # type: ignore[attr-defined]
+    llama_cpp.llama.suppress_stdout_stderr = _NoRedirect  # type: ignore[misc, assignment]
+    llama_cpp._internals.suppress_stdout_stderr = _NoRedirect  # type: ignore[misc, assignment]
     if _log_callback is None:
         @llama_cpp.llama_log_callback
         def _to_debug_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
@@ -171,13 +171,14 @@ class EmbeddedBackend(LLMBackend):
                     kwargs["grammar"] = _grammar_from_gbnf(request.grammar)
                 elif request.schema is not None:
                     kwargs["grammar"] = _grammar_from_schema(json.dumps(request.schema, sort_keys=False))
-                stream = self._llm.create_completion(request.prompt, **kwargs)
-                text, finish, count = self._drain(stream, request, chat=False)
+                completion_stream = self._llm.create_completion(request.prompt, **kwargs)
+                text, finish, count = self._drain(completion_stream, request, chat=False)
             else:
                 if request.schema is not None:
                     kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
-                stream = self._llm.create_chat_completion(request.messages, **kwargs)
-                text, finish, count = self._drain(stream, request, chat=True)
+                # our messages are plain role/content dicts, which is what llama.cpp's TypedDicts describe
+                chat_stream = self._llm.create_chat_completion(request.messages or [], **kwargs)  # type: ignore[arg-type]
+                text, finish, count = self._drain(chat_stream, request, chat=True)
         except LLMError:
             raise
         except (ValueError, RuntimeError) as exc:
@@ -213,4 +214,4 @@ class EmbeddedBackend(LLMBackend):
         llm = getattr(self, "_llm", None)
         if llm is not None:
             llm.close()
-            self._llm = None
+            del self._llm

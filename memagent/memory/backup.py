@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from .db import Database
 from .jsonl import EXPORT_FORMAT, ImportFileError
 from .migrations import SCHEMA_VERSION
-from .recall import bulk_insert_messages
 from .models import AgentRow, BlockHistoryRow, BlockRow, FactRow, MessageRow, PassageRow, utc_now
+from .recall import bulk_insert_messages
 
 EXPORT_VERSION = 1
 ScalarId = str | int | float | bool | None
@@ -155,12 +155,14 @@ def write_export(db: Database, path: Path) -> dict[str, int]:
         out.write(f'{{"format": "{EXPORT_FORMAT}", "version": {EXPORT_VERSION}, "schema_version": {SCHEMA_VERSION},\n')
         out.write(f'"exported_at": {json.dumps(utc_now().isoformat())},\n"agent": {_json(_agent(agent))},\n')
         out.write('"blocks": [' + ",\n".join(_json(block) for block in blocks) + "],\n")
-        tables = (("messages", MessageRow, _message), ("passages", PassageRow, _passage), ("facts", FactRow, _fact))
+        # (key, ORM class, converter): the classes differ, so the row type is Any here.
+        tables: tuple[tuple[str, Any, Callable[[Any], BaseModel]], ...] = (
+            ("messages", MessageRow, _message), ("passages", PassageRow, _passage), ("facts", FactRow, _fact))
         for key, row_type, convert in tables:
             out.write(f'"{key}": [\n')
-            rows = session.scalars(select(row_type).order_by(row_type.id).execution_options(yield_per=5000))
-            for number, row in enumerate(rows):
-                out.write((",\n" if number else "") + _json(convert(row)))  # type: ignore[operator]
+            query = select(row_type).order_by(row_type.id).execution_options(yield_per=5000)
+            for number, row in enumerate(session.scalars(query)):
+                out.write((",\n" if number else "") + _json(convert(row)))
                 counts[key] += 1
             out.write("]" + (",\n" if key != "facts" else "}\n"))
     os.replace(temporary, path)
@@ -206,8 +208,8 @@ def restore(db: Database, export: ExportFile, agent_name: str, after_commit: Cal
         agent = session.scalars(select(AgentRow)).one()
         agent.persona, agent.human, agent.language = export.agent.persona, export.agent.human, export.agent.language
         agent.created_at, agent.state = export.agent.created_at, dict(export.agent.state)
-        for block in session.scalars(select(BlockRow)):
-            session.delete(block)
+        for stored in session.scalars(select(BlockRow)):
+            session.delete(stored)
         session.flush()
         for block in export.blocks:
             row = BlockRow(label=block.label, value=block.value, char_limit=block.limit,

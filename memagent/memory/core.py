@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -30,7 +31,7 @@ class CoreMemory:
         with self._db.read() as session:
             return [_view(row) for row in session.scalars(select(BlockRow).order_by(BlockRow.position, BlockRow.id))]
 
-    def labels(self) -> list[str]:
+    def labels(self) -> builtins.list[str]:
         return [block.label for block in self.list()]
 
     def get(self, label: str) -> Block:
@@ -41,7 +42,7 @@ class CoreMemory:
         with self._db.read() as session:
             return session.scalar(select(func.max(BlockRow.updated_at)))
 
-    def history(self, label: str | None = None, limit: int = 50) -> list[BlockEdit]:
+    def history(self, label: str | None = None, limit: int = 50) -> builtins.list[BlockEdit]:
         """Edits, newest first."""
         query = (
             select(BlockHistoryRow, BlockRow.label).join(BlockRow, BlockRow.id == BlockHistoryRow.block_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from .errors import QueryError
 
@@ -10,7 +10,7 @@ DateLike = datetime | date | str
 
 
 def local_timezone() -> tzinfo:
-    return datetime.now().astimezone().tzinfo or timezone.utc
+    return datetime.now().astimezone().tzinfo or UTC
 
 
 def _parse(value: DateLike, field: str) -> datetime | date:
@@ -44,4 +44,4 @@ def utc_range(start: DateLike, end: DateLike, tz: tzinfo | None = None) -> tuple
         upper = datetime.combine(last + timedelta(days=1), time.min, tz)
     if upper <= lower:
         raise QueryError("bad_range", f"end {end} is before start {start}; give the earlier date first")
-    return lower.astimezone(timezone.utc), upper.astimezone(timezone.utc)
+    return lower.astimezone(UTC), upper.astimezone(UTC)

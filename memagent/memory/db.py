@@ -9,9 +9,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
@@ -175,3 +175,8 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def rows_affected(result: Result[Any]) -> int:
+    """How many rows a DELETE/UPDATE touched (the result is a CursorResult; SQLAlchemy types it as Result)."""
+    return cast("CursorResult[Any]", result).rowcount

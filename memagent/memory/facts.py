@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select, update
 
-from .db import Database
+from .db import Database, rows_affected
 from .models import FactRow, utc_now
 from .records import Fact
 
@@ -59,8 +59,8 @@ class FactStore:
             if not ids:
                 return 0
             session.execute(update(FactRow).where(FactRow.superseded_by.in_(ids)).values(superseded_by=None))
-            return session.execute(delete(FactRow).where(FactRow.id.in_(ids))).rowcount
+            return rows_affected(session.execute(delete(FactRow).where(FactRow.id.in_(ids))))
 
     def delete_all(self) -> int:
         with self._db.transaction() as session:
-            return session.execute(delete(FactRow)).rowcount
+            return rows_affected(session.execute(delete(FactRow)))

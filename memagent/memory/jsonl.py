@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MemagentError
+from .archival import NewPassage
 from .dates import local_timezone
 from .models import utc_now
 from .recall import KIND_FOR_ROLE, NewMessage
-from .archival import NewPassage
 
 EXPORT_FORMAT = "memagent-export"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, String, TypeDecorator
@@ -22,17 +22,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:  # naive means UTC here; callers should pass aware values
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).strftime(_TIME_FORMAT)
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).strftime(_TIME_FORMAT)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=timezone.utc)
+        return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def to_db_time(value: datetime) -> str:

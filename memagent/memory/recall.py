@@ -8,6 +8,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import JSON, Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.types import TypeEngine
 
 from .dates import DateLike, utc_range
 from .db import Database, trigger_suspended
@@ -64,7 +65,7 @@ def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[st
         yield batch
 
 
-_HIT_COLUMNS = {"time": UTCDateTime(), "external_id": JSON(none_as_null=True)}
+_HIT_COLUMNS: dict[str, TypeEngine[Any]] = {"time": UTCDateTime(), "external_id": JSON(none_as_null=True)}
 
 _FTS_HITS = """
 SELECT m.id, m.content, m.time, m.role, m.external_id, -bm25(message_fts) AS score
@@ -101,12 +102,11 @@ def _sql(template: str, kinds: Sequence[str] | None, typed: bool = False) -> Any
 def bulk_insert_messages(connection: Connection, rows: Iterable[dict[str, Any]], batch_size: int = 10_000) -> int:
     """executemany in batches. The trigram index is filled by one INSERT … SELECT once the rows are
     in, instead of by the per-row trigger: about five times faster for large imports."""
-    table = MessageRow.__table__
     count = 0
-    last_id = connection.execute(select(func.max(table.c.id))).scalar() or 0
+    last_id = connection.execute(select(func.max(MessageRow.id))).scalar() or 0
     with trigger_suspended(connection, "message_fts_insert"):
         for batch in _batches(rows, batch_size):
-            connection.execute(insert(table), batch)
+            connection.execute(insert(MessageRow), batch)
             count += len(batch)
         connection.exec_driver_sql(
             "INSERT INTO message_fts(rowid, content) SELECT id, content FROM message WHERE id > ?", (last_id,)
@@ -265,8 +265,8 @@ class RecallStore:
             searchable = [] if terms.like else terms.informative()
             if not searchable:
                 return []
-            statement = text(_RELATED.format(context_filter="AND m.in_context = 0" if out_of_context else ""))
-            statement = statement.bindparams(bindparam("kinds", expanding=True)).columns(**_HIT_COLUMNS)
+            related = text(_RELATED.format(context_filter="AND m.in_context = 0" if out_of_context else ""))
+            statement = related.bindparams(bindparam("kinds", expanding=True)).columns(**_HIT_COLUMNS)
             rows = session.execute(statement, {"match": fts_any(searchable), "pool": _RELATED_POOL,
                                                "kinds": list(kinds)}).all()
         scored = sorted(((coverage(terms, row.content), row) for row in rows), key=lambda item: (-item[0], -item[1].id))

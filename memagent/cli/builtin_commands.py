@@ -1,0 +1,15 @@
+"""memagent's own commands, registered through the same hook a plugin uses."""
+
+from __future__ import annotations
+
+import click
+
+from ..plugins import hookimpl
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from . import agents_cmds, chat_cmd, doctor_cmd, memory_cmds, persona_cmds, wrapper_cmds
+
+    for module in (chat_cmd, doctor_cmd, persona_cmds, wrapper_cmds, memory_cmds, agents_cmds):
+        module.register(cli)
