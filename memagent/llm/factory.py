@@ -1,22 +1,55 @@
-"""Choose and build the backend the settings ask for."""
+"""Choose and build the backend the settings ask for; backends are registered through the
+`register_backends` hook (the built-ins too)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import plugins
 from ..config import Settings
+from ..errors import ConfigError
 from ..paths import Paths
+from ..plugins import hookimpl
 from .base import LLMBackend
 
 
-def make_backend(settings: Settings, paths: Paths, progress: bool = True) -> LLMBackend:
-    if settings.llm.uses_server:
-        from .openai_backend import OpenAIBackend
+@dataclass(frozen=True)
+class BackendSpec:
+    """One `[llm] backend` choice: `make(settings, paths, progress)` builds it."""
 
-        if not settings.llm.base_url:
-            from ..errors import ConfigError
+    name: str
+    make: Callable[[Settings, Paths, bool], LLMBackend]
 
-            raise ConfigError("llm.backend = 'openai' needs llm.base_url (e.g. http://127.0.0.1:8080/v1)")
-        return OpenAIBackend(settings.llm)
+
+def _openai(settings: Settings, paths: Paths, progress: bool) -> LLMBackend:
+    from .openai_backend import OpenAIBackend
+
+    if not settings.llm.base_url:
+        raise ConfigError("llm.backend = 'openai' needs llm.base_url (e.g. http://127.0.0.1:8080/v1)")
+    return OpenAIBackend(settings.llm)
+
+
+def _embedded(settings: Settings, paths: Paths, progress: bool) -> LLMBackend:
     from .embedded import EmbeddedBackend
     from .weights import resolve_model_path
 
     return EmbeddedBackend(resolve_model_path(settings.llm.model_path, paths.cache_dir, progress), settings.llm)
+
+
+@hookimpl
+def register_backends(register: Callable[[BackendSpec], None]) -> None:
+    register(BackendSpec("embedded", _embedded))
+    register(BackendSpec("openai", _openai))
+
+
+def backends() -> dict[str, BackendSpec]:
+    return {spec.name: spec for spec in plugins.collect("register_backends", BackendSpec)}
+
+
+def make_backend(settings: Settings, paths: Paths, progress: bool = True) -> LLMBackend:
+    """`[llm] backend`; with `auto`, a server when `[llm] base_url` is set, else the embedded model."""
+    name = settings.llm.backend
+    if name == "auto":
+        name = "openai" if settings.llm.base_url else "embedded"
+    return backends()[name].make(settings, paths, progress)

@@ -13,7 +13,7 @@ import openai
 from ..config import LLMSettings
 from ..errors import LLMError
 from .base import Completion, GenerationRequest, LLMBackend, estimate_tokens
-from .profiles import PROFILES, ServerProfile
+from .profiles import ServerProfile, server_profiles
 from .server import ServerInfo, auth_headers, http_error_line, probe_server, server_root
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class OpenAIBackend(LLMBackend):
         self._api_key = settings.api_key.get_secret_value()
         self.info = info or probe_server(self.base_url, self._api_key, min(settings.timeout, 15.0))
         kind = settings.server if settings.server != "auto" else (self.info.kind or "generic")
-        self.profile: ServerProfile = PROFILES[kind]
+        self.profile: ServerProfile = server_profiles()[kind]
         self.model = settings.model or (self.info.models[0] if self.info.models else "")
         if not self.model:
             raise LLMError(f"{self.base_url} lists no models; load a model in the server or set [llm] model")

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .. import plugins
 from ..config import SamplerPreset
+from ..plugins import hookimpl
 
 log = logging.getLogger(__name__)
 Mode = Literal["raw", "chat"]
@@ -44,6 +46,8 @@ class ServerProfile:
     tokenize_path: str | None = None
     tokenize_body: Callable[[str], dict[str, Any]] | None = None
     tokenize_count: Callable[[dict[str, Any]], int] | None = None
+    # `owned_by` values in the server's /v1/models that identify it (auto-detection).
+    owned_by: tuple[str, ...] = ()
 
     def constraint(self, schema: dict[str, Any], mode: Mode, grammar: str | None = None) -> dict[str, Any] | None:
         builder = self.raw_constraint if mode == "raw" else self.chat_constraint
@@ -72,10 +76,11 @@ _LLAMA_SAMPLERS = {
     "mirostat_eta": "mirostat_eta",
 }
 
-PROFILES: dict[str, ServerProfile] = {
+BUILTIN_PROFILES: dict[str, ServerProfile] = {
     # llama.cpp's llama-server: `json_schema` on completions, response_format on chat; /tokenize.
     "llamacpp": ServerProfile(
         kind="llamacpp",
+        owned_by=("llamacpp",),
         sampler_fields=_LLAMA_SAMPLERS,
         raw_constraint=lambda s, g: {"json_schema": s},
         chat_constraint=lambda s, g: {"response_format": {"type": "json_object", "schema": s}},
@@ -86,7 +91,10 @@ PROFILES: dict[str, ServerProfile] = {
     # llama-cpp-python's server: GBNF `grammar` on completions, response_format+schema on chat.
     "llama-cpp-python": ServerProfile(
         kind="llama-cpp-python",
-        sampler_fields=_LLAMA_SAMPLERS | {"mirostat": "mirostat_mode"},
+        owned_by=("me",),
+        # Its request models have no typical_p or repeat_last_n (they would be dropped silently).
+        sampler_fields={"top_k": "top_k", "min_p": "min_p", "repeat_penalty": "repeat_penalty",
+                        "mirostat": "mirostat_mode", "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta"},
         raw_constraint=lambda s, g: {"grammar": _gbnf(s, g)},
         chat_constraint=lambda s, g: {"response_format": {"type": "json_object", "schema": s}},
         tokenize_path="/extras/tokenize/count",
@@ -95,11 +103,14 @@ PROFILES: dict[str, ServerProfile] = {
     ),
     "lmstudio": ServerProfile(
         kind="lmstudio",
-        sampler_fields={"top_k": "top_k", "min_p": "min_p", "repeat_penalty": "repeat_penalty"},
+        owned_by=("organization_owner",),
+        # Its documented payload parameters: OpenAI's plus top_k and repeat_penalty.
+        sampler_fields={"top_k": "top_k", "repeat_penalty": "repeat_penalty"},
         chat_constraint=_openai_json_schema,
     ),
     "tabbyapi": ServerProfile(
         kind="tabbyapi",
+        owned_by=("tabbyapi",),
         sampler_fields={
             "top_k": "top_k", "min_p": "min_p", "typical_p": "typical", "repeat_penalty": "repetition_penalty",
             "mirostat": "mirostat_mode", "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta",
@@ -112,6 +123,7 @@ PROFILES: dict[str, ServerProfile] = {
     ),
     "vllm": ServerProfile(
         kind="vllm",
+        owned_by=("vllm",),
         sampler_fields={"top_k": "top_k", "min_p": "min_p", "repeat_penalty": "repetition_penalty"},
         raw_constraint=lambda s, g: {"structured_outputs": {"json": s}},
         chat_constraint=lambda s, g: {"structured_outputs": {"json": s}},
@@ -120,9 +132,10 @@ PROFILES: dict[str, ServerProfile] = {
         tokenize_count=lambda body: int(body["count"]),
     ),
     # Ollama's /v1 layer takes only OpenAI fields; structured output via response_format on chat.
-    "ollama": ServerProfile(kind="ollama", chat_constraint=_openai_json_schema),
+    "ollama": ServerProfile(kind="ollama", owned_by=("library",), chat_constraint=_openai_json_schema),
     "koboldcpp": ServerProfile(
         kind="koboldcpp",
+        owned_by=("koboldcpp",),
         sampler_fields={
             "top_k": "top_k", "min_p": "min_p", "typical_p": "typical", "repeat_penalty": "rep_pen",
             "mirostat": "mirostat", "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta",
@@ -136,13 +149,30 @@ PROFILES: dict[str, ServerProfile] = {
     "generic": ServerProfile(kind="generic", chat_constraint=_openai_json_schema),
 }
 
-# `owned_by` values in /v1/models that identify a server.
-OWNED_BY_HINTS = {
-    "llamacpp": "llamacpp",
-    "vllm": "vllm",
-    "tabbyapi": "tabbyapi",
-    "koboldcpp": "koboldcpp",
-    "library": "ollama",
-    "organization_owner": "lmstudio",
-    "me": "llama-cpp-python",
-}
+
+@hookimpl
+def register_server_profiles(register: Callable[[ServerProfile], None]) -> None:
+    for profile in BUILTIN_PROFILES.values():
+        register(profile)
+
+
+_cached: tuple[int, dict[str, ServerProfile]] | None = None
+
+
+def server_profiles() -> dict[str, ServerProfile]:
+    """Every registered server profile by kind (`[llm] server`), built-ins first."""
+    global _cached
+    if _cached is None or _cached[0] != plugins.generation():
+        profiles: dict[str, ServerProfile] = {}
+        for profile in plugins.collect("register_server_profiles", ServerProfile):
+            if profile.kind in profiles or profile.kind == "auto":
+                raise plugins.PluginError(f"server profile {profile.kind!r} is registered twice; "
+                                          "uninstall one of the plugins that define it")
+            profiles[profile.kind] = profile
+        _cached = (plugins.generation(), profiles)
+    return _cached[1]
+
+
+def owned_by_hints() -> dict[str, str]:
+    """`owned_by` values in /v1/models → the server kind they identify."""
+    return {owner: profile.kind for profile in server_profiles().values() for owner in profile.owned_by}

