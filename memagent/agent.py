@@ -8,105 +8,92 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
+from .agent_deps import AgentDeps
 from .capture import FactCapture
 from .config import SamplerPreset, Settings
-from .context import BuiltPrompt, ContextWindow
+from .context import ContextWindow
 from .conversation import ChatMessage, FunctionCall
-from .degenerate import copies_any, detect_degenerate
-from .events import AgentEvent
+from .events import AgentEvent, EventSink, TurnStats
 from .executor import FunctionExecutor
-from .functions.grammar import call_gbnf
 from .functions.registry import function_registry
-from .functions.schemas import call_json_schema
-from .llm.base import GenerationRequest, LLMBackend
+from .generation import ReplyGenerator, loosened
+from .llm.base import LLMBackend
 from .memory.records import StoredMessage
-from .parsing import CallError, parse_call
+from .personas import Human, Persona
 from .prompts import PromptLibrary
-from .streaming import MessageStreamer
+from .summarizer import Summarizer
 from .surfacing import Surfacer
 from .turns import undo_turn
 from .wrappers import Wrapper
 
+if TYPE_CHECKING:
+    from .memory.store import AgentStore
+
+__all__ = ["Agent", "EventSink", "TurnStats"]
 log = logging.getLogger(__name__)
-EventSink = Callable[[AgentEvent], None]
-# A reply that copies any of the persona's last this many replies is a repeat: a user notices a line
-# said twice an hour apart as much as two in a row. Comparing is cheap (exact match first, difflib
-# only between long texts).
-RECENT_REPLIES = 300
-CORRECTION_CHARS = 600  # of a failed attempt shown back to the model with its corrective note
-
-
-@dataclass
-class TurnStats:
-    steps: int = 0
-    llm_calls: int = 0
-    parse_retries: int = 0
-    degenerate_retries: int = 0
-    degenerate_kinds: list[str] = field(default_factory=list)
-    prompt_tokens: int = 0
-    evaluated_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    context_used: float = 0.0
-    # (prompt tokens, evaluated tokens) of each model call, for cache-reuse measurements
-    calls: list[tuple[int, int | None]] = field(default_factory=list)
-    replied: bool = False
-    failed: bool = False
-    recalled: int = 0  # memories surfaced into the prompt (memory mode assisted)
-    captured: int = 0  # facts captured from the user's message after the reply
-    surface_seconds: float = 0.0
-    reply_seconds: float = 0.0  # from the user's message to the visible reply (or the notice)
-    capture_seconds: float = 0.0
-
-
-@dataclass
-class Attempt:
-    call: FunctionCall | None
-    raw: str
-    error: Any = None  # the parser's structured CallError when call is None
-    streamed: bool = False  # the message was shown piece by piece while it was generated
 
 
 class Agent:
-    def __init__(
-        self,
-        store: Any,
-        backend: LLMBackend,
-        wrapper: Wrapper,
-        prompts: PromptLibrary,
-        settings: Settings,
-        persona: Any,
-        human: Any,
-    ) -> None:
-        self.store = store
-        self.backend = backend
-        self.wrapper = wrapper
-        self.prompts = prompts
-        self.settings = settings
-        self.persona = persona
-        self.human = human
-        self.mode = settings.memory.mode
+    """The turn loop. Prompt assembly (ContextWindow), making room (Summarizer), one usable call
+    (ReplyGenerator), running a call (FunctionExecutor), surfacing and capture are pieces it drives;
+    they share one AgentDeps."""
+
+    def __init__(self, store: AgentStore, backend: LLMBackend, wrapper: Wrapper, prompts: PromptLibrary,
+                 settings: Settings, persona: Persona, human: Human) -> None:
+        mode = settings.memory.mode
         # Memory mode "off": no memory beyond the conversation window, so no memory functions either.
-        self.functions = [f.name for f in function_registry() if self.mode != "off" or not f.needs_memory]
-        self.context = ContextWindow(store, backend, wrapper, prompts, settings, persona, human, self.functions)
+        functions = [f.name for f in function_registry() if mode != "off" or not f.needs_memory]
+        self.deps = AgentDeps(store, backend, wrapper, prompts, settings, persona, human, functions)
+        self.summarizer = Summarizer(self.deps)
+        self.context = ContextWindow(self.deps, self.summarizer)
+        self.generator = ReplyGenerator(self.deps, self.context, self.summarizer)
         self.executor = FunctionExecutor(store, prompts, settings)
-        assisted = self.mode == "assisted"
+        assisted = mode == "assisted"
         self.surfacer = Surfacer(store, prompts, settings.memory) if assisted else None
-        self.capturer = FactCapture(store, self.context, prompts) if assisted else None
+        self.capturer = FactCapture(self.deps, self.context) if assisted else None
         self.last_stats = TurnStats()
-        self.stream_replies = False  # emit assistant_delta events while a reply is generated
         # The terminal captures facts while the user reads and types; piped mode and tests wait for it.
         self.capture_in_background = False
         self._capture_thread: threading.Thread | None = None
         self._capture_events: list[AgentEvent] = []
-        self._recalled: list[ChatMessage] = []  # this turn's surfaced memories, rendered
+
+    # The shared pieces, read through the one AgentDeps that holds them.
+    @property
+    def store(self) -> AgentStore:
+        return self.deps.store
+
+    @property
+    def prompts(self) -> PromptLibrary:
+        return self.deps.prompts
+
+    @property
+    def settings(self) -> Settings:
+        return self.deps.settings
+
+    @property
+    def functions(self) -> list[str]:
+        return self.deps.functions
+
+    @property
+    def persona(self) -> Persona:
+        return self.deps.persona
+
+    @persona.setter
+    def persona(self, persona: Persona) -> None:
+        self.deps.persona = persona
+        self.context.invalidate_system()
+
+    @property
+    def stream_replies(self) -> bool:
+        return self.generator.stream_replies
+
+    @stream_replies.setter
+    def stream_replies(self, value: bool) -> None:
+        self.generator.stream_replies = value
 
     # --- public API ---------------------------------------------------------------------------
     def greet(self, emit: EventSink) -> None:
@@ -121,7 +108,7 @@ class Agent:
         else:
             stats = TurnStats()
             note = ChatMessage(role="user", content=self.prompts.render("first_message.j2", persona=self.persona))
-            attempt = self._generate_valid(stats, [note], emit, allowed=["send_message"], last_user=None)
+            attempt = self.generator.generate(stats, [note], emit, allowed=["send_message"], last_user=None)
             call = attempt.call if attempt and attempt.call and attempt.call.function == "send_message" else None
         with self.store.transaction():
             if call is not None:
@@ -220,7 +207,7 @@ class Agent:
     def rethink(self, emit: EventSink) -> TurnStats | None:
         """Like retry, but asks the model to reconsider and samples more freely."""
         note = self.prompts.render("rethink.j2")
-        return self.retry(emit, note=note, sampling=_loosened(self.settings.preset(), 1))
+        return self.retry(emit, note=note, sampling=loosened(self.settings.preset(), 1))
 
     def undo(self) -> str | None:
         """Remove the last exchange (user message, replies, memory edits); returns the user text."""
@@ -237,26 +224,20 @@ class Agent:
         recent = self.store.recall.recent(1, kinds=["user_message"])
         return recent[0] if recent else None
 
-    def _recent_replies(self) -> list[str]:
-        calls = self.store.recall.recent(RECENT_REPLIES * 3, kinds=["assistant_call"])
-        replies = [str((m.function_args or {}).get("message", "")) for m in calls if m.function_name == "send_message"]
-        return replies[-RECENT_REPLIES:]  # `recent` is oldest first
-
     def _run_turn(self, turn_id: int, user_text: str, emit: EventSink, extra_note: str | None = None,
                   sampling: SamplerPreset | None = None) -> TurnStats:
         stats = TurnStats()
         self.last_stats = stats
         started = time.perf_counter()
-        self._recalled = self._surface(user_text, emit, stats)
+        recalled = self._surface(user_text, emit, stats)
         try:
-            self._steps(turn_id, user_text, emit, stats, extra_note, sampling)
+            self._steps(turn_id, user_text, emit, stats, extra_note, sampling, recalled)
         finally:
-            self._recalled = []
             stats.reply_seconds = time.perf_counter() - started
         return stats
 
     def _steps(self, turn_id: int, user_text: str, emit: EventSink, stats: TurnStats, extra_note: str | None,
-               sampling: SamplerPreset | None) -> None:
+               sampling: SamplerPreset | None, recalled: list[ChatMessage]) -> None:
         max_steps = self.settings.agent.max_steps
         first_step_extra = [ChatMessage(role="user", content=extra_note)] if extra_note else []
         while stats.steps < max_steps:
@@ -264,8 +245,9 @@ class Agent:
             emit(AgentEvent("status", f"step {stats.steps}", {"step": stats.steps}))
             # The last step allowed must be a reply: a user message always gets one.
             last_chance = stats.steps == max_steps and not stats.replied
-            attempt = self._generate_valid(stats, first_step_extra, emit, allowed=["send_message"] if last_chance else None,
-                                           last_user=user_text, sampling=sampling)
+            attempt = self.generator.generate(stats, first_step_extra, emit,
+                                              allowed=["send_message"] if last_chance else None,
+                                              last_user=user_text, sampling=sampling, recalled=recalled)
             first_step_extra = []
             if attempt is None or attempt.call is None:
                 stats.failed = True
@@ -319,151 +301,3 @@ class Agent:
             return "function_result"
         # The user asked something and has had no answer yet: make sure they get one.
         return None if stats.replied else "forced"
-
-    # --- one valid call, with bounded repair --------------------------------------------------
-    def _generate_valid(
-        self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, allowed: list[str] | None,
-        last_user: str | None, sampling: SamplerPreset | None = None,
-    ) -> Attempt | None:
-        """Call the model until it yields a valid, non-degenerate call, within the configured bounds.
-        Failed attempts and corrective notes are shown to the model but never stored."""
-        corrections: list[ChatMessage] = []
-        sampling = sampling or self.settings.preset()
-        parse_left = self.settings.agent.parse_retries
-        degenerate_left = self.settings.agent.degenerate_retries
-        recent = self._recent_replies()
-        flawed: list[tuple[int, Attempt, str]] = []
-        while True:
-            attempt = self._call_model(stats, extra + corrections, sampling, emit, allowed)
-            if attempt.call is None:
-                self._retract(attempt, emit)
-                if parse_left <= 0:
-                    return _least_flawed(flawed)
-                parse_left -= 1
-                stats.parse_retries += 1
-                note = self.prompts.render("parse_error.j2", error=attempt.error)
-                corrections = self._correction(attempt.raw, note)
-                continue
-            kind = detect_degenerate(attempt.call, last_user, recent)
-            if kind is None:
-                # Small models also copy a corrective note, an example reply or any other text the
-                # system wrote into the prompt.
-                shown = [c.content for c in corrections[-1:]] + self._system_texts()
-                if copies_any(str(attempt.call.arguments.get("message", "")), shown):
-                    kind = "parrots_user"
-            if kind is None:
-                return attempt
-            stats.degenerate_kinds.append(kind)
-            flawed.append((DEGENERATE_SEVERITY[kind], attempt, kind))
-            if degenerate_left <= 0:
-                chosen = _least_flawed(flawed)
-                if chosen is not attempt:
-                    self._retract(attempt, emit)
-                return chosen
-            self._retract(attempt, emit)
-            degenerate_left -= 1
-            stats.degenerate_retries += 1
-            corrections = self._correction(attempt.raw, self.prompts.render("degenerate.j2", kind=kind))
-            sampling = _loosened(sampling, stats.degenerate_retries)
-
-    def _system_texts(self) -> list[str]:
-        """Texts the system wrote into the prompt, which a reply must not copy: example replies (persona
-        example lines, example calls), the system prompt itself, alerts in the history, this turn's
-        recalled memories (a reply that only copies one of them is not a reply)."""
-        system = self.context.system().text
-        texts = [example.char for example in getattr(self.persona, "examples", [])]
-        texts += _EXAMPLE_MESSAGE.findall(system)
-        texts += [system, *(m.content for m in self._recalled)]
-        texts += [m.content for m in self.store.recall.in_context() if m.kind == "system_alert"]
-        return texts
-
-    @staticmethod
-    def _retract(attempt: Attempt, emit: EventSink) -> None:
-        """A reply shown while it was generated is not the one kept: tell the front end."""
-        if attempt.streamed:
-            attempt.streamed = False
-            emit(AgentEvent("retract"))
-
-    def _correction(self, raw: str, note: str) -> list[ChatMessage]:
-        """The failed attempt (its beginning is enough to see the mistake) and the note about it."""
-        shown = raw.strip()[:CORRECTION_CHARS] or " "
-        return [ChatMessage(role="assistant", content=shown), ChatMessage(role="user", content=note)]
-
-    def _call_model(
-        self, stats: TurnStats, extra: list[ChatMessage], sampling: SamplerPreset, emit: EventSink, allowed: list[str] | None
-    ) -> Attempt:
-        built = self.context.build(extra, on_summary=lambda n, s: emit(AgentEvent(
-            "notice", f"summarised {n} older messages to make room", {"reason": "summary", "summary": s})),
-            recalled=self._recalled)
-        # In mode assisted the system captures what matters; asking a small model to save memories
-        # before a summary only gives it a text to copy.
-        if self.mode != "assisted" and self.context.needs_warning(built) and not extra:
-            self._store_pressure_alert(built)
-            built = self.context.build(extra, recalled=self._recalled)
-        names = allowed or self.functions
-        constrained = self.wrapper.constrained and not self.wrapper.prefill
-        streamer = MessageStreamer(lambda piece: emit(AgentEvent("assistant_delta", piece))) if self.stream_replies else None
-        request = GenerationRequest(
-            prompt=built.prompt, messages=built.messages, on_text=streamer.feed if streamer else None,
-            schema=call_json_schema(names) if constrained else None,
-            grammar=call_gbnf(names) if constrained else None,
-            stop=self.wrapper.stop, sampling=sampling, max_tokens=self.settings.llm.max_tokens,
-        )
-        completion = self.backend.generate(request)
-        stats.llm_calls += 1
-        stats.prompt_tokens += completion.prompt_tokens or built.tokens
-        stats.evaluated_tokens += completion.evaluated_tokens or 0
-        stats.cached_tokens += completion.cached_tokens or 0
-        stats.completion_tokens += completion.completion_tokens or 0
-        stats.context_used = built.used_fraction
-        stats.calls.append((completion.prompt_tokens or built.tokens, completion.evaluated_tokens))
-        outcome = parse_call(completion.text, prefill=self.wrapper.prefill, allowed=allowed)
-        error = outcome.error
-        if outcome.call is None and completion.finish_reason == "length":
-            # A rambling model ran into max_tokens: ask for brevity rather than for valid JSON.
-            error = CallError(kind="truncated", allowed_functions=list(allowed or self.functions))
-        return Attempt(call=outcome.call, raw=self.wrapper.prefill + completion.text, error=error,
-                       streamed=bool(streamer and streamer.shown))
-
-    def _store_pressure_alert(self, built: BuiltPrompt) -> None:
-        text = self.prompts.render("alert_memory_pressure.j2", used_pct=round(100 * built.used_fraction))
-        with self.store.transaction():
-            turn_id = self.store.recall.last_turn_id()
-            self.store.recall.add("user", text, kind="system_alert", turn_id=turn_id)
-            self.store.set_state("warned", True)
-
-
-_EXAMPLE_MESSAGE = re.compile(r'"message"\s*:\s*"([^"]{4,})"')
-
-# Which flawed reply to keep when every regeneration was flawed too: the least harmful one.
-DEGENERATE_SEVERITY = {"thoughts_equal_message": 1, "repeated_reply": 2, "parrots_user": 3, "looping": 4,
-                       "system_note": 5, "empty_message": 6}
-# The only flaw a reply can be shown with: its inner thoughts are dropped and the message is fine.
-# An empty message, a system-note tag, a copy of the user's words or of an earlier reply is junk:
-# better one notice ("no usable reply — /retry") than junk shown and stored to prime the next turn.
-SHOWABLE_FLAWS = ("thoughts_equal_message",)
-
-
-def _least_flawed(flawed: list[tuple[int, Attempt, str]]) -> Attempt | None:
-    """The least harmful showable flawed attempt (earliest among equals), or None if there is none.
-    Inner thoughts that merely repeat the message are dropped rather than stored."""
-    usable = [entry for entry in flawed if entry[2] in SHOWABLE_FLAWS]
-    if not usable:
-        return None
-    _, attempt, kind = min(usable, key=lambda entry: entry[0])
-    log.info("keeping a flawed reply (%s) after the regenerations ran out", kind)
-    if kind == "thoughts_equal_message" and attempt.call is not None:
-        attempt.call.inner_thoughts = ""
-    return attempt
-
-
-def _loosened(sampling: SamplerPreset, attempt: int) -> SamplerPreset:
-    """Changed sampling for a regeneration: warmer, more repetition-averse, a new seed."""
-    temperature = max(sampling.temperature or 0.0, 0.6) + 0.2 * attempt
-    return sampling.merged(
-        temperature=min(temperature, 1.3),
-        top_k=max(sampling.top_k or 0, 40),
-        top_p=max(sampling.top_p or 0.0, 0.95) if sampling.top_p is not None else 0.95,
-        repeat_penalty=(sampling.repeat_penalty or 1.0) + 0.1 * attempt,
-        seed=(sampling.seed or 0) + 7919 * attempt,
-    )

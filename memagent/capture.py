@@ -24,14 +24,15 @@ from typing import Any
 
 import json_repair
 
+from .agent_deps import AgentDeps
 from .config import SamplerPreset
-from .context import SAFETY_MARGIN, ContextWindow, local_time_text
+from .context import ContextWindow
 from .conversation import ChatMessage
 from .llm.base import GenerationRequest
 from .memory.errors import MemoryEditError
 from .memory.records import Fact, StoredMessage
-from .memory.store import AgentStore
 from .prompts import PromptError, PromptLibrary
+from .rendering import SAFETY_MARGIN, local_time_text
 
 log = logging.getLogger(__name__)
 
@@ -253,10 +254,11 @@ def parse_proposals(text: str) -> list[tuple[str, str]]:
 class FactCapture:
     """Runs the extraction for one user message and writes what is grounded."""
 
-    def __init__(self, store: AgentStore, context: ContextWindow, prompts: PromptLibrary) -> None:
-        self.store = store
+    def __init__(self, deps: AgentDeps, context: ContextWindow) -> None:
+        self.deps = deps
+        self.store = deps.store
+        self.prompts = deps.prompts
         self.context = context
-        self.prompts = prompts
         self._vocabulary: FactVocabulary | None = None
 
     @property
@@ -284,7 +286,7 @@ class FactCapture:
                                                                            message=text))
         # The extraction answer is short, so it has more room than a reply. When even that is not
         # enough, the oldest messages go (the system prompt's cached prefix is still reused).
-        room = self.context.backend.context_length - CAPTURE_MAX_TOKENS - SAFETY_MARGIN
+        room = self.deps.backend.context_length - CAPTURE_MAX_TOKENS - SAFETY_MARGIN
         history = self.context.history()
         while True:
             built = self.context.render(self.context.system(), history + [instruction], prefill=False)
@@ -299,9 +301,9 @@ class FactCapture:
 
         request = GenerationRequest(prompt=built.prompt, messages=built.messages, schema=schema,
                                     grammar=schema_to_gbnf(schema) if built.prompt is not None else None,
-                                    stop=self.context.wrapper.stop, sampling=CAPTURE_SAMPLING,
+                                    stop=self.deps.wrapper.stop, sampling=CAPTURE_SAMPLING,
                                     max_tokens=CAPTURE_MAX_TOKENS)
-        completion = self.context.backend.generate(request)
+        completion = self.deps.backend.generate(request)
         return parse_proposals(completion.text)
 
     def _store(self, fact: GroundedFact, message: StoredMessage) -> Captured | None:

@@ -37,7 +37,6 @@ import binascii
 import copy
 import io
 import json
-import os
 import re
 import struct
 import unicodedata
@@ -50,6 +49,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .errors import MemagentError
+from .files import atomic_write
 from .paths import Paths
 from .personas import KEY_PATTERN, Example, Persona, ProfileError, load_persona_file, persona_file_text
 from .resources import find_resource
@@ -599,14 +599,14 @@ def import_card(paths: Paths, file: Path, key: str | None = None, *, force: bool
     persona = persona_from_card(loaded.card, key, str(file))
     files = PersonaFiles.beside(paths.user_resource_dir("personas") / f"{key}.md")
     files.persona.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(files.card, card_json(loaded.card).encode("utf-8"))
+    atomic_write(files.card, card_json(loaded.card).encode("utf-8"))
     if loaded.image is not None:
-        _write_atomic(files.image, loaded.image)
+        atomic_write(files.image, loaded.image)
     else:
         files.image.unlink(missing_ok=True)  # a picture left from an earlier import is not this card's
     comment = (f"Imported from {file.name} by `memagent persona import`; the card itself is in {files.card.name}.\n"
                f"Edit freely: `memagent persona export {key}` writes your changes back into the card.")
-    _write_atomic(files.persona, persona_file_text(persona, comment).encode("utf-8"))
+    atomic_write(files.persona, persona_file_text(persona, comment).encode("utf-8"))
     try:
         persona = load_persona_file(files.persona)
     except ProfileError as exc:
@@ -614,10 +614,6 @@ def import_card(paths: Paths, file: Path, key: str | None = None, *, force: bool
     return ImportedCard(persona, files, loaded.card, lorebook_passages(loaded.card, persona), existing is not None)
 
 
-def _write_atomic(path: Path, content: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(content)
-    os.replace(temporary, path)
 
 
 def stored_card(persona: Persona) -> dict[str, Any] | None:

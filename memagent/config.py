@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
+from .files import read_text
 from .paths import Paths
 
 # The built-in names, known without loading plugins (the defaults are validated at import time).
@@ -234,12 +235,7 @@ def find_config_file(paths: Paths, explicit: str | os.PathLike[str] | None = Non
 def _read_ini(path: Path) -> dict[str, dict[str, str]]:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
     parser.optionxform = str  # type: ignore[assignment, method-assign]  # keep keys as written so errors quote them
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; save the config file as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror}); check the file's permissions") from None
+    text = read_text(path, ConfigError, "the config file")
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,3 +29,31 @@ class AgentEvent:
 
     def to_json_obj(self) -> dict[str, Any]:
         return {"type": self.type, "text": self.text, **self.data}
+
+
+EventSink = Callable[[AgentEvent], None]
+
+
+@dataclass
+class TurnStats:
+    """What one turn took, for /stats, --json and the benchmarks."""
+
+    steps: int = 0
+    llm_calls: int = 0
+    parse_retries: int = 0
+    degenerate_retries: int = 0
+    degenerate_kinds: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    evaluated_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    context_used: float = 0.0
+    # (prompt tokens, evaluated tokens) of each model call, for cache-reuse measurements
+    calls: list[tuple[int, int | None]] = field(default_factory=list)
+    replied: bool = False
+    failed: bool = False
+    recalled: int = 0  # memories surfaced into the prompt (memory mode assisted)
+    captured: int = 0  # facts captured from the user's message after the reply
+    surface_seconds: float = 0.0
+    reply_seconds: float = 0.0  # from the user's message to the visible reply (or the notice)
+    capture_seconds: float = 0.0

@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import MemagentError, NotFoundError
+from .files import read_text
 from .paths import Paths
 from .resources import find_resource, list_resources
 
@@ -123,12 +124,7 @@ def _describe_validation(exc: ValidationError, model: type[_Profile]) -> str:
 
 
 def _read(path: Path) -> frontmatter.Post:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ProfileError(f"{path}: not UTF-8 text; save the file as UTF-8") from None
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read ({exc.strerror})") from None
+    raw = read_text(path, ProfileError)
     if not raw.lstrip("\ufeff").startswith("---"):
         raise ProfileError(
             f"{path}: no front matter; start the file with a `---` line, then `name: ...`, then another `---` line"

@@ -36,6 +36,9 @@ class SystemPrompt:
 
     text: str
     parts: dict[str, str] = field(default_factory=dict)
+    # Reply texts the templates show as examples (`{{ example_reply("…") }}`): a reply that copies
+    # one is junk, and the agent checks against these instead of reading the prompt back.
+    example_replies: tuple[str, ...] = ()
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
@@ -152,7 +155,14 @@ class PromptLibrary:
         `output` is the wrapper's output style ("json" | "action" | "tool_call"); the preamble shows
         the call shape in that style.
         """
+        examples: list[str] = []
+
+        def example_reply(text: str) -> str:
+            examples.append(text)
+            return text
+
         variables: dict[str, Any] = {
+            "example_reply": example_reply,
             "persona": persona,
             "human": human,
             "core": core,
@@ -167,7 +177,7 @@ class PromptLibrary:
         }
         parts = {part: self.render(f"{part}.j2", **variables).strip() for part in SYSTEM_PARTS}
         text = self.render("system.j2", parts=parts, **variables).strip()
-        return SystemPrompt(text=text, parts=parts)
+        return SystemPrompt(text=text, parts=parts, example_replies=tuple(dict.fromkeys(examples)))
 
 
 def core_from(persona: Any, human: Any, limit: int) -> dict[str, dict[str, Any]]:

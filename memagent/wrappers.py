@@ -20,6 +20,7 @@ import jinja2
 
 from .conversation import ChatMessage, FunctionCall
 from .errors import MemagentError, NotFoundError
+from .files import read_text
 from .paths import Paths
 from .prompts import SYSTEM_PARTS, SystemPrompt, describe_template_error, make_environment
 from .resources import find_resource, list_resources
@@ -191,12 +192,7 @@ def _require(source: Path, data: Mapping[str, Any], key: str, kind: type, what: 
 
 
 def load_wrapper_file(source: Path) -> Wrapper:
-    try:
-        raw = source.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise WrapperError(f"{source}: not UTF-8 text; save the file as UTF-8") from None
-    except OSError as exc:
-        raise WrapperError(f"{source}: cannot read ({exc.strerror})") from None
+    raw = read_text(source, WrapperError)
     try:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:

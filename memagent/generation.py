@@ -1,0 +1,190 @@
+"""One usable call from the model, within bounds: build the prompt, call the model (streaming the
+reply when asked), parse and repair, and regenerate junk (empty, a system-note tag, a loop, a parrot,
+a repeat, a copy of a text the system wrote) with a corrective note and changed sampling. Failed
+attempts and corrective notes are shown to the model but never stored."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .agent_deps import AgentDeps
+from .config import SamplerPreset
+from .context import ContextWindow
+from .conversation import ChatMessage, FunctionCall
+from .degenerate import copies_any, detect_degenerate
+from .events import AgentEvent, EventSink, TurnStats
+from .functions.grammar import call_gbnf
+from .functions.schemas import call_json_schema
+from .llm.base import GenerationRequest
+from .parsing import CallError, parse_call
+from .streaming import MessageStreamer
+from .summarizer import Summarizer
+
+log = logging.getLogger(__name__)
+# A reply that copies any of the persona's last this many replies is a repeat: a user notices a line
+# said twice an hour apart as much as two in a row. Comparing is cheap (exact match first, difflib
+# only between long texts).
+RECENT_REPLIES = 300
+CORRECTION_CHARS = 600  # of a failed attempt shown back to the model with its corrective note
+
+# Which flawed reply to keep when every regeneration was flawed too: the least harmful one.
+DEGENERATE_SEVERITY = {"thoughts_equal_message": 1, "repeated_reply": 2, "parrots_user": 3, "looping": 4,
+                       "system_note": 5, "empty_message": 6}
+# The only flaw a reply can be shown with: its inner thoughts are dropped and the message is fine.
+# An empty message, a system-note tag, a copy of the user's words or of an earlier reply is junk:
+# better one notice ("no usable reply — /retry") than junk shown and stored to prime the next turn.
+SHOWABLE_FLAWS = ("thoughts_equal_message",)
+
+
+@dataclass
+class Attempt:
+    call: FunctionCall | None
+    raw: str
+    error: CallError | None = None  # the parser's structured error when call is None
+    streamed: bool = False  # the message was shown piece by piece while it was generated
+
+
+class ReplyGenerator:
+    def __init__(self, deps: AgentDeps, context: ContextWindow, summarizer: Summarizer) -> None:
+        self.deps = deps
+        self.context = context
+        self.summarizer = summarizer
+        self.stream_replies = False  # emit assistant_delta events while a reply is generated
+
+    def generate(
+        self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, *, allowed: list[str] | None,
+        last_user: str | None, sampling: SamplerPreset | None = None, recalled: list[ChatMessage] | None = None,
+    ) -> Attempt | None:
+        """Call the model until it yields a valid, non-degenerate call, within the configured bounds."""
+        recalled = recalled or []
+        corrections: list[ChatMessage] = []
+        settings = self.deps.settings
+        sampling = sampling or settings.preset()
+        parse_left = settings.agent.parse_retries
+        degenerate_left = settings.agent.degenerate_retries
+        recent = self._recent_replies()
+        flawed: list[tuple[int, Attempt, str]] = []
+        while True:
+            attempt = self._call_model(stats, extra + corrections, sampling, emit, allowed, recalled)
+            if attempt.call is None:
+                _retract(attempt, emit)
+                if parse_left <= 0:
+                    return _least_flawed(flawed)
+                parse_left -= 1
+                stats.parse_retries += 1
+                note = self.deps.prompts.render("parse_error.j2", error=attempt.error)
+                corrections = _correction(attempt.raw, note)
+                continue
+            kind = detect_degenerate(attempt.call, last_user, recent)
+            if kind is None:
+                # Small models also copy a corrective note, an example reply or any other text the
+                # system wrote into the prompt.
+                shown = [c.content for c in corrections[-1:]] + self._system_texts(recalled)
+                if copies_any(str(attempt.call.arguments.get("message", "")), shown):
+                    kind = "parrots_user"
+            if kind is None:
+                return attempt
+            stats.degenerate_kinds.append(kind)
+            flawed.append((DEGENERATE_SEVERITY[kind], attempt, kind))
+            if degenerate_left <= 0:
+                chosen = _least_flawed(flawed)
+                if chosen is not attempt:
+                    _retract(attempt, emit)
+                return chosen
+            _retract(attempt, emit)
+            degenerate_left -= 1
+            stats.degenerate_retries += 1
+            corrections = _correction(attempt.raw, self.deps.prompts.render("degenerate.j2", kind=kind))
+            sampling = loosened(sampling, stats.degenerate_retries)
+
+    def _recent_replies(self) -> list[str]:
+        calls = self.deps.store.recall.recent(RECENT_REPLIES * 3, kinds=["assistant_call"])
+        replies = [str((m.function_args or {}).get("message", "")) for m in calls if m.function_name == "send_message"]
+        return replies[-RECENT_REPLIES:]  # `recent` is oldest first
+
+    def _system_texts(self, recalled: list[ChatMessage]) -> list[str]:
+        """Texts the system wrote into the prompt, which a reply must not copy: example replies (persona
+        example lines, the templates' example calls), the system prompt itself, alerts in the history,
+        this turn's recalled memories (a reply that only copies one of them is not a reply)."""
+        system = self.context.system()
+        texts = [example.char for example in self.deps.persona.examples]
+        texts += [*system.example_replies, system.text, *(m.content for m in recalled)]
+        texts += [m.content for m in self.deps.store.recall.in_context() if m.kind == "system_alert"]
+        return texts
+
+    def _call_model(self, stats: TurnStats, extra: list[ChatMessage], sampling: SamplerPreset, emit: EventSink,
+                    allowed: list[str] | None, recalled: list[ChatMessage]) -> Attempt:
+        def summarised(count: int, summary: str) -> None:
+            emit(AgentEvent("notice", f"summarised {count} older messages to make room",
+                            {"reason": "summary", "summary": summary}))
+
+        built = self.context.build(extra, on_summary=summarised, recalled=recalled)
+        # In mode assisted the system captures what matters; asking a small model to save memories
+        # before a summary only gives it a text to copy.
+        if self.deps.settings.memory.mode != "assisted" and self.summarizer.needs_warning(built) and not extra:
+            self.summarizer.store_pressure_alert(built)
+            built = self.context.build(extra, recalled=recalled)
+        wrapper = self.deps.wrapper
+        names = allowed or self.deps.functions
+        constrained = wrapper.constrained and not wrapper.prefill
+        streamer = MessageStreamer(lambda piece: emit(AgentEvent("assistant_delta", piece))) if self.stream_replies else None
+        request = GenerationRequest(
+            prompt=built.prompt, messages=built.messages, on_text=streamer.feed if streamer else None,
+            schema=call_json_schema(names) if constrained else None,
+            grammar=call_gbnf(names) if constrained else None,
+            stop=wrapper.stop, sampling=sampling, max_tokens=self.deps.settings.llm.max_tokens,
+        )
+        completion = self.deps.backend.generate(request)
+        stats.llm_calls += 1
+        stats.prompt_tokens += completion.prompt_tokens or built.tokens
+        stats.evaluated_tokens += completion.evaluated_tokens or 0
+        stats.cached_tokens += completion.cached_tokens or 0
+        stats.completion_tokens += completion.completion_tokens or 0
+        stats.context_used = built.used_fraction
+        stats.calls.append((completion.prompt_tokens or built.tokens, completion.evaluated_tokens))
+        outcome = parse_call(completion.text, prefill=wrapper.prefill, allowed=allowed)
+        error = outcome.error
+        if outcome.call is None and completion.finish_reason == "length":
+            # A rambling model ran into max_tokens: ask for brevity rather than for valid JSON.
+            error = CallError(kind="truncated", allowed_functions=list(allowed or self.deps.functions))
+        return Attempt(call=outcome.call, raw=wrapper.prefill + completion.text, error=error,
+                       streamed=bool(streamer and streamer.shown))
+
+
+def _retract(attempt: Attempt, emit: EventSink) -> None:
+    """A reply shown while it was generated is not the one kept: tell the front end."""
+    if attempt.streamed:
+        attempt.streamed = False
+        emit(AgentEvent("retract"))
+
+
+def _correction(raw: str, note: str) -> list[ChatMessage]:
+    """The failed attempt (its beginning is enough to see the mistake) and the note about it."""
+    shown = raw.strip()[:CORRECTION_CHARS] or " "
+    return [ChatMessage(role="assistant", content=shown), ChatMessage(role="user", content=note)]
+
+
+def _least_flawed(flawed: list[tuple[int, Attempt, str]]) -> Attempt | None:
+    """The least harmful showable flawed attempt (earliest among equals), or None if there is none.
+    Inner thoughts that merely repeat the message are dropped rather than stored."""
+    usable = [entry for entry in flawed if entry[2] in SHOWABLE_FLAWS]
+    if not usable:
+        return None
+    _, attempt, kind = min(usable, key=lambda entry: entry[0])
+    log.info("keeping a flawed reply (%s) after the regenerations ran out", kind)
+    if kind == "thoughts_equal_message" and attempt.call is not None:
+        attempt.call.inner_thoughts = ""
+    return attempt
+
+
+def loosened(sampling: SamplerPreset, attempt: int) -> SamplerPreset:
+    """Changed sampling for a regeneration: warmer, more repetition-averse, a new seed."""
+    temperature = max(sampling.temperature or 0.0, 0.6) + 0.2 * attempt
+    return sampling.merged(
+        temperature=min(temperature, 1.3),
+        top_k=max(sampling.top_k or 0, 40),
+        top_p=max(sampling.top_p or 0.0, 0.95) if sampling.top_p is not None else 0.95,
+        repeat_penalty=(sampling.repeat_penalty or 1.0) + 0.1 * attempt,
+        seed=(sampling.seed or 0) + 7919 * attempt,
+    )

@@ -1,0 +1,141 @@
+"""Making room: when the conversation no longer fits, the oldest messages leave the prompt (they stay
+in recall memory) and an LLM summary of them joins the system prompt. Also the early warning before
+that happens (memory mode agent: the model gets a chance to save what matters).
+
+Owns the agent's "summary" and "warned" state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from .agent_deps import AgentDeps
+from .config import SamplerPreset
+from .conversation import ChatMessage
+from .errors import MemagentError
+from .llm.base import GenerationRequest
+from .memory.records import StoredMessage
+from .prompts import SystemPrompt
+from .rendering import SAFETY_MARGIN, BuiltPrompt, render_prompt, to_chat_message, token_budget
+
+log = logging.getLogger(__name__)
+SUMMARY_LINE_CHARS = 600
+MIN_SUMMARY_TOKENS = 64
+SUMMARY_SAMPLING = SamplerPreset(temperature=0.2, top_k=20, top_p=0.9, repeat_penalty=1.1)
+SummaryListener = Callable[[int, str], None]  # (messages summarised, the new summary)
+
+
+class ContextOverflow(MemagentError):
+    """Even after summarising everything that can be evicted, the prompt does not fit."""
+
+
+class Summarizer:
+    def __init__(self, deps: AgentDeps) -> None:
+        self.deps = deps
+        # Token counts of stored messages, counted once per process (a read never writes).
+        self._tokens: dict[int, int] = {}
+
+    @property
+    def summary(self) -> str | None:
+        value = self.deps.store.get_state("summary")
+        return value if isinstance(value, str) else None
+
+    # --- the early warning ----------------------------------------------------------------------
+    def needs_warning(self, built: BuiltPrompt) -> bool:
+        threshold = self.deps.settings.context.warning_threshold * built.budget
+        return built.tokens >= threshold and not self.deps.store.get_state("warned")
+
+    def store_pressure_alert(self, built: BuiltPrompt) -> None:
+        text = self.deps.prompts.render("alert_memory_pressure.j2", used_pct=round(100 * built.used_fraction))
+        store = self.deps.store
+        with store.transaction():
+            store.recall.add("user", text, kind="system_alert", turn_id=store.recall.last_turn_id())
+            store.set_state("warned", True)
+
+    # --- eviction -------------------------------------------------------------------------------
+    def message_tokens(self, message: StoredMessage) -> int:
+        if message.token_count is not None:
+            return message.token_count
+        if message.id not in self._tokens:
+            chat = to_chat_message(message, self.deps.prompts)
+            text = "" if chat is None else (self.deps.wrapper.format_call(chat.call) if chat.call else chat.content)
+            self._tokens[message.id] = self.deps.backend.count_tokens(text) + 6
+        return self._tokens[message.id]
+
+    def choose_eviction(self, tokens_to_free: int) -> list[StoredMessage]:
+        """The oldest in-context messages worth at least `tokens_to_free`, ending before a user
+        message where possible so a call is never separated from its result."""
+        messages = self.deps.store.recall.in_context()
+        for keep in (self.deps.settings.context.keep_recent, 1):
+            candidates = messages[: max(0, len(messages) - keep)]
+            if not candidates:
+                continue
+            chosen: list[StoredMessage] = []
+            freed = 0
+            for index, message in enumerate(candidates):
+                chosen.append(message)
+                freed += self.message_tokens(message)
+                next_kind = messages[index + 1].kind if index + 1 < len(messages) else None
+                if freed >= tokens_to_free and next_kind == "user_message":
+                    return chosen
+            return chosen
+        return []
+
+    def summarise_oldest(self, tokens_to_free: int, system_text: str, overflow: Callable[[], str],
+                         on_summary: SummaryListener | None = None) -> None:
+        """Evict the oldest messages worth `tokens_to_free` and fold them into the summary.
+        `overflow()` words the error when nothing can be evicted."""
+        evicted = self.choose_eviction(max(tokens_to_free, 1))
+        if not evicted:
+            raise ContextOverflow(overflow())
+        lines = [line for line in (_summary_line(m) for m in evicted) if line is not None]
+        previous = self.summary
+        summary = self._summarise(lines, previous, self.summary_token_limit(system_text)) if lines else previous
+        store = self.deps.store
+        with store.transaction():
+            store.recall.set_in_context([m.id for m in evicted], False)
+            store.set_state("summary", summary)
+            store.set_state("warned", False)
+            store.recall.add("system", summary or "", kind="summary", turn_id=evicted[-1].turn_id, in_context=False)
+        log.info("summarised %d messages", len(evicted))
+        if on_summary:
+            on_summary(len(evicted), summary or "")
+
+    def summary_token_limit(self, system_text: str) -> int:
+        """The most tokens a summary may take: [context] summary_max_tokens, but in a small window no
+        more than a quarter of the room the system prompt (`system_text`) leaves for the conversation —
+        the summary lives in the system prompt, and a large one would leave room for only a turn or two."""
+        backend = self.deps.backend
+        summary = self.summary or ""
+        base_system = backend.count_tokens(system_text) - (backend.count_tokens(summary) if summary else 0)
+        room = max(0, token_budget(self.deps) - base_system)
+        return max(MIN_SUMMARY_TOKENS, min(self.deps.settings.context.summary_max_tokens, room // 4))
+
+    def _summarise(self, lines: list[dict[str, str]], previous: str | None, summary_tokens: int) -> str:
+        """Summarise `lines` into one text, splitting recursively when they do not fit one request."""
+        instruction = self.deps.prompts.render("summary.j2", messages=lines, previous_summary=previous)
+        built = render_prompt(self.deps, SystemPrompt(text="", parts={}), [ChatMessage(role="user", content=instruction)])
+        limit = self.deps.backend.context_length - summary_tokens - SAFETY_MARGIN
+        if built.tokens > limit and len(lines) > 1:
+            half = len(lines) // 2
+            return self._summarise(lines[half:], self._summarise(lines[:half], previous, summary_tokens), summary_tokens)
+        if built.tokens > limit:  # one enormous message: keep its beginning
+            line = dict(lines[0], content=lines[0]["content"][: SUMMARY_LINE_CHARS // 4])
+            return self._summarise([line], None, summary_tokens) if line != lines[0] else (previous or "")
+        request = GenerationRequest(prompt=built.prompt, messages=built.messages, stop=self.deps.wrapper.stop,
+                                    sampling=SUMMARY_SAMPLING, max_tokens=summary_tokens)
+        text = self.deps.backend.generate(request).text.strip()
+        if not text:  # never lose the thread: fall back to the lines themselves, briefly
+            text = "\n".join(f"- {line['content'][:80]}" for line in lines[-8:])
+        return text
+
+
+def _summary_line(message: StoredMessage) -> dict[str, str] | None:
+    if message.kind == "user_message":
+        return {"role": "user", "content": message.content[:SUMMARY_LINE_CHARS]}
+    if message.kind == "assistant_call" and message.function_name == "send_message":
+        return {"role": "assistant", "content": str((message.function_args or {}).get("message", ""))[:SUMMARY_LINE_CHARS]}
+    if message.kind == "function_result":
+        return {"role": "function", "content": f"{message.function_name}: {message.content[:SUMMARY_LINE_CHARS // 2]}"}
+    return None
