@@ -22,6 +22,7 @@ from .executor import FunctionExecutor
 from .functions.registry import function_registry
 from .generation import ReplyGenerator, loosened
 from .llm.base import LLMBackend
+from .memory.kinds import MessageKind, StateKey
 from .memory.records import StoredMessage
 from .personas import Human, Persona
 from .prompts import PromptLibrary
@@ -98,7 +99,7 @@ class Agent:
     # --- public API ---------------------------------------------------------------------------
     def greet(self, emit: EventSink) -> None:
         """A new agent's first message: the persona's own, or a generated one (one try, no loop)."""
-        if self.store.get_state("greeted") or self.store.recall.count() > 0:
+        if self.store.get_state(StateKey.GREETED) or self.store.recall.count() > 0:
             return
         greetings = [g for g in [self.persona.first_message, *self.persona.alternate_greetings] if g]
         text = random.choice(greetings) if greetings and self.settings.agent.first_message == "persona" else None
@@ -112,10 +113,10 @@ class Agent:
             call = attempt.call if attempt and attempt.call and attempt.call.function == "send_message" else None
         with self.store.transaction():
             if call is not None:
-                self.store.recall.add("assistant", call.arguments["message"], kind="assistant_call", turn_id=0,
+                self.store.recall.add("assistant", call.arguments["message"], kind=MessageKind.ASSISTANT_CALL, turn_id=0,
                                       function_name="send_message", function_args=call.arguments,
                                       inner_thoughts=call.inner_thoughts)
-            self.store.set_state("greeted", True)
+            self.store.set_state(StateKey.GREETED, True)
         if call is not None:
             emit(AgentEvent("assistant_message", call.arguments["message"], {"name": self.persona.name}))
 
@@ -125,7 +126,7 @@ class Agent:
         self.settle(emit)
         turn_id = self.store.recall.last_turn_id() + 1
         with self.store.transaction():
-            message = self.store.recall.add("user", text, kind="user_message", turn_id=turn_id)
+            message = self.store.recall.add("user", text, kind=MessageKind.USER, turn_id=turn_id)
         stats = self._run_turn(turn_id, text, emit)
         self._after_reply(message, stats, emit)
         return stats
@@ -221,7 +222,7 @@ class Agent:
 
     # --- the loop -----------------------------------------------------------------------------
     def _last_user_message(self) -> StoredMessage | None:
-        recent = self.store.recall.recent(1, kinds=["user_message"])
+        recent = self.store.recall.recent(1, kinds=[MessageKind.USER])
         return recent[0] if recent else None
 
     def _run_turn(self, turn_id: int, user_text: str, emit: EventSink, extra_note: str | None = None,
@@ -273,17 +274,17 @@ class Agent:
             execution = self.executor.execute(call, turn_id)
             self.store.recall.add(
                 "assistant", str(call.arguments.get("message", "")) if call.function == "send_message" else "",
-                kind="assistant_call", turn_id=turn_id, function_name=call.function,
+                kind=MessageKind.ASSISTANT_CALL, turn_id=turn_id, function_name=call.function,
                 function_args=call.arguments, inner_thoughts=call.inner_thoughts,
             )
             if execution.result_text is not None:
-                self.store.recall.add("function", execution.result_text, kind="function_result", turn_id=turn_id,
+                self.store.recall.add("function", execution.result_text, kind=MessageKind.FUNCTION_RESULT, turn_id=turn_id,
                                       function_name=call.function, function_args={"ok": execution.ok, **execution.record})
             if call.function == "send_message":
                 stats.replied = True
             heartbeat = self._heartbeat_reason(call, stats)
             if heartbeat:
-                self.store.recall.add("user", "", kind="heartbeat", turn_id=turn_id, function_args={"reason": heartbeat})
+                self.store.recall.add("user", "", kind=MessageKind.HEARTBEAT, turn_id=turn_id, function_args={"reason": heartbeat})
         if execution.memory_changed:
             self.context.invalidate_system()
         if call.function == "send_message":

@@ -44,7 +44,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -53,6 +53,9 @@ from .files import atomic_write
 from .paths import Paths
 from .personas import KEY_PATTERN, Example, Persona, ProfileError, load_persona_file, persona_file_text
 from .resources import find_resource
+
+if TYPE_CHECKING:
+    from .memory.store import AgentStore
 
 MAX_CARD_BYTES = 20 * 1024 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -643,20 +646,9 @@ def export_card(persona: Persona, fmt: Literal["png", "json"], spec: Spec | None
 
 
 # --- lorebook → archival memory -----------------------------------------------------------------
-def load_lorebook(store: Any, persona_key: str, passages: list[str]) -> int:
+def load_lorebook(store: AgentStore, persona_key: str, passages: list[str]) -> int:
     """Put `passages` into the agent's archival memory, replacing those loaded before for this persona."""
-    from sqlalchemy import select
-
-    from .memory.archival import NewPassage
-    from .memory.models import PassageRow
-
-    source = LOREBOOK_SOURCE.format(key=persona_key)
-    with store.transaction() as session:
-        previous = list(session.scalars(select(PassageRow.id).where(PassageRow.source == source)))
-        if previous:
-            store.archival.delete(previous)
-        store.archival.insert_many([NewPassage(text, source=source) for text in passages])
-    return len(passages)
+    return store.archival.replace_source(LOREBOOK_SOURCE.format(key=persona_key), passages)
 
 
 __all__ = [

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from .agent_deps import AgentDeps
 from .conversation import ChatMessage
+from .memory.kinds import MessageKind
 from .prompts import SystemPrompt
 from .rendering import BuiltPrompt, local_time_text, render_prompt, to_chat_message, token_budget
 from .summarizer import ContextOverflow, Summarizer, SummaryListener
@@ -101,7 +102,7 @@ class ContextWindow:
         messages = self.deps.store.recall.in_context()
         newest = messages[-1] if messages else None
         window = self.deps.backend.context_length
-        if newest is not None and newest.kind == "user_message":
+        if newest is not None and newest.kind == MessageKind.USER:
             tokens = self.summarizer.message_tokens(newest)
             if tokens > self.budget // 2:
                 return (

@@ -17,6 +17,7 @@ from .events import AgentEvent, EventSink, TurnStats
 from .functions.grammar import call_gbnf
 from .functions.schemas import call_json_schema
 from .llm.base import GenerationRequest
+from .memory.kinds import MessageKind
 from .parsing import CallError, parse_call
 from .streaming import MessageStreamer
 from .summarizer import Summarizer
@@ -99,7 +100,7 @@ class ReplyGenerator:
             sampling = loosened(sampling, stats.degenerate_retries)
 
     def _recent_replies(self) -> list[str]:
-        calls = self.deps.store.recall.recent(RECENT_REPLIES * 3, kinds=["assistant_call"])
+        calls = self.deps.store.recall.recent(RECENT_REPLIES * 3, kinds=[MessageKind.ASSISTANT_CALL])
         replies = [str((m.function_args or {}).get("message", "")) for m in calls if m.function_name == "send_message"]
         return replies[-RECENT_REPLIES:]  # `recent` is oldest first
 
@@ -110,7 +111,7 @@ class ReplyGenerator:
         system = self.context.system()
         texts = [example.char for example in self.deps.persona.examples]
         texts += [*system.example_replies, system.text, *(m.content for m in recalled)]
-        texts += [m.content for m in self.deps.store.recall.in_context() if m.kind == "system_alert"]
+        texts += [m.content for m in self.deps.store.recall.in_context() if m.kind == MessageKind.SYSTEM_ALERT]
         return texts
 
     def _call_model(self, stats: TurnStats, extra: list[ChatMessage], sampling: SamplerPreset, emit: EventSink,

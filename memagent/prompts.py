@@ -12,13 +12,16 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from .errors import MemagentError
 from .functions.registry import function_registry
 from .paths import Paths, packaged_resource_dir
+
+if TYPE_CHECKING:
+    from .personas import Human, Persona
 
 LANGUAGES = ("ja", "en")
 # The system prompt's parts, each rendered from `<part>.j2`, then joined by system.j2.
@@ -140,8 +143,8 @@ class PromptLibrary:
     def render_system(
         self,
         *,
-        persona: Any,
-        human: Any,
+        persona: Persona,
+        human: Human,
         core: Mapping[str, Mapping[str, Any]],
         recall_count: int = 0,
         archival_count: int = 0,
@@ -180,7 +183,7 @@ class PromptLibrary:
         return SystemPrompt(text=text, parts=parts, example_replies=tuple(dict.fromkeys(examples)))
 
 
-def core_from(persona: Any, human: Any, limit: int) -> dict[str, dict[str, Any]]:
+def core_from(persona: Persona, human: Human, limit: int) -> dict[str, dict[str, Any]]:
     """Initial core memory for a new agent: the persona's and human's text, each with `limit` chars."""
     return {
         "persona": {"value": persona.text, "limit": limit},

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from .agent_deps import AgentDeps
 from .conversation import ChatMessage, FunctionCall
+from .memory.kinds import MessageKind
 from .memory.records import StoredMessage
 from .prompts import PromptLibrary, SystemPrompt
 
@@ -38,21 +39,21 @@ def token_budget(deps: AgentDeps) -> int:
 def to_chat_message(message: StoredMessage, prompts: PromptLibrary) -> ChatMessage | None:
     """A stored message as the model sees it (None for notices and summary records)."""
     kind = message.kind
-    if kind == "user_message":
+    if kind == MessageKind.USER:
         text = prompts.render("event_user.j2", message=message.content, time=local_time_text(message.time))
         return ChatMessage(role="user", content=text)
-    if kind == "assistant_call":
+    if kind == MessageKind.ASSISTANT_CALL:
         call = FunctionCall(message.function_name or "send_message", dict(message.function_args or {}),
                             message.inner_thoughts or "")
         return ChatMessage(role="assistant", call=call)
-    if kind == "function_result":
+    if kind == MessageKind.FUNCTION_RESULT:
         ok = bool((message.function_args or {}).get("ok", True))
         text = prompts.render("event_function_result.j2", function=message.function_name, ok=ok, result=message.content)
         return ChatMessage(role="function", content=text, name=message.function_name)
-    if kind == "heartbeat":
+    if kind == MessageKind.HEARTBEAT:
         reason = (message.function_args or {}).get("reason", "function_result")
         return ChatMessage(role="user", content=prompts.render("event_heartbeat.j2", reason=reason))
-    if kind == "system_alert":
+    if kind == MessageKind.SYSTEM_ALERT:
         return ChatMessage(role="user", content=message.content)
     return None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
@@ -16,6 +16,9 @@ from .paths import Paths
 from .personas import load_human, load_persona
 from .prompts import PromptLibrary
 from .wrappers import load_wrapper
+
+if TYPE_CHECKING:
+    from .agent import Agent
 
 DEFAULT_AGENT = "default"
 
@@ -108,7 +111,7 @@ class AgentSession:
         try:
             self.created = not AgentStore.exists(paths, name)
             if self.created and not create:
-                raise MemagentError(f"no agent named {name!r}; `memagent agents list` shows the agents there are")
+                AgentStore.require(paths, name)
             if self.created:
                 from .creation import create_agent
 
@@ -127,7 +130,7 @@ class AgentSession:
         self._backend: LLMBackend | None = None
         self._backend_error: BaseException | None = None
         self._loader: threading.Thread | None = None
-        self._agent: Any = None
+        self._agent: Agent | None = None
         self.stream_replies = False
         self.capture_in_background = False
 
@@ -161,7 +164,7 @@ class AgentSession:
         assert self._backend is not None
         return self._backend
 
-    def agent(self) -> Any:
+    def agent(self) -> Agent:
         if self._agent is None:
             from .agent import Agent
 

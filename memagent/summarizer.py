@@ -15,6 +15,7 @@ from .config import SamplerPreset
 from .conversation import ChatMessage
 from .errors import MemagentError
 from .llm.base import GenerationRequest
+from .memory.kinds import MessageKind, StateKey
 from .memory.records import StoredMessage
 from .prompts import SystemPrompt
 from .rendering import SAFETY_MARGIN, BuiltPrompt, render_prompt, to_chat_message, token_budget
@@ -38,20 +39,20 @@ class Summarizer:
 
     @property
     def summary(self) -> str | None:
-        value = self.deps.store.get_state("summary")
+        value = self.deps.store.get_state(StateKey.SUMMARY)
         return value if isinstance(value, str) else None
 
     # --- the early warning ----------------------------------------------------------------------
     def needs_warning(self, built: BuiltPrompt) -> bool:
         threshold = self.deps.settings.context.warning_threshold * built.budget
-        return built.tokens >= threshold and not self.deps.store.get_state("warned")
+        return built.tokens >= threshold and not self.deps.store.get_state(StateKey.WARNED)
 
     def store_pressure_alert(self, built: BuiltPrompt) -> None:
         text = self.deps.prompts.render("alert_memory_pressure.j2", used_pct=round(100 * built.used_fraction))
         store = self.deps.store
         with store.transaction():
-            store.recall.add("user", text, kind="system_alert", turn_id=store.recall.last_turn_id())
-            store.set_state("warned", True)
+            store.recall.add("user", text, kind=MessageKind.SYSTEM_ALERT, turn_id=store.recall.last_turn_id())
+            store.set_state(StateKey.WARNED, True)
 
     # --- eviction -------------------------------------------------------------------------------
     def message_tokens(self, message: StoredMessage) -> int:
@@ -77,7 +78,7 @@ class Summarizer:
                 chosen.append(message)
                 freed += self.message_tokens(message)
                 next_kind = messages[index + 1].kind if index + 1 < len(messages) else None
-                if freed >= tokens_to_free and next_kind == "user_message":
+                if freed >= tokens_to_free and next_kind == MessageKind.USER:
                     return chosen
             return chosen
         return []
@@ -95,9 +96,9 @@ class Summarizer:
         store = self.deps.store
         with store.transaction():
             store.recall.set_in_context([m.id for m in evicted], False)
-            store.set_state("summary", summary)
-            store.set_state("warned", False)
-            store.recall.add("system", summary or "", kind="summary", turn_id=evicted[-1].turn_id, in_context=False)
+            store.set_state(StateKey.SUMMARY, summary)
+            store.set_state(StateKey.WARNED, False)
+            store.recall.add("system", summary or "", kind=MessageKind.SUMMARY, turn_id=evicted[-1].turn_id, in_context=False)
         log.info("summarised %d messages", len(evicted))
         if on_summary:
             on_summary(len(evicted), summary or "")
@@ -132,10 +133,10 @@ class Summarizer:
 
 
 def _summary_line(message: StoredMessage) -> dict[str, str] | None:
-    if message.kind == "user_message":
+    if message.kind == MessageKind.USER:
         return {"role": "user", "content": message.content[:SUMMARY_LINE_CHARS]}
-    if message.kind == "assistant_call" and message.function_name == "send_message":
+    if message.kind == MessageKind.ASSISTANT_CALL and message.function_name == "send_message":
         return {"role": "assistant", "content": str((message.function_args or {}).get("message", ""))[:SUMMARY_LINE_CHARS]}
-    if message.kind == "function_result":
+    if message.kind == MessageKind.FUNCTION_RESULT:
         return {"role": "function", "content": f"{message.function_name}: {message.content[:SUMMARY_LINE_CHARS // 2]}"}
     return None

@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import json
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from ..events import AgentEvent
 from .context import AppContext, pass_app
+
+if TYPE_CHECKING:
+    from ..runtime import AgentSession
 
 
 def _model_override(model: str | None) -> dict[str, str]:
@@ -19,7 +23,7 @@ def _model_override(model: str | None) -> dict[str, str]:
     return {"model_path": model} if model.endswith(".gguf") else {"model": model}
 
 
-def piped_lines(stream: Any) -> Any:
+def piped_lines(stream: TextIO) -> Iterator[str]:
     """User messages from a non-terminal stdin: one per line, undecodable bytes replaced, blanks skipped."""
     text = io.TextIOWrapper(stream.buffer, encoding="utf-8", errors="replace") if hasattr(stream, "buffer") else stream
     for line in text:
@@ -45,7 +49,7 @@ class PipedPrinter:
         sys.stdout.flush()
 
 
-def run_piped(session: Any, as_json: bool) -> int:
+def run_piped(session: AgentSession, as_json: bool) -> int:
     from ..errors import MemagentError
 
     emit = PipedPrinter(as_json)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import MemagentError, NotFoundError
+from ..memory.kinds import StateKey
 from .context import AppContext, pass_app
 from .memory_view import fact_records, format_fact
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from ..memory import AgentStore, SearchPage
 
 DEFAULT_AGENT = "default"
-SUMMARY_KEY = "summary"  # agent state key holding the running conversation summary
 
 agent_option = click.option(
     "--agent", "agent_name", envvar="MEMAGENT_AGENT", default=DEFAULT_AGENT, show_default=True,
@@ -35,8 +35,8 @@ def agent_lock(app: AppContext, name: str, *, must_exist: bool = True) -> Iterat
     from ..runtime import AgentLock
 
     check_agent_name(name)
-    if must_exist and not AgentStore.exists(app.paths, name):
-        raise NotFoundError(f"no agent named {name!r}; `memagent agents list` shows the agents there are")
+    if must_exist:
+        AgentStore.require(app.paths, name)
     lock = AgentLock(app.paths.agent_dir(name), name)
     lock.acquire()
     try:
@@ -48,11 +48,9 @@ def agent_lock(app: AppContext, name: str, *, must_exist: bool = True) -> Iterat
 @contextmanager
 def open_agent(app: AppContext, name: str, *, write: bool = False) -> Iterator[AgentStore]:
     """The agent's store; with `write`, under the agent's lock."""
-    from ..memory.store import AgentStore, check_agent_name
+    from ..memory.store import AgentStore
 
-    check_agent_name(name)
-    if not AgentStore.exists(app.paths, name):
-        raise NotFoundError(f"no agent named {name!r}; `memagent agents list` shows the agents there are")
+    AgentStore.require(app.paths, name)
     with agent_lock(app, name) if write else nullcontext(), AgentStore.open(app.paths, app.settings, name) as store:
         store.archival.progress = show_progress()
         yield store
@@ -98,7 +96,7 @@ def _show(store: AgentStore, history: bool, messages: int, passages: int) -> dic
         "agent": store.name,
         "blocks": [{"label": b.label, "value": b.value, "length": b.length, "limit": b.limit,
                     "updated_at": b.updated_at.isoformat()} for b in store.core.list()],
-        "summary": (store.get_state(SUMMARY_KEY) or ""),
+        "summary": (store.get_state(StateKey.SUMMARY) or ""),
         "messages": store.recall.count(),
         "passages": store.archival.count(),
         "facts": fact_records(store, store.facts.current()),
@@ -303,13 +301,13 @@ def register(cli: click.Group) -> None:
         if bool(label) == summary:
             raise MemagentError("choose what to edit: --block LABEL or --summary")
         with open_agent(app, agent_name, write=True) as store:
-            current = (store.get_state(SUMMARY_KEY) or "") if summary else store.core.get(label or "").value
+            current = (store.get_state(StateKey.SUMMARY) or "") if summary else store.core.get(label or "").value
             edited = click.edit(current, extension=".md", require_save=True)
             if edited is None or edited.rstrip("\n") == current:
                 click.echo("no change")
                 return
             if summary:
-                store.set_state(SUMMARY_KEY, edited.rstrip("\n"))
+                store.set_state(StateKey.SUMMARY, edited.rstrip("\n"))
             else:
                 store.core.set(label or "", edited.rstrip("\n"))
         click.echo("saved" + ("" if summary else f"; `memagent memory undo --agent {agent_name} --block {label}` takes it back"))

@@ -7,14 +7,20 @@ import json
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import MemagentError
 from ..events import AgentEvent
+from ..memory.kinds import MessageKind, StateKey
 from .context import AppContext
 from .memory_view import fact_records, format_fact
+
+if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
+
+    from ..runtime import AgentSession
 
 RESUME_LINES = 4
 HELP = """\
@@ -81,7 +87,7 @@ class Spinner:
 
 
 class Screen:
-    def __init__(self, session: Any, show_inner: bool) -> None:
+    def __init__(self, session: AgentSession, show_inner: bool) -> None:
         self.session = session
         self.show_inner = show_inner
         self.name = session.persona.name
@@ -90,10 +96,10 @@ class Screen:
 
     def show_recent(self, count: int) -> None:
         """Where the conversation left off, dimmed, when an existing agent is opened."""
-        visible = [m for m in self.session.store.recall.recent(count * 3, kinds=["user_message", "assistant_call"])
-                   if m.kind == "user_message" or m.function_name == "send_message"][-count:]
+        visible = [m for m in self.session.store.recall.recent(count * 3, kinds=[MessageKind.USER, MessageKind.ASSISTANT_CALL])
+                   if m.kind == MessageKind.USER or m.function_name == "send_message"][-count:]
         for message in visible:
-            who = "you" if message.kind == "user_message" else self.name
+            who = "you" if message.kind == MessageKind.USER else self.name
             click.echo(click.style(f"{who}: {message.content}", dim=True))
 
     def _name(self) -> str:
@@ -142,7 +148,7 @@ class Screen:
                 click.echo(click.style(f"  ! {event.text}", fg="yellow"))
 
 
-def _prompt_session(session: Any) -> Any:
+def _prompt_session(session: AgentSession) -> PromptSession[str]:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings
@@ -211,7 +217,7 @@ def _slash(screen: Screen, line: str) -> bool:
             click.echo(click.style("[captured facts, with the message each came from]", bold=True))
             for record in fact_records(session.store, facts):
                 click.echo("  " + format_fact(record))
-        summary = session.store.get_state("summary")
+        summary = session.store.get_state(StateKey.SUMMARY)
         if summary:
             click.echo(click.style("[summary of older conversation]", bold=True))
             click.echo(summary)
@@ -280,7 +286,7 @@ def run_interactive(app: AppContext, agent_name: str | None, persona: str | None
         prompt = _prompt_session(session)
         if not session.created:
             screen.show_recent(RESUME_LINES)
-        if session.created or not session.store.get_state("greeted"):
+        if session.created or not session.store.get_state(StateKey.GREETED):
             _run_turn(screen, lambda emit: session.agent().greet(emit))
         while True:
             try:

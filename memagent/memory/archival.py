@@ -97,6 +97,15 @@ class ArchivalStore:
             self._db.after_commit(lambda: self._index_passages(views, progress))
         return views
 
+    def replace_source(self, source: str, texts: Sequence[str]) -> int:
+        """Replace every passage from `source` (e.g. a persona's lorebook) with `texts`, in one transaction."""
+        with self._db.transaction() as session:
+            previous = list(session.scalars(select(PassageRow.id).where(PassageRow.source == source)))
+            if previous:
+                self.delete(previous)
+            self.insert_many([NewPassage(text, source=source) for text in texts])
+        return len(texts)
+
     def delete(self, passage_ids: Sequence[int]) -> int:
         """Delete passages (inside the caller's transaction, if any); the index follows on commit."""
         ids = list(passage_ids)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from ..files import atomic_writer
 from .db import Database
 from .jsonl import EXPORT_FORMAT, ImportFileError
+from .kinds import MessageKind
 from .migrations import SCHEMA_VERSION
 from .models import AgentRow, BlockHistoryRow, BlockRow, FactRow, MessageRow, PassageRow, utc_now
 from .recall import bulk_insert_messages
@@ -60,7 +61,7 @@ class ExportedMessage(_Record):
     id: int
     turn_id: int
     role: str
-    kind: str
+    kind: MessageKind
     content: str
     function_name: str | None
     function_args: dict[str, Any] | None

@@ -57,6 +57,27 @@ class CoreMemory:
                 for edit, block_label in session.execute(query)
             ]
 
+    def revert_turn(self, turn_id: int) -> int:
+        """Undo the edits made in turn `turn_id` (the agent's and captured facts), newest first, so each
+        block ends at its value from before the turn; every revert is itself kept in the history.
+        Returns how many edits were reverted."""
+        with self._db.transaction() as session:
+            edits = list(session.scalars(
+                select(BlockHistoryRow)
+                .where(BlockHistoryRow.turn_id == turn_id, ~BlockHistoryRow.undone, BlockHistoryRow.reason != "undo")
+                .order_by(BlockHistoryRow.id.desc())
+            ))
+            for edit in edits:
+                block = session.get(BlockRow, edit.block_id)
+                if block is None:  # the block was deleted since (memory reset): nothing to revert
+                    continue
+                session.add(BlockHistoryRow(block_id=block.id, old_value=block.value, new_value=edit.old_value,
+                                            time=utc_now(), turn_id=turn_id, reason="undo"))
+                block.value = edit.old_value
+                block.updated_at = utc_now()
+                edit.undone = True
+            return len(edits)
+
     # --- editing (each raises MemoryEditError and changes nothing when it cannot apply) ---------
     def create(self, label: str, value: str = "", limit: int | None = None) -> Block:
         with self._db.transaction() as session:

@@ -11,26 +11,27 @@ from sqlalchemy import JSON, Connection, bindparam, delete, func, insert, select
 from sqlalchemy.types import TypeEngine
 
 from .dates import DateLike, utc_range
-from .db import Database, trigger_suspended
+from .db import Database, rows_affected, trigger_suspended
 from .errors import QueryError
 from .fts import LIKE_ESCAPE, MIN_FTS_CHARS, count_occurrences, fts_any, fts_string, like_pattern
+from .kinds import CONVERSATION_KINDS, MessageKind
 from .lexical import coverage, query_terms
 from .models import MessageRow, UTCDateTime, utc_now
 from .records import HitId, SearchHit, SearchPage, StoredMessage
 
-# What conversation_search looks through by default: what was said, not heartbeats, tool output or
-# earlier search results (which would echo every past query back).
-CONVERSATION_KINDS: tuple[str, ...] = ("user_message", "assistant_call")
+# conversation_search looks through what was said (CONVERSATION_KINDS), not heartbeats, tool output
+# or earlier search results (which would echo every past query back).
 
 # JSONL role → kind, for imported conversations.
-KIND_FOR_ROLE = {"user": "user_message", "assistant": "assistant_call", "system": "system_alert", "function": "function_result"}
+KIND_FOR_ROLE = {"user": MessageKind.USER, "assistant": MessageKind.ASSISTANT_CALL, "system": MessageKind.SYSTEM_ALERT,
+                 "function": MessageKind.FUNCTION_RESULT}
 
 
 @dataclass
 class NewMessage:
     role: str
     content: str = ""
-    kind: str = ""
+    kind: MessageKind | None = None  # None: from the role (imports)
     turn_id: int = 0
     time: datetime = field(default_factory=utc_now)
     function_name: str | None = None
@@ -42,13 +43,13 @@ class NewMessage:
 
     def row(self) -> dict[str, Any]:
         values = dict(self.__dict__)
-        values["kind"] = self.kind or KIND_FOR_ROLE.get(self.role, self.role)
+        values["kind"] = str(self.kind or KIND_FOR_ROLE[self.role])
         return values
 
 
 def to_stored(row: MessageRow) -> StoredMessage:
     return StoredMessage(
-        id=row.id, turn_id=row.turn_id, role=row.role, kind=row.kind, content=row.content, time=row.time,
+        id=row.id, turn_id=row.turn_id, role=row.role, kind=MessageKind(row.kind), content=row.content, time=row.time,
         function_name=row.function_name, function_args=row.function_args, inner_thoughts=row.inner_thoughts,
         in_context=row.in_context, token_count=row.token_count, external_id=row.external_id,
     )
@@ -129,7 +130,8 @@ class RecallStore:
         self._db = db
 
     # --- writing -------------------------------------------------------------------------------
-    def add(self, role: str, content: str = "", *, kind: str = "", turn_id: int = 0, **fields: Any) -> StoredMessage:
+    def add(self, role: str, content: str = "", *, kind: MessageKind | None = None, turn_id: int = 0,
+            **fields: Any) -> StoredMessage:
         """Store one message (inside the caller's transaction, if one is open)."""
         row = MessageRow(**NewMessage(role, content, kind, turn_id, **fields).row())
         with self._db.transaction() as session:
@@ -149,6 +151,19 @@ class RecallStore:
     def set_token_count(self, message_id: int, token_count: int) -> None:
         with self._db.transaction() as session:
             session.execute(update(MessageRow).where(MessageRow.id == message_id).values(token_count=token_count))
+
+    def of_turn(self, turn_id: int) -> list[StoredMessage]:
+        with self._db.read() as session:
+            rows = session.scalars(select(MessageRow).where(MessageRow.turn_id == turn_id).order_by(MessageRow.id))
+            return [to_stored(row) for row in rows]
+
+    def delete(self, message_ids: Sequence[int]) -> int:
+        """Delete messages (inside the caller's transaction, if any)."""
+        ids = list(message_ids)
+        if not ids:
+            return 0
+        with self._db.transaction() as session:
+            return rows_affected(session.execute(delete(MessageRow).where(MessageRow.id.in_(ids))))
 
     def delete_all(self) -> int:
         with self._db.transaction() as session:
@@ -251,7 +266,7 @@ class RecallStore:
         return SearchPage(hits=hits, total=int(total), page=page, page_size=page_size)
 
     def related(
-        self, query: str, limit: int, *, kinds: Sequence[str] = ("user_message",), out_of_context: bool = True,
+        self, query: str, limit: int, *, kinds: Sequence[str] = (MessageKind.USER,), out_of_context: bool = True,
     ) -> list[SearchHit]:
         """Messages that contain the most of `query`'s rarer words (IDF-weighted trigrams), best first;
         `score` is the share of the query's weight a message contains (lexical.coverage). For

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .kinds import MessageKind
+
 # An id the caller sees: the `id` given at import time (any JSON scalar) or the row id.
 HitId = int | str | float | bool
 
@@ -40,7 +42,7 @@ class StoredMessage:
     id: int
     turn_id: int
     role: str
-    kind: str
+    kind: MessageKind
     content: str
     time: datetime
     function_name: str | None = None

@@ -28,8 +28,9 @@ from .db import DB_FILENAME, Database
 from .embeddings import make_embedder
 from .facts import FactStore
 from .jsonl import read_export, read_messages, read_passages
+from .kinds import CONVERSATION_KINDS, StateKey
 from .models import AgentRow, utc_now
-from .recall import CONVERSATION_KINDS, RecallStore
+from .recall import RecallStore
 
 _NAME = re.compile(r"[^\W_][\w.-]{0,63}")  # \w includes kana and kanji: 「さくら」 is a fine name
 CHROMA_DIRNAME = "chroma"
@@ -109,6 +110,13 @@ class AgentStore:
     def exists(paths: Paths, name: str) -> bool:
         return _db_path(paths, name).is_file()
 
+    @classmethod
+    def require(cls, paths: Paths, name: str) -> None:
+        """Raise NotFoundError, saying how to see the agents there are, unless agent `name` exists."""
+        check_agent_name(name)
+        if not cls.exists(paths, name):
+            raise NotFoundError(f"no agent named {name!r}; `memagent agents list` shows the agents there are")
+
     @staticmethod
     def list_agents(paths: Paths) -> list[str]:
         if not paths.agents_dir.is_dir():
@@ -133,7 +141,7 @@ class AgentStore:
         check_agent_name(name)
         if not cls.exists(paths, name):
             if not create:
-                raise NotFoundError(f"no agent named {name!r}; `memagent agents list` shows the agents there are")
+                cls.require(paths, name)
             return cls.create(paths, settings, name, persona=persona, human=human, persona_name=persona_name,
                               human_name=human_name, language=language)
         db = Database(_db_path(paths, name))
@@ -200,8 +208,7 @@ class AgentStore:
     @classmethod
     def rename(cls, paths: Paths, settings: Settings, old: str, new: str) -> None:
         check_agent_name(new)
-        if not cls.exists(paths, old):
-            raise NotFoundError(f"no agent named {old!r}; `memagent agents list` shows the agents there are")
+        cls.require(paths, old)
         if paths.agent_dir(new).exists():
             raise MemagentError(f"agent {new!r} already exists; pick another name")
         paths.agent_dir(old).rename(paths.agent_dir(new))
@@ -229,10 +236,10 @@ class AgentStore:
         with self.db.read() as session:
             return dict(session.scalars(select(AgentRow)).one().state or {})
 
-    def get_state(self, key: str, default: Any = None) -> Any:
+    def get_state(self, key: StateKey | str, default: Any = None) -> Any:
         return self.state().get(key, default)
 
-    def set_state(self, key: str, value: Any) -> None:
+    def set_state(self, key: StateKey | str, value: Any) -> None:
         with self.db.transaction() as session:
             row = session.scalars(select(AgentRow)).one()
             row.state = {**(row.state or {}), key: value}  # a new dict, so the JSON change is noticed
