@@ -60,6 +60,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         return fmt.format(value) if value is not None else "—"
 
     p1, p2, p3, p4 = r["p1_loop"], r["p2_recall"], r["p3_archival"], r["p4_conversation"]
+    r.setdefault("serve", {})
     return [
         ("P1 agent overhead per turn, fake instant LLM", f"{p1.get('stored_messages', '?'):,} messages stored",
          f"p50 {get('p1_loop', 'ms_per_turn_p50')} ms · p95 {get('p1_loop', 'ms_per_turn_p95')} ms"),
@@ -77,6 +78,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("P5 cold start to the chat prompt", "pty, real `memagent chat`",
          f"new agent {get('p5_startup', 'new_agent_s', fmt='{:.2f}')} s · "
          f"existing {get('p5_startup', 'existing_agent_median_s', fmt='{:.2f}')} s"),
+        ("memagent serve: added latency over an in-process turn", "openai SDK, instant fake model",
+         f"p50 +{get('serve', 'added_ms_p50')} ms (in-process {get('serve', 'in_process_ms_p50')} ms) · "
+         f"stream first byte {get('serve', 'stream_first_byte_ms_p50')} ms, first piece "
+         f"{get('serve', 'stream_first_piece_ms_p50')} ms"),
         ("Parser recovery on the malformed-output corpus", f"{r['parser'].get('corpus_size', '?')} outputs",
          f"{get('parser', 'recovered')}/{get('parser', 'corpus_size')} ({get('parser', 'rate', fmt='{:.1%}')})"),
         ("Parroting rate, 10-turn Japanese script", "embedded model",
@@ -121,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="models for the end-to-end memory benchmark (quick: 0.5b, Japanese only)")
     args = parser.parse_args(argv)
     quick = args.quick
-    from bench import agent_bench, memory_bench, memory_e2e, parser_recovery, startup_bench
+    from bench import agent_bench, memory_bench, memory_e2e, parser_recovery, serve_bench, startup_bench
 
     lines = agent_bench.japanese_script()[: args.turns or (5 if quick else 10)]
     results: dict[str, Any] = {
@@ -138,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     results["p3_archival"] = timed("P3 archival", lambda: memory_bench.archival_latency(
         args.passages or (10_000 if quick else 100_000), embedded=args.embedded or (500 if quick else 2_000)))
     results["ja_retrieval"] = timed("Japanese retrieval", memory_bench.ja_retrieval)
+    results["serve"] = timed("memagent serve overhead", lambda: serve_bench.run(turns=20 if quick else 50))
     conversation = timed("P4 conversation (embedded model)", lambda: agent_bench.run_conversation(lines, context_length=4096))
     conversation.pop("transcript", None)
     results["p4_conversation"] = conversation

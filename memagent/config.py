@@ -159,15 +159,15 @@ class MemorySettings(_Section):
     embedding_base_url: str = ""
     embedding_api_key: SecretStr = SecretStr("")
     chroma: Literal["local", "server"] = "local"
+    chroma_host: str = "127.0.0.1"
+    chroma_port: int = Field(8000, ge=1, le=65535)
+    search_limit: int = Field(5, ge=1, le=100)
+    dense_weight: float = Field(0.6, ge=0, le=1)
 
     @field_validator("embedding")
     @classmethod
     def _known_embedding(cls, value: str) -> str:
         return _registered("embedding", value, _embedder_names)
-    chroma_host: str = "127.0.0.1"
-    chroma_port: int = Field(8000, ge=1, le=65535)
-    search_limit: int = Field(5, ge=1, le=100)
-    dense_weight: float = Field(0.6, ge=0, le=1)
 
 
 class ContextSettings(_Section):
@@ -182,12 +182,28 @@ class UISettings(_Section):
     persona_color: str = "ansimagenta"
 
 
+class ServeSettings(_Section):
+    """`memagent serve`: the OpenAI-compatible endpoint in front of the agents."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8283, ge=1, le=65535)
+    # Comma-separated keys a client sends as `Authorization: Bearer KEY`; empty: no key needed (only
+    # allowed on a loopback address). Never logged or printed.
+    api_keys: SecretStr = SecretStr("")
+    # How long a retried request with the same Idempotency-Key gets the first answer back.
+    idempotency_seconds: int = Field(600, ge=0, le=86_400)
+
+    def keys(self) -> list[str]:
+        return [key.strip() for key in self.api_keys.get_secret_value().split(",") if key.strip()]
+
+
 class Settings(_Section):
     llm: LLMSettings = LLMSettings()
     agent: AgentSettings = AgentSettings()
     memory: MemorySettings = MemorySettings()
     context: ContextSettings = ContextSettings()
     ui: UISettings = UISettings()
+    serve: ServeSettings = ServeSettings()
     presets: dict[str, SamplerPreset] = Field(default_factory=dict)
     source: str = "defaults"
 
@@ -207,6 +223,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "memory": MemorySettings,
     "context": ContextSettings,
     "ui": UISettings,
+    "serve": ServeSettings,
 }
 PRESET_PREFIX = "preset."
 
@@ -220,6 +237,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "MEMAGENT_WRAPPER": ("llm", "wrapper"),
     "MEMAGENT_CONTEXT_LENGTH": ("llm", "context_length"),
     "MEMAGENT_LANGUAGE": ("agent", "language"),
+    "MEMAGENT_SERVE_API_KEYS": ("serve", "api_keys"),
 }
 
 

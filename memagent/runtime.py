@@ -98,7 +98,9 @@ class AgentSession:
         human: str | None = None,
         create: bool = True,
         progress: bool = True,
+        backend: LLMBackend | None = None,
     ) -> None:
+        """`backend`: a model shared with other sessions (memagent serve); it is not closed here."""
         from .memory.store import AgentStore, check_agent_name
 
         check_agent_name(name)
@@ -127,7 +129,8 @@ class AgentSession:
         except BaseException:
             self.lock.release()
             raise
-        self._backend: LLMBackend | None = None
+        self._backend: LLMBackend | None = backend
+        self._owns_backend = backend is None
         self._backend_error: BaseException | None = None
         self._loader: threading.Thread | None = None
         self._agent: Agent | None = None
@@ -183,7 +186,7 @@ class AgentSession:
             self._agent.settle()  # a capture still running finishes before the store closes
         if self._loader is not None:
             self._loader.join()
-        if self._backend is not None:
+        if self._backend is not None and self._owns_backend:
             self._backend.close()
         self.store.close()
         self.lock.release()

@@ -1,0 +1,1 @@
+"""`memagent serve`: every agent behind an OpenAI-compatible chat-completions endpoint."""

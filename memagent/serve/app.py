@@ -1,0 +1,326 @@
+"""The OpenAI-compatible HTTP front end: /v1/models (one model id per agent), /v1/chat/completions
+(streamed or not), and read-only memory endpoints for tools. Errors are OpenAI-shaped:
+`{"error": {"message", "type", "code"}}` with the matching status.
+
+Replies are checked before they are shown (junk is never shown), so a streamed reply arrives once it
+has passed: the stream opens at once with the assistant role, keeps the connection alive while the
+model works, then sends the reply in pieces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from ..errors import AgentBusyError, LLMError, MemagentError, NotFoundError
+from ..events import AgentEvent
+from ..memory.errors import QueryError
+from ..summarizer import ContextOverflow
+from .pool import AgentBusy, AgentPool, TurnOutcome
+from .reconcile import ChatRequest, ReconcileError
+
+log = logging.getLogger(__name__)
+KEEPALIVE_SECONDS = 1.0
+STREAM_PIECE_CHARS = 24
+RETRY_AFTER_SECONDS = 2
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type_: str, code: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.headers = status, message, type_, code, headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def api_error(exc: BaseException) -> ApiError:
+    """The HTTP answer for an expected failure of a turn."""
+    if isinstance(exc, ApiError):
+        return exc
+    busy_headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if isinstance(exc, NotFoundError):
+        return ApiError(404, str(exc), "invalid_request_error", "model_not_found")
+    if isinstance(exc, AgentBusy):
+        return ApiError(409, str(exc), "agent_busy", "agent_busy", busy_headers)
+    if isinstance(exc, AgentBusyError):
+        return ApiError(409, f"{exc} (the server cannot open it meanwhile)", "agent_busy", "agent_in_use", busy_headers)
+    if isinstance(exc, ReconcileError | ContextOverflow | QueryError):
+        return ApiError(400, str(exc), "invalid_request_error", "invalid_messages")
+    if isinstance(exc, LLMError):
+        down = "cannot connect" in str(exc) or "did not answer" in str(exc)
+        return ApiError(503 if down else 502, str(exc), "model_unavailable" if down else "model_error",
+                        "model_unavailable" if down else "model_error", busy_headers if down else None)
+    if isinstance(exc, MemagentError):
+        return ApiError(500, str(exc), "server_error", "memagent_error")
+    log.exception("unexpected failure in a turn", exc_info=exc)
+    return ApiError(500, f"internal error ({type(exc).__name__}); see the server log", "server_error", "internal_error")
+
+
+@dataclass
+class Remembered:
+    """A finished answer kept for an Idempotency-Key."""
+
+    created: float
+    body: dict[str, Any]
+
+
+class Turns:
+    """Runs turns in worker threads and hands their outcome to the event loop as soon as the reply is
+    known; the capture after it goes on in the thread (the agent's lock is held until it is done)."""
+
+    def __init__(self, pool: AgentPool, idempotency_seconds: int) -> None:
+        self.pool = pool
+        self.idempotency_seconds = idempotency_seconds
+        self._remembered: dict[str, Remembered] = {}
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._threads: set[threading.Thread] = set()
+
+    async def answer(self, request: ChatRequest, idempotency_key: str | None) -> dict[str, Any]:
+        """The completion body for `request` (an Idempotency-Key seen before returns the first answer)."""
+        key = f"{request.model}\x00{idempotency_key}" if idempotency_key else None
+        if key is not None:
+            self._forget_old()
+            if key in self._remembered:
+                return self._remembered[key].body
+            if key in self._pending:
+                return await asyncio.shield(self._pending[key])
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if key is not None:
+            self._pending[key] = future
+        try:
+            body = await self._run(request)
+            if key is not None:
+                self._remembered[key] = Remembered(time.monotonic(), body)
+            future.set_result(body)
+            return body
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            raise
+        finally:
+            if key is not None:
+                self._pending.pop(key, None)
+
+    async def _run(self, request: ChatRequest) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[TurnOutcome | _Partial] = loop.create_future()
+
+        def settle(value: TurnOutcome | _Partial | BaseException) -> None:
+            if ready.done():  # the first of: the reply, the no-reply notice, the end of the turn
+                return
+            if isinstance(value, BaseException):
+                ready.set_exception(value)
+            else:
+                ready.set_result(value)
+
+        def on_event(event: AgentEvent) -> None:
+            if event.type == "assistant_message" or (event.type == "notice" and event.data.get("reason") in
+                                                      ("no_usable_reply", "invalid_output", "step_cap")):
+                _post(loop, settle, _Partial(request.model, event))
+
+        def work() -> None:
+            try:
+                outcome = self.pool.run_turn(request.model, request.messages, on_event)
+                _post(loop, settle, outcome)
+            except BaseException as exc:  # noqa: BLE001 - handed to the request
+                _post(loop, settle, exc)
+            finally:
+                self._threads.discard(threading.current_thread())
+
+        thread = threading.Thread(target=work, name=f"turn-{request.model}", daemon=True)
+        self._threads.add(thread)
+        thread.start()
+        first = await ready
+        return completion_body(request.model, first)
+
+    def _forget_old(self) -> None:
+        horizon = time.monotonic() - self.idempotency_seconds
+        for key in [k for k, v in self._remembered.items() if v.created < horizon]:
+            del self._remembered[key]
+
+    def join(self) -> None:
+        for thread in list(self._threads):
+            thread.join()
+
+
+def _post(loop: asyncio.AbstractEventLoop, settle: Callable[[Any], None], value: object) -> None:
+    """Hand a turn's result to the event loop; after shutdown there is nobody left to tell."""
+    try:
+        loop.call_soon_threadsafe(settle, value)
+    except RuntimeError:
+        log.debug("a turn finished after the server's event loop closed")
+
+
+@dataclass
+class _Partial:
+    """What is known when the reply event arrives: enough to answer before the capture has run."""
+
+    model: str
+    event: AgentEvent
+
+
+def completion_body(model: str, outcome: TurnOutcome | _Partial) -> dict[str, Any]:
+    events = outcome.events if isinstance(outcome, TurnOutcome) else [outcome.event]
+    replies = [e.text for e in events if e.type == "assistant_message"]
+    if not replies:
+        notice = next((e for e in events if e.type == "notice"), None)
+        message = notice.text if notice else "the model gave no reply"
+        raise ApiError(502, f"{message} (regenerate to try again)", "model_error", "no_usable_reply")
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "\n\n".join(replies)},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
+def _chunk(body: dict[str, Any], delta: dict[str, str], finish: str | None = None) -> str:
+    chunk = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"], "model": body["model"],
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+
+
+async def stream_answer(answer: asyncio.Task[dict[str, Any]], model: str) -> AsyncIterator[str]:
+    """SSE: the role at once, keep-alive comments while the turn runs, then the reply in pieces."""
+    opening = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": model}
+    yield _chunk(opening, {"role": "assistant", "content": ""})
+    while not answer.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(answer), KEEPALIVE_SECONDS)
+        except TimeoutError:
+            yield ": keep-alive\n\n"
+        except BaseException:  # noqa: BLE001 - reported below from the task itself
+            break
+    try:
+        body = answer.result()
+    except BaseException as exc:  # noqa: BLE001 - after the headers, errors travel in the stream
+        yield f"data: {json.dumps(api_error(exc).body(), ensure_ascii=False)}\n\n"
+        yield "data: [DONE]\n\n"
+        return
+    body = {**body, "id": opening["id"], "created": opening["created"]}
+    text = body["choices"][0]["message"]["content"]
+    for start in range(0, len(text), STREAM_PIECE_CHARS):
+        yield _chunk(body, {"content": text[start:start + STREAM_PIECE_CHARS]})
+    yield _chunk(body, {}, "stop")
+    yield "data: [DONE]\n\n"
+
+
+def create_app(pool: AgentPool, api_keys: list[str], idempotency_seconds: int = 600) -> FastAPI:
+    turns = Turns(pool, idempotency_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Shutdown (SIGTERM, Ctrl-C): running turns finish, then every agent is closed and unlocked.
+        await asyncio.to_thread(turns.join)
+        closed = await asyncio.to_thread(pool.close)
+        print(f"memagent serve: stopped; {closed} agent(s) closed", file=sys.stderr, flush=True)
+
+    app = FastAPI(title="memagent", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def authorise(request: Request, call_next: Any) -> Any:
+        if api_keys:
+            header = request.headers.get("authorization", "")
+            given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+            if not any(hmac.compare_digest(given, key) for key in api_keys):
+                return ApiError(401, "missing or wrong API key; send `Authorization: Bearer KEY` with a key from "
+                                "[serve] api_keys", "invalid_request_error", "invalid_api_key").response()
+        return await call_next(request)
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def on_bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        return ApiError(400, f"invalid request body: {where or 'body'}: {first.get('msg')}",
+                        "invalid_request_error", "invalid_body").response()
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        names = await asyncio.to_thread(pool.names)
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "memagent"}
+                                           for name in names]}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+        try:
+            payload = await request.json()
+        except json.JSONDecodeError:
+            raise ApiError(400, "the request body is not JSON", "invalid_request_error", "invalid_json") from None
+        try:
+            chat = ChatRequest.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ApiError(400, f"invalid request body: {where}: {first['msg']}", "invalid_request_error",
+                           "invalid_body") from None
+        if chat.model not in await asyncio.to_thread(pool.names):
+            raise api_error(NotFoundError(f"no agent named {chat.model!r}; GET /v1/models lists the agents, "
+                                          f"`memagent agents create {chat.model}` makes one"))
+        key = request.headers.get("idempotency-key")
+        if chat.stream:
+            task = asyncio.create_task(turns.answer(chat, key))
+            return StreamingResponse(stream_answer(task, chat.model), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        try:
+            return JSONResponse(await turns.answer(chat, key))
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return api_error(exc).response()
+
+    @app.get("/v1/agents/{name}/memory")
+    async def memory(name: str) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            store = pool.session(name).store
+            return {"agent": name, "blocks": [{"label": b.label, "value": b.value, "limit": b.limit}
+                                              for b in store.core.list()],
+                    "facts": [f.to_json_obj() for f in store.facts.current()], "stats": store.stats()}
+        try:
+            return await asyncio.to_thread(read)
+        except MemagentError as exc:
+            raise api_error(exc) from None
+
+    @app.get("/v1/agents/{name}/memory/search")
+    async def search(name: str, query: str, kind: str = "archival", limit: int = 5) -> dict[str, Any]:
+        if kind not in ("archival", "recall"):
+            raise ApiError(400, "kind must be archival or recall", "invalid_request_error", "invalid_kind")
+        limit = max(1, min(limit, 50))
+
+        def find() -> dict[str, Any]:
+            store = pool.session(name).store
+            page = (store.archival if kind == "archival" else store.recall).search(query, page_size=limit)
+            return {"agent": name, "kind": kind, "query": query, "total": page.total,
+                    "hits": [hit.to_json_obj() for hit in page.hits]}
+        try:
+            return await asyncio.to_thread(find)
+        except MemagentError as exc:
+            raise api_error(exc) from None
+
+    return app

@@ -1,0 +1,111 @@
+"""The agents a server holds: opened on first use (each under its agent lock, so a `memagent chat` on
+it is refused with a clear message), one turn per agent at a time, and turns of different agents
+queued on the one model they share."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..config import Settings
+from ..errors import MemagentError, NotFoundError
+from ..events import AgentEvent, TurnStats
+from ..llm.base import LLMBackend
+from ..memory.kinds import MessageKind
+from ..memory.store import AgentStore
+from ..paths import Paths
+from ..runtime import AgentSession
+from .reconcile import IncomingMessage, TurnPlan, plan_turn
+
+
+class AgentBusy(MemagentError):
+    """The agent's previous turn is still running after the wait."""
+
+
+@dataclass
+class TurnOutcome:
+    plan: TurnPlan
+    replies: list[str] = field(default_factory=list)
+    events: list[AgentEvent] = field(default_factory=list)
+    stats: TurnStats | None = None
+
+    @property
+    def notices(self) -> list[AgentEvent]:
+        return [e for e in self.events if e.type == "notice"]
+
+
+class AgentPool:
+    def __init__(self, paths: Paths, settings: Settings, backend: LLMBackend, turn_wait: float = 120.0) -> None:
+        self.paths = paths
+        self.settings = settings
+        self.backend = backend
+        self.turn_wait = turn_wait
+        self._sessions: dict[str, AgentSession] = {}
+        self._turn_locks: dict[str, threading.Lock] = {}
+        self._model_lock = threading.Lock()  # one model: turns of different agents queue on it
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def names(self) -> list[str]:
+        return AgentStore.list_agents(self.paths)
+
+    def session(self, name: str) -> AgentSession:
+        """The open session of agent `name` (NotFoundError, or AgentBusyError when a chat holds it)."""
+        with self._lock:
+            if self._closed:
+                raise MemagentError("the server is shutting down")
+            if name not in self._sessions:
+                if not AgentStore.exists(self.paths, name):
+                    raise NotFoundError(f"no agent named {name!r}; GET /v1/models lists the agents, "
+                                        f"`memagent agents create {name}` makes one")
+                session = AgentSession(self.paths, self.settings, name, create=False, progress=False,
+                                       backend=self.backend)
+                self._sessions[name] = session
+                self._turn_locks[name] = threading.Lock()
+            return self._sessions[name]
+
+    def run_turn(self, name: str, messages: list[IncomingMessage], on_event: Callable[[AgentEvent], None]) -> TurnOutcome:
+        """One turn of agent `name` for a request's messages, blocking; events go to `on_event` as they
+        happen (the reply is known before the capture after it has run)."""
+        session = self.session(name)
+        lock = self._turn_locks[name]
+        if not lock.acquire(timeout=self.turn_wait):
+            raise AgentBusy(f"agent {name!r} is still answering an earlier message; try again shortly")
+        try:
+            with self._model_lock:
+                agent = session.agent()
+                plan = plan_turn(messages, *self._last_exchange(session.store))
+                outcome = TurnOutcome(plan)
+
+                def emit(event: AgentEvent) -> None:
+                    outcome.events.append(event)
+                    if event.type == "assistant_message":
+                        outcome.replies.append(event.text)
+                    on_event(event)
+
+                outcome.stats = agent.retry(emit) if plan.action == "retry" else agent.send(plan.text, emit)
+                return outcome
+        finally:
+            lock.release()
+
+    @staticmethod
+    def _last_exchange(store: AgentStore) -> tuple[str | None, str | None]:
+        """The agent's last user message and the reply it got (None when it got none)."""
+        last = store.recall.recent(1, kinds=[MessageKind.USER])
+        if not last:
+            return None, None
+        replies = [str((m.function_args or {}).get("message", "")) for m in store.recall.of_turn(last[0].turn_id)
+                   if m.kind == MessageKind.ASSISTANT_CALL and m.function_name == "send_message"]
+        return last[0].content, ("\n\n".join(replies) if replies else None)
+
+    def close(self) -> int:
+        """Wait for running turns, then close every session (releasing the agent locks); returns how many."""
+        with self._lock:
+            self._closed = True
+            sessions = list(self._sessions.items())
+        for name, session in sessions:
+            with self._turn_locks[name]:
+                session.close()
+        self.backend.close()
+        return len(sessions)

@@ -1,0 +1,355 @@
+"""`memagent serve` with real clients over real HTTP: the official openai SDK and simonw's `llm` CLI
+(from PyPI) against a real uvicorn server; the model behind it is the fake OpenAI-compatible server
+(real sockets) here, the embedded model in the slow test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from memagent.config import load_settings
+from memagent.creation import create_agent
+from memagent.llm.factory import make_backend
+from memagent.memory.kinds import MessageKind
+from memagent.paths import Paths
+from memagent.serve.app import create_app
+from memagent.serve.pool import AgentPool
+from memagent.serve.reconcile import IncomingMessage, ReconcileError, plan_turn
+
+from .conftest import _free_port
+from .fake_server import Behaviour, echo_reply, fake_openai_server
+
+KEY = "sk-serve-test"
+
+
+# --- what a request means --------------------------------------------------------------------
+def _messages(*pairs: tuple[str, str]) -> list[IncomingMessage]:
+    return [IncomingMessage(role=role, content=text) for role, text in pairs]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("sent", "last_user", "last_reply", "expected"),
+    [
+        ([("user", "hi")], None, None, ("new", "hi")),
+        ([("system", "card"), ("user", "hi"), ("assistant", "hello"), ("user", "how are you?")], "hi", "hello",
+         ("new", "how are you?")),
+        # a swipe: the UI dropped our reply and sends the same message again
+        ([("user", "hi"), ("assistant", "hello"), ("user", "tell me a story")], "tell me a story", "Once upon",
+         ("retry", "tell me a story")),
+        # the same words again after our reply are a new turn
+        ([("user", "yes"), ("assistant", "Really?"), ("user", "yes")], "yes", "Really?", ("new", "yes")),
+        # the last turn got no reply (the UI showed an error): sending it again retries it
+        ([("user", "hi"), ("assistant", "hello"), ("user", "again")], "again", None, ("retry", "again")),
+        # an earlier message edited in the UI changes nothing: only the last one counts
+        ([("user", "EDITED"), ("assistant", "hello"), ("user", "next")], "hi", "hello", ("new", "next")),
+    ],
+)
+def test_plan_turn(sent, last_user, last_reply, expected) -> None:
+    plan = plan_turn(_messages(*sent), last_user, last_reply)
+    assert (plan.action, plan.text) == expected
+
+
+def test_a_request_must_end_with_the_users_message() -> None:
+    with pytest.raises(ReconcileError, match="last message must be the user's"):
+        plan_turn(_messages(("user", "hi"), ("assistant", "hello")), "hi", "hello")
+
+
+# --- a real server ---------------------------------------------------------------------------
+class Served:
+    def __init__(self, url: str, pool: AgentPool, paths: Paths, behaviour: Behaviour) -> None:
+        self.url, self.pool, self.paths, self.behaviour = url, pool, paths, behaviour
+
+    def client(self, key: str = KEY, retries: int = 0) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url, api_key=key, max_retries=retries, timeout=60)
+
+    def stored(self, agent: str) -> list[tuple[str, str]]:
+        store = self.pool.session(agent).store
+        return [(m.kind.value, m.content if m.kind == MessageKind.USER else str((m.function_args or {}).get("message")))
+                for m in store.recall.all() if m.kind in (MessageKind.USER, MessageKind.ASSISTANT_CALL)]
+
+
+def _start(app) -> tuple[str, threading.Thread, object]:
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}/v1", thread, server
+
+
+@pytest.fixture
+def served(paths: Paths, home: Path) -> Iterator[Served]:
+    behaviour = Behaviour("ok", reply=echo_reply(r"MSG-[\w-]+"))
+    with fake_openai_server(behaviour) as model_url:
+        (home / "config.ini").write_text(f"[llm]\nbase_url = {model_url}\n[memory]\nmode = agent\n", encoding="utf-8")
+        settings = load_settings(paths, environ={})
+        for name, persona in (("sakura", "sakura"), ("sam", "sam"), ("third", "sam")):
+            create_agent(paths, settings, name, persona=persona)[0].close()
+        pool = AgentPool(paths, settings, make_backend(settings, paths, progress=False), turn_wait=60)
+        url, thread, server = _start(create_app(pool, [KEY]))
+        try:
+            yield Served(url, pool, paths, behaviour)
+        finally:
+            server.should_exit = True  # type: ignore[attr-defined]
+            thread.join(timeout=30)
+            assert not thread.is_alive()
+
+
+def test_models_list_the_agents(served: Served) -> None:
+    assert sorted(m.id for m in served.client().models.list()) == ["sakura", "sam", "third"]
+
+
+def test_a_conversation_resent_in_full_becomes_one_turn_per_new_message(served: Served) -> None:
+    client = served.client()
+    history = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "MSG-1 hi"}]
+    first = client.chat.completions.create(model="sakura", messages=history)
+    assert first.choices[0].message.content == "echo MSG-1"
+    history += [{"role": "assistant", "content": first.choices[0].message.content},
+                {"role": "user", "content": "MSG-2 and you?"}]
+    second = client.chat.completions.create(model="sakura", messages=history)
+    assert second.choices[0].message.content == "echo MSG-2"
+    assert served.stored("sakura") == [("user_message", "MSG-1 hi"), ("assistant_call", "echo MSG-1"),
+                                       ("user_message", "MSG-2 and you?"), ("assistant_call", "echo MSG-2")]
+    # A swipe: the same conversation without our last reply regenerates it; nothing is stored twice.
+    swiped = client.chat.completions.create(model="sakura", messages=history)
+    assert swiped.choices[0].message.content == "echo MSG-2"
+    assert [kind for kind, _ in served.stored("sakura")] == ["user_message", "assistant_call"] * 2
+
+
+def test_streamed_reply_with_the_sdk(served: Served) -> None:
+    stream = served.client().chat.completions.create(
+        model="sam", messages=[{"role": "user", "content": "MSG-stream tell me something long enough to split"}],
+        stream=True)
+    pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+    assert "".join(pieces) == "echo MSG-stream" and len([p for p in pieces if p]) >= 1
+    assert served.stored("sam")[-1] == ("assistant_call", "echo MSG-stream")
+
+
+def test_openai_shaped_errors(served: Served) -> None:
+    with pytest.raises(openai.AuthenticationError) as caught:
+        served.client(key="wrong").models.list()
+    assert caught.value.status_code == 401 and "api_keys" in caught.value.message
+    with pytest.raises(openai.NotFoundError) as missing:
+        served.client().chat.completions.create(model="nobody", messages=[{"role": "user", "content": "hi"}])
+    assert "memagent agents create nobody" in missing.value.message
+    with pytest.raises(openai.BadRequestError) as bad:
+        served.client().chat.completions.create(model="sam", messages=[{"role": "assistant", "content": "hi"}])
+    assert "last message must be the user's" in bad.value.message
+    raw = httpx.post(served.url + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                     content=b"{not json")
+    assert raw.status_code == 400 and raw.json()["error"]["code"] == "invalid_json"
+    raw = httpx.post(served.url + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                     json={"model": "sam", "messages": "hi"})
+    assert raw.status_code == 400 and set(raw.json()["error"]) == {"message", "type", "code"}
+    assert KEY not in raw.text
+
+
+def test_idempotency_key_returns_the_first_answer_without_a_second_turn(served: Served) -> None:
+    headers = {"Idempotency-Key": "abc-123"}
+    messages = [{"role": "user", "content": "MSG-once"}]
+    client = served.client()
+    first = client.chat.completions.create(model="third", messages=messages, extra_headers=headers)
+    again = client.chat.completions.create(model="third", messages=messages, extra_headers=headers)
+    assert again.id == first.id and again.choices[0].message.content == first.choices[0].message.content
+    assert served.stored("third") == [("user_message", "MSG-once"), ("assistant_call", "echo MSG-once")]
+
+
+def test_a_chat_on_an_agent_the_server_holds_is_refused(served: Served) -> None:
+    served.client().chat.completions.create(model="sakura", messages=[{"role": "user", "content": "MSG-hold"}])
+    env = dict(os.environ)  # MEMAGENT_HOME is the served one (the home fixture)
+    result = subprocess.run([sys.executable, "-m", "memagent", "chat", "--agent", "sakura"], input="hello\n",
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1 and "in use by another memagent process" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_twenty_concurrent_clients_on_three_agents_lose_and_duplicate_nothing(served: Served) -> None:
+    agents = ["sakura", "sam", "third"]
+
+    def one(index: int) -> str:
+        agent = agents[index % 3]
+        reply = served.client(retries=2).chat.completions.create(
+            model=agent, messages=[{"role": "user", "content": f"MSG-{index}"}])
+        return f"{agent}:{reply.choices[0].message.content}"
+
+    with ThreadPoolExecutor(max_workers=20) as executor:
+        answers = sorted(executor.map(one, range(20)))
+    assert answers == sorted(f"{agents[i % 3]}:echo MSG-{i}" for i in range(20))
+    for position, agent in enumerate(agents):
+        stored = served.stored(agent)
+        sent = sorted(f"MSG-{i}" for i in range(20) if i % 3 == position)
+        assert sorted(text for kind, text in stored if kind == "user_message") == sent
+        assert sorted(text for kind, text in stored if kind == "assistant_call") == sorted(f"echo {s}" for s in sent)
+
+
+def test_a_client_leaving_mid_stream_leaves_a_consistent_agent(served: Served) -> None:
+    served.behaviour.delay = 1.0  # the model is slow: the client gives up while the turn runs
+    with httpx.stream("POST", served.url + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                      json={"model": "sam", "stream": True, "messages": [{"role": "user", "content": "MSG-gone"}]},
+                      timeout=30) as response:
+        first = next(response.iter_lines())
+        assert first.startswith("data: ") and json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
+    served.behaviour.delay = 0.0
+    reply = served.client(retries=2).chat.completions.create(
+        model="sam", messages=[{"role": "user", "content": "MSG-gone"}, {"role": "assistant", "content": "echo MSG-gone"},
+                               {"role": "user", "content": "MSG-back"}])
+    assert reply.choices[0].message.content == "echo MSG-back"
+    assert served.stored("sam") == [("user_message", "MSG-gone"), ("assistant_call", "echo MSG-gone"),
+                                    ("user_message", "MSG-back"), ("assistant_call", "echo MSG-back")]
+
+
+def test_read_only_memory_endpoints(served: Served) -> None:
+    served.client().chat.completions.create(model="sakura", messages=[{"role": "user", "content": "MSG-cat 猫のミケ"}])
+    auth = {"Authorization": f"Bearer {KEY}"}
+    memory = httpx.get(served.url + "/agents/sakura/memory", headers=auth).json()
+    assert [b["label"] for b in memory["blocks"]] == ["persona", "human"]
+    hits = httpx.get(served.url + "/agents/sakura/memory/search", headers=auth,
+                     params={"query": "ミケ", "kind": "recall"}).json()["hits"]
+    assert hits and "ミケ" in hits[0]["text"] and set(hits[0]) >= {"id", "text", "time", "score"}
+    assert httpx.get(served.url + "/agents/sakura/memory", headers={"Authorization": "Bearer no"}).status_code == 401
+
+
+def test_the_llm_cli_from_pypi_holds_a_conversation(served: Served, tmp_path: Path) -> None:
+    """simonw's `llm`, configured the way its docs say for an OpenAI-compatible server; `llm -c` sends
+    the whole conversation back, which must become one new turn."""
+    user_dir = tmp_path / "llm"
+    user_dir.mkdir()
+    (user_dir / "extra-openai-models.yaml").write_text(
+        f"- model_id: sakura\n  model_name: sakura\n  api_base: \"{served.url}\"\n  api_key_name: memagent\n",
+        encoding="utf-8")
+    env = {**os.environ, "LLM_USER_PATH": str(user_dir)}
+    llm = [str(Path(sys.executable).parent / "llm")]
+    subprocess.run([*llm, "keys", "set", "memagent", "--value", KEY], env=env, check=True, capture_output=True)
+    first = subprocess.run([*llm, "-m", "sakura", "MSG-llm1 hello"], env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "echo MSG-llm1"
+    second = subprocess.run([*llm, "-c", "--no-stream", "MSG-llm2 again"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "echo MSG-llm2"
+    assert served.stored("sakura") == [("user_message", "MSG-llm1 hello"), ("assistant_call", "echo MSG-llm1"),
+                                       ("user_message", "MSG-llm2 again"), ("assistant_call", "echo MSG-llm2")]
+
+
+def test_serve_refuses_another_address_without_a_key(home: Path) -> None:
+    env = {**os.environ, "MEMAGENT_HOME": str(home)}
+    result = subprocess.run([sys.executable, "-m", "memagent", "serve", "--host", "0.0.0.0"], capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "set [serve] api_keys" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_real_conversation_with_the_embedded_model(paths: Paths, home: Path, default_model_path: Path) -> None:
+    """The embedded model behind the server, through the openai SDK: plain, streamed, then a swipe.
+    A turn may end without a usable reply (a 502 the UI shows; regenerate), never with junk, and the
+    conversation is stored once."""
+    from memagent.degenerate import junk_kind
+
+    (home / "config.ini").write_text(f"[llm]\nmodel_path = {default_model_path}\ncontext_length = 4096\n",
+                                     encoding="utf-8")
+    settings = load_settings(paths, environ={})
+    create_agent(paths, settings, "sakura", persona="sakura")[0].close()
+    pool = AgentPool(paths, settings, make_backend(settings, paths, progress=False), turn_wait=600)
+    url, thread, server = _start(create_app(pool, []))
+    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
+    history: list[dict[str, str]] = []
+    replies: list[str] = []
+
+    def say(text: str, stream: bool = False) -> str | None:
+        history.append({"role": "user", "content": text})
+        try:
+            if stream:
+                chunks = client.chat.completions.create(model="sakura", messages=history, stream=True)
+                reply = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            else:
+                reply = client.chat.completions.create(model="sakura", messages=history).choices[0].message.content or ""
+        except openai.APIError as exc:  # 502 on a plain request; an error event inside a stream
+            assert "no usable reply" in exc.message and getattr(exc, "status_code", 502) == 502, exc.message
+            history.pop()
+            return None
+        assert reply.strip() and junk_kind(reply, replies) is None, reply
+        replies.append(reply)
+        history.append({"role": "assistant", "content": reply})
+        return reply
+
+    try:
+        say("こんにちは！わたしはゆいです。")
+        if say("猫のミケを飼ってるんだ。", stream=True) is not None:
+            del history[-2:]  # a swipe: the UI drops the reply and sends the message again
+        say("猫のミケを飼ってるんだ。")  # (after a failed turn, the same: a regenerate)
+        users = [m.content for m in pool.session("sakura").store.recall.all() if m.kind == MessageKind.USER]
+        assert users == ["こんにちは！わたしはゆいです。", "猫のミケを飼ってるんだ。"]
+    finally:
+        server.should_exit = True  # type: ignore[attr-defined]
+        thread.join(timeout=120)
+
+
+def test_a_failing_model_is_a_502_and_the_user_message_is_kept(served: Served) -> None:
+    served.behaviour.mode = "500"
+    with pytest.raises(openai.APIStatusError) as caught:
+        served.client().chat.completions.create(model="sam", messages=[{"role": "user", "content": "MSG-crash"}])
+    assert caught.value.status_code == 502 and "Traceback" not in caught.value.message
+    served.behaviour.mode = "ok"
+    again = served.client().chat.completions.create(model="sam", messages=[{"role": "user", "content": "MSG-crash"}])
+    assert again.choices[0].message.content == "echo MSG-crash"
+    assert served.stored("sam") == [("user_message", "MSG-crash"), ("assistant_call", "echo MSG-crash")]
+
+
+def test_sigterm_lets_the_running_turn_finish_and_unlocks_every_agent(paths: Paths, home: Path) -> None:
+    """A real `memagent serve` process, stopped while a turn waits on a slow model."""
+    import signal
+
+    with fake_openai_server(Behaviour("ok", delay=2.0, reply=echo_reply(r"MSG-\w+"))) as model_url:
+        (home / "config.ini").write_text(f"[llm]\nbase_url = {model_url}\n[memory]\nmode = agent\n", encoding="utf-8")
+        settings = load_settings(paths, environ={})
+        create_agent(paths, settings, "sam", persona="sam")[0].close()
+        port = _free_port()
+        process = subprocess.Popen([sys.executable, "-m", "memagent", "serve", "--port", str(port)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        url = f"http://127.0.0.1:{port}/v1"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                try:
+                    if httpx.get(url + "/models", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "memagent serve did not start"
+                time.sleep(0.2)
+            with ThreadPoolExecutor(max_workers=1) as executor:
+                pending = executor.submit(httpx.post, url + "/chat/completions", timeout=60,
+                                          json={"model": "sam", "messages": [{"role": "user", "content": "MSG-late"}]})
+                time.sleep(0.8)  # the turn is waiting on the model now
+                process.send_signal(signal.SIGTERM)
+                answer = pending.result()
+            assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == "echo MSG-late"
+            # uvicorn re-raises the signal once it has shut down cleanly: the conventional exit status.
+            assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+            assert "memagent serve: stopped; 1 agent(s) closed" in (process.stderr.read() if process.stderr else "")
+        finally:
+            if process.poll() is None:
+                process.kill()
+    from memagent.runtime import AgentSession
+
+    with AgentSession(paths, load_settings(paths, environ={}), "sam", create=False) as session:  # unlocked
+        stored = [(m.kind.value, m.content) for m in session.store.recall.all() if m.kind == MessageKind.USER]
+    assert stored == [("user_message", "MSG-late")]
