@@ -20,6 +20,8 @@ from .errors import ConfigError
 from .files import read_text
 from .paths import Paths
 
+MIN_CONTEXT_LENGTH = 512
+
 # The built-in names, known without loading plugins (the defaults are validated at import time).
 BUILTIN_NAMES = {
     "backend": ("auto", "embedded", "openai"),
@@ -70,7 +72,7 @@ class LLMSettings(_Section):
     wrapper: str = "chatml"
     mode: Literal["auto", "raw", "chat"] = "auto"
     model_path: str = ""
-    context_length: int = Field(0, ge=0, le=1_048_576)
+    context_length: int = Field(0, ge=0, le=1_048_576)  # 0: from the server or the model file
     threads: int = Field(0, ge=0, le=512)
     gpu_layers: int = Field(0, ge=-1)
     batch_size: int = Field(512, ge=8, le=65536)
@@ -79,6 +81,14 @@ class LLMSettings(_Section):
     preset: str = "default"
     max_tokens: int = Field(512, ge=16, le=32768)
     stream: bool = True
+
+    @field_validator("context_length")
+    @classmethod
+    def _usable_window(cls, value: int) -> int:
+        if 0 < value < MIN_CONTEXT_LENGTH:
+            raise ValueError(f"is too small to hold a system prompt and a reply; use 0 (the model's own) "
+                             f"or at least {MIN_CONTEXT_LENGTH}")
+        return value
 
     @field_validator("backend")
     @classmethod

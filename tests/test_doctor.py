@@ -55,7 +55,7 @@ def test_server_down_fails_with_the_fix(home):
 def test_bad_config_is_reported_as_the_first_verdict(home):
     (home / "config.ini").write_text("[llm]\nretries = many\n", encoding="utf-8")
     result = doctor(home)
-    assert result.returncode == 1
+    assert result.returncode == 2  # README: "2 a configuration error", as every other command
     assert result.stdout.splitlines()[0].split()[:2] == ["FAIL", "config"]
     assert "llm.retries" in result.stdout
 

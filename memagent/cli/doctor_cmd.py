@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import click
 
-from ..errors import MemagentError
+from ..errors import ConfigError, MemagentError
 from .context import AppContext, pass_app
 
 
@@ -43,7 +43,10 @@ def run_doctor(app: AppContext, probe_call: bool = True) -> list[Verdict]:
     def config() -> str:
         settings = app.settings
         key = "set (hidden)" if settings.llm.api_key.get_secret_value() else "not set"
-        return f"{settings.source}; backend {'server' if settings.llm.uses_server else 'embedded'}; api_key {key}"
+        source = settings.source
+        if source == "defaults":
+            source = f"defaults (no config file; write one at {app.paths.config_file}, see config.example.ini)"
+        return f"{source}; backend {'server' if settings.llm.uses_server else 'embedded'}; api_key {key}"
 
     verdicts.append(_check("config", config))
     if not verdicts[-1].ok:
@@ -162,4 +165,6 @@ def register(cli: click.Group) -> None:
         verdicts = run_doctor(app, probe_call=not no_call)
         for verdict in verdicts:
             click.echo(verdict.line())
+        if verdicts and verdicts[0].topic == "config" and not verdicts[0].ok:
+            sys.exit(ConfigError.exit_code)  # the same status as every other command on a bad config
         sys.exit(0 if all(v.ok for v in verdicts) else 1)

@@ -97,6 +97,11 @@ class ArchivalStore:
             self._db.after_commit(lambda: self._index_passages(views, progress))
         return views
 
+    def external_ids(self) -> set[HitId]:
+        """The imported ids stored (an id is a key: importing it again is skipped)."""
+        with self._db.read() as session:
+            return set(session.scalars(select(PassageRow.external_id).where(PassageRow.external_id.is_not(None))))
+
     def replace_source(self, source: str, texts: Sequence[str]) -> int:
         """Replace every passage from `source` (e.g. a persona's lorebook) with `texts`, in one transaction."""
         with self._db.transaction() as session:

@@ -56,7 +56,7 @@ def _records(path: Path, progress: bool = False) -> Iterator[tuple[str, dict[str
     from tqdm import tqdm
 
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of line 1
         size = path.stat().st_size
     except OSError as exc:
         raise ImportFileError(f"{path}: cannot read ({exc.strerror})") from None
@@ -113,7 +113,7 @@ def read_passages(path: Path, progress: bool = False) -> list[NewPassage]:
 def read_export(path: Path) -> dict[str, Any] | None:
     """The parsed export file, or None when `path` is not one (e.g. it is JSONL)."""
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:
             first_line = handle.readline()
             try:
                 first = json.loads(first_line)

@@ -152,6 +152,11 @@ class RecallStore:
         with self._db.transaction() as session:
             session.execute(update(MessageRow).where(MessageRow.id == message_id).values(token_count=token_count))
 
+    def external_ids(self) -> set[HitId]:
+        """The imported ids stored (an id is a key: importing it again is skipped)."""
+        with self._db.read() as session:
+            return set(session.scalars(select(MessageRow.external_id).where(MessageRow.external_id.is_not(None))))
+
     def of_turn(self, turn_id: int) -> list[StoredMessage]:
         with self._db.read() as session:
             rows = session.scalars(select(MessageRow).where(MessageRow.turn_id == turn_id).order_by(MessageRow.id))

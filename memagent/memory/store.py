@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..errors import MemagentError, NotFoundError
 from ..paths import Paths
-from .archival import ArchivalStore
+from .archival import ArchivalStore, NewPassage
 from .backup import parse_export, restore, write_export
 from .chroma_index import IndexLocation
 from .core import CoreMemory
@@ -30,7 +30,8 @@ from .facts import FactStore
 from .jsonl import read_export, read_messages, read_passages
 from .kinds import CONVERSATION_KINDS, StateKey
 from .models import AgentRow, utc_now
-from .recall import RecallStore
+from .recall import NewMessage, RecallStore
+from .records import HitId
 
 _NAME = re.compile(r"[^\W_][\w.-]{0,63}")  # \w includes kana and kanji: 「さくら」 is a fine name
 CHROMA_DIRNAME = "chroma"
@@ -267,12 +268,15 @@ class AgentStore:
         if data is not None:
             export = parse_export(data, str(path))
             return restore(self.db, export, self.name, after_commit=lambda: self.archival.refresh_index(progress))
+        # An `id` is a key: a record whose id is already stored (a file imported twice) is skipped.
         if archival:
             passages = read_passages(path, progress)
-            self.archival.insert_many(passages, progress=progress)
-            return {"passages": len(passages)}
+            fresh_passages = _new_ids(passages, self.archival.external_ids())
+            self.archival.insert_many(fresh_passages, progress=progress)
+            return _counted("passages", len(fresh_passages), len(passages) - len(fresh_passages))
         messages = read_messages(path, first_turn_id=self.recall.last_turn_id() + 1, progress=progress)
-        return {"messages": self.recall.add_many(messages)}
+        fresh_messages = _new_ids(messages, self.recall.external_ids())
+        return _counted("messages", self.recall.add_many(fresh_messages), len(messages) - len(fresh_messages))
 
     def stats(self) -> dict[str, Any]:
         index = self.archival.index.peek()
@@ -300,3 +304,23 @@ class AgentStore:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+_Record = TypeVar("_Record", NewMessage, NewPassage)
+
+
+def _new_ids(records: list[_Record], known: set[HitId]) -> list[_Record]:
+    """The records whose `external_id` is not stored yet (nor earlier in the same file)."""
+    fresh: list[_Record] = []
+    seen = set(known)
+    for record in records:
+        if record.external_id is not None:
+            if record.external_id in seen:
+                continue
+            seen.add(record.external_id)
+        fresh.append(record)
+    return fresh
+
+
+def _counted(what: str, stored: int, skipped: int) -> dict[str, int]:
+    return {what: stored, **({"skipped (id already imported)": skipped} if skipped else {})}
