@@ -72,6 +72,7 @@ class LLMSettings(_Section):
     wrapper: str = "chatml"
     mode: Literal["auto", "raw", "chat"] = "auto"
     model_path: str = ""
+    model_cache: str = ""  # where the embedded default model is assembled; empty: the user's cache folder
     context_length: int = Field(0, ge=0, le=1_048_576)  # 0: from the server or the model file
     threads: int = Field(0, ge=0, le=512)
     gpu_layers: int = Field(0, ge=-1)
@@ -243,6 +244,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "MEMAGENT_API_KEY": ("llm", "api_key"),
     "MEMAGENT_MODEL": ("llm", "model"),
     "MEMAGENT_MODEL_PATH": ("llm", "model_path"),
+    "MEMAGENT_MODEL_CACHE": ("llm", "model_cache"),
     "MEMAGENT_SERVER": ("llm", "server"),
     "MEMAGENT_WRAPPER": ("llm", "wrapper"),
     "MEMAGENT_CONTEXT_LENGTH": ("llm", "context_length"),

@@ -32,8 +32,10 @@ def paths(home: Path) -> Paths:
 
 @pytest.fixture(scope="session")
 def model_cache() -> Path:
-    """Where the embedded model is assembled once for the whole test run (shared across runs)."""
-    return resolve_paths(None).cache_dir
+    """Where the embedded model is assembled once per machine (shared by every MEMAGENT_HOME and run)."""
+    from memagent.llm.weights import model_cache_dir
+
+    return model_cache_dir()
 
 
 @pytest.fixture(scope="session")

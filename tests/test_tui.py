@@ -99,3 +99,20 @@ def test_chat_in_a_real_terminal(tmux):
     hits = subprocess.run([sys.executable, "-m", "memagent", "memory", "search", "--agent", "tui", "--recall", "好きな本", "--json"],
                           capture_output=True, text=True, env={**os.environ, "MEMAGENT_HOME": str(tmux.home)})
     assert "好きな本は何？" in hits.stdout, hits.stderr
+
+
+def test_keys_typed_while_it_starts_are_kept_as_typed(tmux):
+    """A user types at once, before the prompt is drawn: each Enter still sends its own line, and a
+    slash command typed ahead still runs (the terminal would otherwise turn Enter into a newline)."""
+    tmux.start("--agent", "early")
+    tmux.type_line("元気？")
+    tmux.type_line("/memory")
+    screen = tmux.wait_for(lambda s: "[human]" in s)
+    assert "/memory" not in "".join(line for line in screen.splitlines() if line.startswith("you> 元気"))
+    tmux.type_line("/exit")
+    time.sleep(1)
+    hits = subprocess.run([sys.executable, "-m", "memagent", "memory", "search", "--agent", "early", "--recall", "元気",
+                           "--json"], capture_output=True, text=True, env={**os.environ, "MEMAGENT_HOME": str(tmux.home)})
+    import json
+
+    assert [hit["text"] for hit in json.loads(hits.stdout)] == ["元気？"], hits.stdout + hits.stderr

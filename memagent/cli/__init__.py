@@ -32,7 +32,24 @@ def _register() -> None:
         impl.function(cli=cli)
 
 
+def _command_name(args: list[str]) -> str | None:
+    """The subcommand in `args` (skipping the group's own options)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--home", "--config"):
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
+    if _command_name(sys.argv[1:] if argv is None else argv) == "chat":
+        from .typeahead import hold_keys
+
+        hold_keys()  # before anything slow: keys typed from now on are kept as typed
     _register()
     try:
         cli.main(args=argv, prog_name="memagent", standalone_mode=False)

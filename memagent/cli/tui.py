@@ -272,9 +272,12 @@ def _slash(screen: Screen, line: str) -> bool:
 
 def run_interactive(app: AppContext, agent_name: str | None, persona: str | None, human: str | None) -> int:
     from ..runtime import AgentSession
+    from .typeahead import hold_keys, release_keys
 
     if agent_name is None:
+        release_keys()  # click's questions read whole lines, as typed
         agent_name, persona = choose_agent(app, persona)
+        hold_keys()
     # The model loads in the background; the spinner says so if a message has to wait for it.
     with AgentSession(app.paths, app.settings, agent_name, persona=persona, human=human, progress=False) as session:
         session.start_loading()
@@ -304,4 +307,5 @@ def run_interactive(app: AppContext, agent_name: str | None, persona: str | None
                     break
                 continue
             _run_turn(screen, lambda emit, text=line: session.agent().send(text, emit))
+    release_keys()
     return 0

