@@ -9,6 +9,8 @@ The kinds, checked in this order:
 - "thoughts_equal_message": inner_thoughts says the same as the message.
 - "parrots_user": the message repeats the user's last message (or contains all of a long one).
 - "repeated_reply": the message repeats one of the recent assistant replies.
+- "assistant_cliche": the message holds a phrase a character never says ("How can I assist you",
+  「何かお手伝いできることはありますか」), from the language's editable cliches.txt.
 
 Comparison ignores case, width (NFKC), whitespace and punctuation; longer texts also count as the
 same when difflib finds them nearly identical.
@@ -18,13 +20,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from difflib import SequenceMatcher
 from typing import Literal
 
 from memagent.conversation import FunctionCall
 
 DegenerateKind = Literal[
-    "empty_message", "system_note", "looping", "thoughts_equal_message", "parrots_user", "repeated_reply"]
+    "empty_message", "system_note", "looping", "thoughts_equal_message", "parrots_user", "repeated_reply",
+    "assistant_cliche"]
 DEGENERATE_KINDS: tuple[DegenerateKind, ...] = (
     "empty_message",
     "system_note",
@@ -32,6 +36,7 @@ DEGENERATE_KINDS: tuple[DegenerateKind, ...] = (
     "thoughts_equal_message",
     "parrots_user",
     "repeated_reply",
+    "assistant_cliche",
 )
 
 # Echoing a short greeting ("おはよう" -> "おはよう!") is a natural reply, so parroting needs a
@@ -92,6 +97,7 @@ def detect_degenerate(
     call: FunctionCall | None,
     last_user_message: str | None,
     recent_replies: list[str],
+    cliches: Sequence[str] = (),
 ) -> DegenerateKind | None:
     """The kind of degenerate reply `call` is, or None when it is fine or not a send_message."""
     if call is None or call.function != "send_message":
@@ -115,6 +121,8 @@ def detect_degenerate(
     for reply in recent_replies:
         if nearly_equal(normalise_text(reply), message_text, REPEAT_MIN_CHARS):
             return "repeated_reply"
+    if any(cliche in message_text for cliche in (normalise_text(c) for c in cliches) if cliche):
+        return "assistant_cliche"
     return None
 
 

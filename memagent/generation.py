@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 # only between long texts).
 RECENT_REPLIES = 300
 CORRECTION_CHARS = 600  # of a failed attempt shown back to the model with its corrective note
+CLICHES_FILE = "cliches.txt"  # per language, editable: assistant phrases a character never says
 
 # Which flawed reply to keep when every regeneration was flawed too: the least harmful one.
-DEGENERATE_SEVERITY = {"thoughts_equal_message": 1, "repeated_reply": 2, "parrots_user": 3, "looping": 4,
-                       "system_note": 5, "empty_message": 6}
+DEGENERATE_SEVERITY = {"thoughts_equal_message": 1, "repeated_reply": 2, "assistant_cliche": 2, "parrots_user": 3,
+                       "looping": 4, "system_note": 5, "empty_message": 6}
 # The only flaw a reply can be shown with: its inner thoughts are dropped and the message is fine.
 # An empty message, a system-note tag, a copy of the user's words or of an earlier reply is junk:
 # better one notice ("no usable reply — /retry") than junk shown and stored to prime the next turn.
@@ -77,7 +78,7 @@ class ReplyGenerator:
                 note = self.deps.prompts.render("parse_error.j2", error=attempt.error)
                 corrections = _correction(attempt.raw, note)
                 continue
-            kind = detect_degenerate(attempt.call, last_user, recent)
+            kind = detect_degenerate(attempt.call, last_user, recent, self.deps.prompts.word_list(CLICHES_FILE))
             if kind is None:
                 # Small models also copy a corrective note, an example reply or any other text the
                 # system wrote into the prompt.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from .errors import MemagentError
+from .files import read_text
 from .functions.registry import function_registry
 from .paths import Paths, packaged_resource_dir
 
@@ -107,6 +108,7 @@ class PromptLibrary:
             *(f.templates / language for f in function_registry() if f.templates is not None),
         ]
         self.env = make_environment(jinja2.FileSystemLoader([str(p) for p in self.search_path]))
+        self._lists: dict[str, list[str]] = {}
 
     def source_of(self, template_name: str) -> Path | None:
         """The file that `template_name` resolves to (user override first), or None."""
@@ -115,6 +117,16 @@ class PromptLibrary:
             if candidate.is_file():
                 return candidate
         return None
+
+    def word_list(self, file_name: str) -> list[str]:
+        """The lines of a plain list file (e.g. cliches.txt), without blank lines and `#` comments;
+        empty when the file is missing. The user's copy shadows the packaged one."""
+        if file_name not in self._lists:
+            source = self.source_of(file_name)
+            text = read_text(source, PromptError) if source is not None else ""
+            self._lists[file_name] = [line.strip() for line in text.splitlines()
+                                      if line.strip() and not line.lstrip().startswith("#")]
+        return self._lists[file_name]
 
     def names(self) -> list[str]:
         return sorted(self.env.list_templates(extensions=[TEMPLATE_SUFFIX[1:]]))

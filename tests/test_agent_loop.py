@@ -289,3 +289,13 @@ def test_a_huge_failed_attempt_never_overflows_the_window(make_agent):
     assert llm.count_tokens(retry_prompt) <= 2048 - agent.settings.llm.max_tokens
     assert "too long" in retry_prompt  # the corrective note made it in
     assert not [m for m in agent.store.recall.all() if m.kind == "summary"]  # corrections never cause summaries
+
+
+
+def test_an_assistant_cliche_is_regenerated(make_agent):
+    agent, llm = make_agent([say("Of course! How can I assist you today?"), say("Hmph. Lighthouses again?")])
+    events = Recorder()
+    stats = agent.send("Tell me about your day", events)
+    assert events.replies == ["Hmph. Lighthouses again?"]
+    assert stats.degenerate_kinds == ["assistant_cliche"]
+    assert "not an assistant but the character" in llm.requests[1].prompt

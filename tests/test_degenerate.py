@@ -111,7 +111,7 @@ def test_checks_run_in_documented_order() -> None:
     assert detect_degenerate(_reply(text, text), text, [text]) == "thoughts_equal_message"
     assert detect_degenerate(_reply(text), text, [text]) == "parrots_user"
     assert set(DEGENERATE_KINDS) == {"empty_message", "system_note", "looping", "thoughts_equal_message",
-                                     "parrots_user", "repeated_reply"}
+                                     "parrots_user", "repeated_reply", "assistant_cliche"}
 
 
 def test_near_copies_of_shown_texts_are_caught_even_when_short():
@@ -151,3 +151,32 @@ def test_a_reply_opening_with_a_time_stamp_copies_the_system() -> None:
     assert detect_degenerate(_reply("(2026-12-01 04:38) カレーうどん！"), None, []) == "system_note"
     assert detect_degenerate(_reply("[2026-12-01 04:38] こんにちは"), None, []) == "system_note"
     assert detect_degenerate(_reply("(笑) そうだね"), None, []) is None
+
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("了解しました！何かお手伝いできることはありますか？", "assistant_cliche"),
+        ("Sure thing. How can I assist you?", "assistant_cliche"),
+        ("お手伝いなんていらないでしょ。ほら、座って。", None),  # a character's own words about help
+    ],
+)
+def test_assistant_cliches_from_the_editable_list(message: str, expected: str | None, paths) -> None:
+    from memagent.prompts import PromptLibrary
+
+    cliches = PromptLibrary(paths, "ja").word_list("cliches.txt") + PromptLibrary(paths, "en").word_list("cliches.txt")
+    assert cliches and not any(line.startswith("#") for line in cliches)
+    assert detect_degenerate(_reply(message), "ねえ", [], cliches) == expected
+
+
+def test_a_users_own_cliche_list_shadows_the_packaged_one(paths) -> None:
+    from memagent.prompts import PromptLibrary
+
+    mine = paths.user_resource_dir("prompts") / "ja" / "cliches.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("# mine\nかしこまりました\n", encoding="utf-8")
+    cliches = PromptLibrary(paths, "ja").word_list("cliches.txt")
+    assert cliches == ["かしこまりました"]
+    assert detect_degenerate(_reply("かしこまりました！"), "お茶ちょうだい", [], cliches) == "assistant_cliche"
+    assert detect_degenerate(_reply("何かお手伝いできることはありますか？"), "ねえ", [], cliches) is None

@@ -55,7 +55,7 @@ EVENT_CASES: dict[str, list[dict[str, Any]]] = {
         {"error": Error(kind="truncated", example={})},
     ],
     "degenerate.j2": [{"kind": k} for k in ("empty_message", "system_note", "looping", "thoughts_equal_message",
-                                            "parrots_user", "repeated_reply")],
+                                            "parrots_user", "repeated_reply", "assistant_cliche")],
     "recalled.j2": [
         {"memories": [{"source": "fact", "text": "ペットの名前: ミケ", "time": "", "score": 1.0}], "persona_name": "さくら"},
         {"memories": [{"source": "recall", "text": "富良野に行った", "time": "2025-01-02 21:03", "score": 0.5},
