@@ -135,6 +135,18 @@ def test_date_search(paths: Paths) -> None:
         assert caught.value.kind == "bad_range"
 
 
+def test_date_search_skips_the_agents_own_non_reply_calls(paths: Paths) -> None:
+    with make_store(paths) as store:
+        moment = datetime(2024, 5, 1, 8, 0, tzinfo=JST)
+        store.recall.add("user", "猫を飼いはじめた", kind="user_message", turn_id=1, time=moment)
+        store.recall.add("assistant", "", kind="assistant_call", turn_id=1, time=moment,
+                         function_name="conversation_search_date", function_args={"start_date": "2024-05-01"})
+        store.recall.add("assistant", "いいね！", kind="assistant_call", turn_id=1, time=moment,
+                         function_name="send_message", function_args={"message": "いいね！"})
+        day = store.recall.search_date("2024-05-01", "2024-05-01", tz=JST)
+        assert [hit.text for hit in day.hits] == ["猫を飼いはじめた", "いいね！"] and day.total == 2
+
+
 def test_bulk_insert_and_single_insert_are_both_searchable(paths: Paths) -> None:
     with make_store(paths) as store:
         stored = store.recall.add_many(NewMessage("user", f"bulk line {i} キーワード") for i in range(2500))

@@ -75,6 +75,7 @@ EVENT_CASES: dict[str, list[dict[str, Any]]] = {
         {"query": "猫", "hits": HITS, "total": 12, "page": 0, "pages": 6},
         {"query": "猫", "hits": HITS, "total": 12, "page": 5, "pages": 6},
         {"query": "ねこ", "hits": [], "total": 0, "page": 0, "pages": 0},
+        {"query": "猫", "hits": [], "total": 12, "page": 9, "pages": 6},  # a page past the end
         {"query": None, "hits": HITS, "total": 2, "page": 0, "pages": 1},
         {"query": "猫 AND", "hits": [], "total": 0, "page": 0, "pages": 0, "error": "unbalanced query"},
     ],
@@ -172,6 +173,8 @@ def test_search_result_header_and_paging(paths: Paths) -> None:
     last = en.render("result_search.j2", query="cat", hits=HITS, total=12, page=5, pages=6)
     assert "page=" not in last
     assert "No results" in en.render("result_search.j2", query="cat", hits=[], total=0, page=0, pages=0)
+    past = en.render("result_search.j2", query="cat", hits=[], total=12, page=9, pages=6)
+    assert past.startswith('No more results for "cat": all 12 are on pages 0 to 5')
     ja = PromptLibrary(paths, "ja").render("result_search.j2", query="猫", hits=HITS, total=12, page=0, pages=6)
     assert ja.splitlines()[0] == "「猫」の検索結果: 12件（1/6ページ）"
 

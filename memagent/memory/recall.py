@@ -255,6 +255,8 @@ class RecallStore:
         _check_paging(page, page_size)
         lower, upper = utc_range(start, end, tz)
         condition = (MessageRow.time >= lower) & (MessageRow.time < upper)
+        # The agent's own non-reply calls are stored as empty assistant rows: nothing was said there.
+        condition &= ~((MessageRow.kind == MessageKind.ASSISTANT_CALL) & (MessageRow.content == ""))
         if kinds is not None:
             condition &= MessageRow.kind.in_(kinds)
         with self._db.read() as session:
