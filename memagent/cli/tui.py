@@ -7,10 +7,12 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..config import Settings
 from ..errors import MemagentError
 from ..events import AgentEvent
 from ..memory.kinds import MessageKind, StateKey
@@ -125,7 +127,8 @@ class Screen:
             sys.stderr.write("\r\x1b[2K")
             sys.stderr.flush()
             if event.type == "retract":
-                click.echo(click.style("  (not kept — regenerating)", dim=True))
+                # Whether another attempt follows is not known yet: a notice says so when none does.
+                click.echo(click.style("  (not kept)", dim=True))
             elif event.type == "assistant_message":
                 if not event.data.get("streamed"):
                     click.echo(f"{self._name()}{event.text}")
@@ -146,6 +149,16 @@ class Screen:
                 click.echo(click.style(f"    → {event.text}", fg="cyan", dim=True))
             elif event.type in ("notice", "error"):
                 click.echo(click.style(f"  ! {event.text}", fg="yellow"))
+
+
+def model_label(settings: Settings) -> str:
+    """Which model answers, known before it is loaded (the header; /stats says more once it is)."""
+    llm = settings.llm
+    if llm.uses_server:
+        return f"{llm.model or 'server model'} at {llm.base_url}"
+    if llm.backend not in ("auto", "embedded"):
+        return f"{llm.backend} backend"
+    return Path(llm.model_path).name if llm.model_path else "embedded Qwen2.5-Coder-0.5B (smoke-test grade)"
 
 
 def _prompt_session(session: AgentSession) -> PromptSession[str]:
@@ -244,6 +257,7 @@ def _slash(screen: Screen, line: str) -> bool:
         click.echo(click.style(f"{profile.name} ({profile.key})", bold=True))
         click.echo(profile.text)
     elif command == "stats":
+        click.echo(f"model: {session.backend().describe() if session.backend_ready else model_label(session.settings)}")
         stats = session.agent().last_stats if session._agent else None
         if stats is None:
             click.echo("no turn yet")
@@ -285,7 +299,7 @@ def run_interactive(app: AppContext, agent_name: str | None, persona: str | None
         session.stream_replies = True
         session.capture_in_background = True
         click.echo(click.style(f"memagent · {session.name} · {session.persona.name}", bold=True)
-                   + click.style("   /help for commands, Ctrl-D to leave", dim=True))
+                   + click.style(f" · {model_label(session.settings)}   /help for commands, Ctrl-D to leave", dim=True))
         prompt = _prompt_session(session)
         if not session.created:
             screen.show_recent(RESUME_LINES)
