@@ -52,3 +52,15 @@ def test_jsonl_with_a_bom_imports_and_a_second_import_skips_known_ids(paths: Pat
     assert json.loads(again.stdout) == {"messages": 1, "skipped (id already imported)": 2}
     hits = json.loads(_memagent(home, "memory", "search", "--agent", "diary", "--recall", "初めて", "--json").stdout)
     assert [hit["id"] for hit in hits] == ["d-1"]
+
+
+def test_one_damaged_agent_does_not_hide_the_others(paths: Paths, home: Path) -> None:
+    make_store(paths, name="good").close()
+    make_store(paths, name="bad").close()
+    (paths.agent_dir("bad") / "agent.db").write_bytes(b"\x00garbage" * 600)
+    listed = _memagent(home, "agents", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = dict(line.split("\t", 1) for line in listed.stdout.splitlines())
+    assert rows["bad"].startswith("UNREADABLE: ") and "restore the agent from an export" in rows["bad"]
+    assert "persona=" in rows["good"]
+    assert "Traceback" not in listed.stderr

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ..errors import MemagentError
 from .context import AppContext, pass_app
 from .memory_cmds import agent_lock, confirm_or_abort, echo_json, echo_stats, json_option, open_agent
 
@@ -16,6 +17,14 @@ def _summary(app: AppContext, name: str) -> dict[str, Any]:
         return {"name": name, "persona": info.persona, "human": info.human, "language": info.language,
                 "created_at": info.created_at.isoformat(), "messages": store.recall.count(),
                 "passages": store.archival.count()}
+
+
+def _summary_or_problem(app: AppContext, name: str) -> dict[str, Any]:
+    """One damaged agent must not hide the others: its row says what is wrong instead."""
+    try:
+        return _summary(app, name)
+    except MemagentError as exc:
+        return {"name": name, "problem": str(exc)}
 
 
 def register(cli: click.Group) -> None:
@@ -52,12 +61,15 @@ def register(cli: click.Group) -> None:
         """Every agent, with its persona and how much it remembers."""
         from ..memory.store import AgentStore
 
-        rows = [_summary(app, name) for name in AgentStore.list_agents(app.paths)]
+        rows = [_summary_or_problem(app, name) for name in AgentStore.list_agents(app.paths)]
         if as_json:
             echo_json(rows)
         elif not rows:
             click.echo("no agents yet; `memagent agents create NAME` or `memagent chat --agent NAME` makes one")
         for row in rows if not as_json else []:
+            if "problem" in row:
+                click.echo(f"{row['name']}\tUNREADABLE: {row['problem']}")
+                continue
             click.echo(f"{row['name']}\tpersona={row['persona'] or '-'}\tlanguage={row['language']}\t"
                        f"{row['messages']} messages\t{row['passages']} passages\tcreated {row['created_at'][:10]}")
 

@@ -13,6 +13,7 @@ from typing import Literal
 import click
 
 from ..errors import MemagentError, NotFoundError
+from ..files import atomic_write
 from ..paths import Paths
 from ..personas import (
     KEY_PATTERN,
@@ -122,8 +123,13 @@ def _make_group(profile: ProfileKind) -> click.Group:
         if existing is not None:
             raise MemagentError(f"{noun} {name!r} already exists ({existing}); use `memagent {noun} edit {name}`")
         target = profile.user_path(app.paths, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(new_profile_text(app.paths, profile.kind, name, language or app.settings.agent.language), encoding="utf-8")
+        text = new_profile_text(app.paths, profile.kind, name, language or app.settings.agent.language)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, text.encode("utf-8"))
+        except OSError as exc:
+            raise MemagentError(f"cannot write {target} ({exc.strerror}); make {target.parent} writable or set "
+                                "MEMAGENT_HOME to a writable folder") from None
         if no_edit:
             click.echo(f"wrote {target}; edit it, then check it with `memagent {noun} show {name}`")
             return
