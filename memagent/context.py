@@ -91,12 +91,21 @@ class ContextWindow:
             built = self.render(self.system(), self.history() + tail)
             if built.tokens <= built.budget:
                 return built
+            if self._newest_message_too_long():
+                # Refused before anything is summarised away: summaries would not make it fit.
+                raise ContextOverflow(self._overflow_message())
             system_text = self.system().text
             system_tokens = self.deps.backend.count_tokens(system_text)
             target = system_tokens + int(max(0, built.budget - system_tokens) * REFILL_TARGET)
             self.summarizer.summarise_oldest(built.tokens - target, system_text, self._overflow_message, on_summary)
             self.invalidate_system()  # the summary is part of the system prompt
         raise ContextOverflow(self._overflow_message())
+
+    def _newest_message_too_long(self) -> bool:
+        messages = self.deps.store.recall.in_context()
+        newest = messages[-1] if messages else None
+        return (newest is not None and newest.kind == MessageKind.USER
+                and self.summarizer.message_tokens(newest) > self.budget // 2)
 
     def _overflow_message(self) -> str:
         messages = self.deps.store.recall.in_context()

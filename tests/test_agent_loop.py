@@ -299,3 +299,15 @@ def test_an_assistant_cliche_is_regenerated(make_agent):
     assert events.replies == ["Hmph. Lighthouses again?"]
     assert stats.degenerate_kinds == ["assistant_cliche"]
     assert "not an assistant but the character" in llm.requests[1].prompt
+
+
+def test_a_message_too_long_for_the_window_is_refused_before_anything_is_summarised(make_agent):
+    agent, llm = make_agent([say(f"Reply {i}.") for i in range(6)], context_length=2048)
+    for i in range(3):
+        agent.send(f"A short message number {i} about lighthouses and the sea.", Recorder())
+    with pytest.raises(ContextOverflow, match="too long for the 2048-token context window"):
+        agent.send("lighthouse " * 2000, Recorder())
+    assert len(llm.requests) == 3  # no summary call, no reply call
+    assert agent.store.get_state("summary") is None
+    assert all(m.in_context for m in agent.store.recall.all())  # nothing was summarised away
+    assert agent.store.recall.all()[-1].content == "lighthouse " * 2000  # and the message is kept

@@ -67,3 +67,12 @@ def test_real_server_constrained_call(home, llama_server):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "llama-cpp-python" in result.stdout and "(constrained)" in result.stdout
     assert SERVER_KEY not in result.stdout + result.stderr
+
+
+def test_a_model_id_the_server_does_not_list_is_flagged(home):
+    with fake_openai_server(Behaviour("ok", models=[{"id": "qwen2.5-7b", "owned_by": "llamacpp"}])) as url:
+        (home / "config.ini").write_text(f"[llm]\nbase_url = {url}\nmodel = qwen-7b\n", encoding="utf-8")
+        result = doctor(home, "--no-call")
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.split()[1:2] == ["model"])
+    assert line.split()[0] == "warn" and "'qwen-7b' is not one the server lists" in line and "qwen2.5-7b" in line

@@ -86,6 +86,11 @@ def run_doctor(app: AppContext, probe_call: bool = True) -> list[Verdict]:
             return verdicts
         info = backend_holder.pop()
         verdicts.append(Verdict(True, "models", ", ".join(info.models[:8]) + (" …" if len(info.models) > 8 else "")))
+        wanted = settings.llm.model
+        if wanted and info.models and wanted not in info.models:
+            verdicts.append(Verdict(True, "model", f"[llm] model = {wanted!r} is not one the server lists; many servers "
+                                    f"answer with their loaded model anyway — set it to one of: "
+                                    f"{', '.join(info.models[:8])}", warn=True))
         if info.context_length:
             verdicts.append(Verdict(True, "context", f"{info.context_length} tokens (from the server)"))
         elif settings.llm.context_length:
