@@ -64,3 +64,13 @@ def test_one_damaged_agent_does_not_hide_the_others(paths: Paths, home: Path) ->
     assert rows["bad"].startswith("UNREADABLE: ") and "restore the agent from an export" in rows["bad"]
     assert "persona=" in rows["good"]
     assert "Traceback" not in listed.stderr
+
+
+def test_a_file_where_the_index_folder_belongs_is_one_line(paths: Paths, home: Path) -> None:
+    make_store(paths, name="diary").close()
+    (paths.agent_dir("diary") / "chroma").write_text("not a folder", encoding="utf-8")
+    result = _memagent(home, "memory", "search", "--agent", "diary", "--archival", "猫")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {paths.agent_dir('diary') / 'chroma'} is a file where the archival index folder belongs; move it aside "
+        "(the index is rebuilt from the memory database)"]

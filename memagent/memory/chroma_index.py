@@ -41,8 +41,16 @@ def _client(location: IndexLocation) -> Any:
 
     settings = ChromaSettings(anonymized_telemetry=False)
     if location.local_dir is not None:
-        location.local_dir.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(location.local_dir), settings=settings)
+        folder = location.local_dir
+        if folder.exists() and not folder.is_dir():
+            raise MemagentError(f"{folder} is a file where the archival index folder belongs; move it aside "
+                                "(the index is rebuilt from the memory database)")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MemagentError(f"cannot create the archival index folder {folder} ({exc.strerror}); "
+                                "check the disk and its permissions") from None
+        return chromadb.PersistentClient(path=str(folder), settings=settings)
     try:
         return chromadb.HttpClient(host=location.host, port=location.port, settings=settings)
     except Exception as exc:  # chromadb raises plain ValueError/ConnectionError variants here
