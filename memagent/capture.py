@@ -276,9 +276,15 @@ class FactCapture:
         if not grounded:
             return []
         with self.store.transaction():
-            stored = [self._store(fact, message) for fact in grounded]
-        self.context.invalidate_system()
-        return [captured for captured in stored if captured is not None]
+            stored = [captured for captured in (self._store(fact, message) for fact in grounded) if captured is not None]
+        # A new fact joins the human block, but the system prompt is not rebuilt for it: the message
+        # that stated it is still in view, and a rebuild early in the prompt would make the server
+        # evaluate the whole prompt again for the next reply (no KV-cache reuse). The block is in the
+        # prompt from the next rebuild on (a summary, a memory edit). A changed fact (Tokyo → Osaka)
+        # is different: the old line in view would contradict the conversation, so it is rebuilt.
+        if any(captured.replaced is not None for captured in stored):
+            self.context.invalidate_system()
+        return stored
 
     def _propose(self, text: str) -> list[tuple[str, str]]:
         """One constrained model call, as a continuation of the chat prompt (its cached prefix is reused)."""

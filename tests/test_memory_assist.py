@@ -101,6 +101,17 @@ def test_a_stated_fact_is_captured_into_core_memory_with_its_source(make_agent):
     assert [e.reason for e in agent.store.core.history("human")] == ["capture"]
 
 
+def test_a_new_fact_keeps_the_prompt_prefix_so_the_next_reply_reuses_the_cache(make_agent):
+    agent, llm = make_agent([say("ミケちゃん、かわいい名前だね！"), facts(("pet_name", "ミケ")), say("今日は晴れだね。")])
+    agent.send("うちの猫の名前はミケだよ", Recorder())
+    agent.send("今日はいい天気", Recorder())
+    system_of = [request.prompt.split("<|im_start|>user")[0] for request in (llm.requests[0], llm.requests[2])]
+    assert system_of[0] == system_of[1]  # unchanged: the server evaluates only the new turns
+    assert "ミケ" in llm.requests[2].prompt  # the message that stated it is still in view
+    agent.context.invalidate_system()  # the next rebuild (a summary, a memory edit) brings the line in
+    assert "ペットの名前: ミケ" in agent.context.system().text
+
+
 def test_a_changed_fact_replaces_its_line(make_agent):
     agent, _ = make_agent([
         say("東京なんだ！"), facts(("home", "東京")),
@@ -114,6 +125,8 @@ def test_a_changed_fact_replaces_its_line(make_agent):
     assert [f.value for f in current] == ["大阪"]
     old = [f for f in agent.store.facts.all() if f.value == "東京"][0]
     assert old.superseded_by == current[0].id
+    system = agent.context.system().text  # a changed fact rebuilds the prompt: no stale line in view
+    assert "住んでいる所: 大阪" in system and "東京" not in system
 
 
 def test_undo_and_retry_revert_captured_facts(make_agent):
