@@ -198,6 +198,24 @@ def test_twenty_concurrent_clients_on_three_agents_lose_and_duplicate_nothing(se
         assert sorted(text for kind, text in stored if kind == "assistant_call") == sorted(f"echo {s}" for s in sent)
 
 
+def test_a_busy_agent_is_a_409_with_retry_after_and_the_sdk_retries(served: Served) -> None:
+    served.pool.turn_wait = 0.3  # a second message for the same agent waits this long, then is told to retry
+    served.behaviour.delay = 1.5
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        first = executor.submit(served.client().chat.completions.create, model="third",
+                                messages=[{"role": "user", "content": "MSG-first"}])
+        time.sleep(0.3)
+        raw = httpx.post(served.url + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
+                         json={"model": "third", "messages": [{"role": "user", "content": "MSG-raw"}]})
+        assert raw.status_code == 409 and raw.headers["Retry-After"] == "2"
+        assert raw.json()["error"]["code"] == "agent_busy"
+        second = executor.submit(served.client(retries=3).chat.completions.create, model="third",
+                                 messages=[{"role": "user", "content": "MSG-second"}])
+        assert first.result().choices[0].message.content == "echo MSG-first"
+        assert second.result().choices[0].message.content == "echo MSG-second"  # after the SDK's own retry
+    assert [text for kind, text in served.stored("third") if kind == "user_message"] == ["MSG-first", "MSG-second"]
+
+
 def test_a_client_leaving_mid_stream_leaves_a_consistent_agent(served: Served) -> None:
     served.behaviour.delay = 1.0  # the model is slow: the client gives up while the turn runs
     with httpx.stream("POST", served.url + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
@@ -228,14 +246,7 @@ def test_read_only_memory_endpoints(served: Served) -> None:
 def test_the_llm_cli_from_pypi_holds_a_conversation(served: Served, tmp_path: Path) -> None:
     """simonw's `llm`, configured the way its docs say for an OpenAI-compatible server; `llm -c` sends
     the whole conversation back, which must become one new turn."""
-    user_dir = tmp_path / "llm"
-    user_dir.mkdir()
-    (user_dir / "extra-openai-models.yaml").write_text(
-        f"- model_id: sakura\n  model_name: sakura\n  api_base: \"{served.url}\"\n  api_key_name: memagent\n",
-        encoding="utf-8")
-    env = {**os.environ, "LLM_USER_PATH": str(user_dir)}
-    llm = [str(Path(sys.executable).parent / "llm")]
-    subprocess.run([*llm, "keys", "set", "memagent", "--value", KEY], env=env, check=True, capture_output=True)
+    llm, env = _llm_cli(served.url, tmp_path)
     first = subprocess.run([*llm, "-m", "sakura", "MSG-llm1 hello"], env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "echo MSG-llm1"
@@ -247,6 +258,18 @@ def test_the_llm_cli_from_pypi_holds_a_conversation(served: Served, tmp_path: Pa
                                        ("user_message", "MSG-llm2 again"), ("assistant_call", "echo MSG-llm2")]
 
 
+def _llm_cli(url: str, tmp_path: Path, key: str = KEY) -> tuple[list[str], dict[str, str]]:
+    """simonw's `llm`, set up the way its docs say for an OpenAI-compatible server (its own user folder)."""
+    user_dir = tmp_path / "llm"
+    user_dir.mkdir()
+    (user_dir / "extra-openai-models.yaml").write_text(
+        f"- model_id: sakura\n  model_name: sakura\n  api_base: \"{url}\"\n  api_key_name: memagent\n", encoding="utf-8")
+    env = {**os.environ, "LLM_USER_PATH": str(user_dir)}
+    llm = [str(Path(sys.executable).parent / "llm")]
+    subprocess.run([*llm, "keys", "set", "memagent", "--value", key], env=env, check=True, capture_output=True)
+    return llm, env
+
+
 def test_serve_refuses_another_address_without_a_key(home: Path) -> None:
     env = {**os.environ, "MEMAGENT_HOME": str(home)}
     result = subprocess.run([sys.executable, "-m", "memagent", "serve", "--host", "0.0.0.0"], capture_output=True,
@@ -256,10 +279,11 @@ def test_serve_refuses_another_address_without_a_key(home: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_real_conversation_with_the_embedded_model(paths: Paths, home: Path, default_model_path: Path) -> None:
-    """The embedded model behind the server, through the openai SDK: plain, streamed, then a swipe.
-    A turn may end without a usable reply (a 502 the UI shows; regenerate), never with junk, and the
-    conversation is stored once."""
+def test_a_real_conversation_with_the_embedded_model(paths: Paths, home: Path, default_model_path: Path,
+                                                     tmp_path: Path) -> None:
+    """The embedded model behind the server, through the openai SDK (plain, streamed, then a swipe) and
+    the llm CLI. A turn may end without a usable reply (a 502 the UI shows; regenerate), never with
+    junk, and the conversation is stored once."""
     from memagent.degenerate import junk_kind
 
     (home / "config.ini").write_text(f"[llm]\nmodel_path = {default_model_path}\ncontext_length = 4096\n",
@@ -294,8 +318,15 @@ def test_a_real_conversation_with_the_embedded_model(paths: Paths, home: Path, d
         if say("猫のミケを飼ってるんだ。", stream=True) is not None:
             del history[-2:]  # a swipe: the UI drops the reply and sends the message again
         say("猫のミケを飼ってるんだ。")  # (after a failed turn, the same: a regenerate)
+        llm, env = _llm_cli(url, tmp_path, key="unused")
+        third = subprocess.run([*llm, "-m", "sakura", "--no-stream", "ミケは三歳だよ。"], env=env, capture_output=True,
+                               text=True, timeout=600)
+        if third.returncode == 0:  # else the model gave no usable reply: llm says so on stderr
+            assert third.stdout.strip() and junk_kind(third.stdout.strip(), replies) is None, third.stdout
+        else:
+            assert "no usable reply" in third.stderr, third.stderr
         users = [m.content for m in pool.session("sakura").store.recall.all() if m.kind == MessageKind.USER]
-        assert users == ["こんにちは！わたしはゆいです。", "猫のミケを飼ってるんだ。"]
+        assert users == ["こんにちは！わたしはゆいです。", "猫のミケを飼ってるんだ。", "ミケは三歳だよ。"]
     finally:
         server.should_exit = True  # type: ignore[attr-defined]
         thread.join(timeout=120)
