@@ -6,7 +6,7 @@ attempts and corrective notes are shown to the model but never stored."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .agent_deps import AgentDeps
 from .config import SamplerPreset
@@ -78,13 +78,7 @@ class ReplyGenerator:
                 note = self.deps.prompts.render("parse_error.j2", error=attempt.error)
                 corrections = _correction(attempt.raw, note)
                 continue
-            kind = detect_degenerate(attempt.call, last_user, recent, self.deps.prompts.word_list(CLICHES_FILE))
-            if kind is None:
-                # Small models also copy a corrective note, an example reply or any other text the
-                # system wrote into the prompt.
-                shown = [c.content for c in corrections[-1:]] + self._system_texts(recalled)
-                if copies_any(str(attempt.call.arguments.get("message", "")), shown):
-                    kind = "parrots_user"
+            kind = self._junk_kind(attempt.call, last_user, recent, corrections, recalled)
             if kind is None:
                 return attempt
             stats.degenerate_kinds.append(kind)
@@ -99,6 +93,23 @@ class ReplyGenerator:
             stats.degenerate_retries += 1
             corrections = _correction(attempt.raw, self.deps.prompts.render("degenerate.j2", kind=kind))
             sampling = loosened(sampling, stats.degenerate_retries)
+
+    def _junk_kind(self, call: FunctionCall, last_user: str | None, recent: list[str], corrections: list[ChatMessage],
+                   recalled: list[ChatMessage]) -> str | None:
+        """Why `call` is not a usable reply, or None. Thoughts equal to the message are the one flaw a
+        reply may be shown with (the thoughts are dropped), so the message alone is checked too: a
+        repeat or a copy must not slip through behind that lighter flaw."""
+        cliches = self.deps.prompts.word_list(CLICHES_FILE)
+        kind = detect_degenerate(call, last_user, recent, cliches)
+        if kind not in (None, "thoughts_equal_message"):
+            return kind
+        message_kind: str | None = detect_degenerate(replace(call, inner_thoughts=""), last_user, recent, cliches)
+        # Small models also copy a corrective note, an example reply or any other text the system
+        # wrote into the prompt.
+        shown = [c.content for c in corrections[-1:]] + self._system_texts(recalled)
+        if message_kind is None and copies_any(str(call.arguments.get("message", "")), shown):
+            message_kind = "parrots_user"
+        return message_kind or kind
 
     def _recent_replies(self) -> list[str]:
         calls = self.deps.store.recall.recent(RECENT_REPLIES * 3, kinds=[MessageKind.ASSISTANT_CALL])

@@ -311,3 +311,17 @@ def test_a_message_too_long_for_the_window_is_refused_before_anything_is_summari
     assert agent.store.get_state("summary") is None
     assert all(m.in_context for m in agent.store.recall.all())  # nothing was summarised away
     assert agent.store.recall.all()[-1].content == "lighthouse " * 2000  # and the message is kept
+
+
+def test_a_repeat_does_not_slip_through_behind_thoughts_equal_to_the_message(make_agent):
+    """Thoughts equal to the message are the one flaw a reply may be shown with; a reply that is also
+    a repeat must still never be shown (seen from the 0.5B model in a 30-turn chat)."""
+    repeat = {"inner_thoughts": "Nice to meet you, friend!", "function": "send_message",
+              "params": {"message": "Nice to meet you, friend!"}}
+    agent, llm = make_agent([say("Nice to meet you, friend!")] + [repeat] * 6)
+    agent.send("Hello!", Recorder())
+    events = Recorder()
+    stats = agent.send("How are you?", events)
+    assert events.replies == [] and stats.failed
+    assert set(stats.degenerate_kinds) == {"repeated_reply"}
+    assert [e.data.get("reason") for e in events.of("notice")] == ["no_usable_reply"]
