@@ -211,11 +211,11 @@ async def stream_answer(answer: asyncio.Task[dict[str, Any]], model: str) -> Asy
             await asyncio.wait_for(asyncio.shield(answer), KEEPALIVE_SECONDS)
         except TimeoutError:
             yield ": keep-alive\n\n"
-        except BaseException:  # noqa: BLE001 - reported below from the task itself
+        except Exception:  # noqa: BLE001 - the turn failed: reported below, from the task itself
             break
     try:
         body = answer.result()
-    except BaseException as exc:  # noqa: BLE001 - after the headers, errors travel in the stream
+    except Exception as exc:  # noqa: BLE001 - after the headers, errors travel in the stream
         yield f"data: {json.dumps(api_error(exc).body(), ensure_ascii=False)}\n\n"
         yield "data: [DONE]\n\n"
         return
@@ -290,9 +290,7 @@ def create_app(pool: AgentPool, api_keys: list[str], idempotency_seconds: int = 
                                      headers={"Cache-Control": "no-cache"})
         try:
             return JSONResponse(await turns.answer(chat, key))
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+        except Exception as exc:  # noqa: BLE001 - every failure of a turn becomes an OpenAI-shaped error
             return api_error(exc).response()
 
     @app.get("/v1/agents/{name}/memory")
