@@ -590,7 +590,7 @@ def test_corrupted_config_is_one_line_exit_2(home: Path, content: bytes) -> None
         assert result.stdout == b""
     # doctor reports it as its failing verdict, on one line
     result = memagent(home, "doctor", "--no-call")
-    assert result.returncode == 1 and not result.stderr.strip()
+    assert result.returncode == 2 and not result.stderr.strip()  # README: 2 is a configuration error
     assert one_line(result.stdout, "config.ini").startswith("FAIL config")
     # and once the file is fixed, all is well
     (home / "config.ini").write_text("[llm]\ntimeout = 30\n", encoding="utf-8")

@@ -286,7 +286,7 @@ def _slash(screen: Screen, line: str) -> bool:
 
 def run_interactive(app: AppContext, agent_name: str | None, persona: str | None, human: str | None) -> int:
     from ..runtime import AgentSession
-    from .typeahead import hold_keys, release_keys
+    from .typeahead import hold_keys, release_keys, typed_ahead
 
     if agent_name is None:
         release_keys()  # click's questions read whole lines, as typed
@@ -305,9 +305,15 @@ def run_interactive(app: AppContext, agent_name: str | None, persona: str | None
             screen.show_recent(RESUME_LINES)
         if session.created or not session.store.get_state(StateKey.GREETED):
             _run_turn(screen, lambda emit: session.agent().greet(emit))
+        early_lines, early_rest = typed_ahead()
         while True:
             try:
-                line = prompt.prompt("you> ")
+                if early_lines:  # typed while memagent started: sent as typed, one line at a time
+                    line = early_lines.pop(0)
+                    click.echo(f"you> {line}")
+                else:
+                    line = prompt.prompt("you> ", default=early_rest)
+                    early_rest = ""
             except KeyboardInterrupt:
                 continue
             except EOFError:
