@@ -100,20 +100,20 @@ class ReplyGenerator:
         reply may be shown with (the thoughts are dropped), so the message alone is checked too: a
         repeat or a copy must not slip through behind that lighter flaw."""
         cliches = self.deps.prompts.word_list(CLICHES_FILE)
-        kind = detect_degenerate(call, last_user, recent, cliches)
-        if kind not in (None, "thoughts_equal_message"):
-            return kind
-        message_kind: str | None = detect_degenerate(replace(call, inner_thoughts=""), last_user, recent, cliches)
-        # Small models also copy a corrective note, an example reply or any other text the system
-        # wrote into the prompt.
-        shown = [c.content for c in corrections[-1:]] + self._system_texts(recalled)
-        if message_kind is None and copies_any(str(call.arguments.get("message", "")), shown):
-            message_kind = "parrots_user"
-        return message_kind or kind
+        kind: str | None = detect_degenerate(call, last_user, recent, cliches)
+        if kind == "thoughts_equal_message":  # the checks after that one have not run yet
+            kind = detect_degenerate(replace(call, inner_thoughts=""), last_user, recent, cliches) or kind
+        if kind in (None, "thoughts_equal_message"):
+            # Small models also copy a corrective note, an example reply or any other text the
+            # system wrote into the prompt.
+            shown = [c.content for c in corrections[-1:]] + self._system_texts(recalled)
+            if copies_any(str(call.arguments.get("message", "")), shown):
+                return "parrots_user"
+        return kind
 
     def _recent_replies(self) -> list[str]:
         calls = self.deps.store.recall.recent(RECENT_REPLIES * 3, kinds=[MessageKind.ASSISTANT_CALL])
-        replies = [str((m.function_args or {}).get("message", "")) for m in calls if m.function_name == "send_message"]
+        replies = [m.reply for m in calls if m.reply is not None]
         return replies[-RECENT_REPLIES:]  # `recent` is oldest first
 
     def _system_texts(self, recalled: list[ChatMessage]) -> list[str]:

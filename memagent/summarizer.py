@@ -135,8 +135,8 @@ class Summarizer:
 def _summary_line(message: StoredMessage) -> dict[str, str] | None:
     if message.kind == MessageKind.USER:
         return {"role": "user", "content": message.content[:SUMMARY_LINE_CHARS]}
-    if message.kind == MessageKind.ASSISTANT_CALL and message.function_name == "send_message":
-        return {"role": "assistant", "content": str((message.function_args or {}).get("message", ""))[:SUMMARY_LINE_CHARS]}
+    if message.reply is not None:
+        return {"role": "assistant", "content": message.reply[:SUMMARY_LINE_CHARS]}
     if message.kind == MessageKind.FUNCTION_RESULT:
         return {"role": "function", "content": f"{message.function_name}: {message.content[:SUMMARY_LINE_CHARS // 2]}"}
     return None

@@ -52,6 +52,13 @@ class StoredMessage:
     token_count: int | None = None
     external_id: HitId | None = None
 
+    @property
+    def reply(self) -> str | None:
+        """What the persona said, when this is a send_message call (None for anything else)."""
+        if self.kind != MessageKind.ASSISTANT_CALL or self.function_name != "send_message":
+            return None
+        return str((self.function_args or {}).get("message", ""))
+
 
 @dataclass(frozen=True)
 class Passage:

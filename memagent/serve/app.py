@@ -280,9 +280,10 @@ def create_app(pool: AgentPool, api_keys: list[str], idempotency_seconds: int = 
             where = ".".join(str(part) for part in first["loc"])
             raise ApiError(400, f"invalid request body: {where}: {first['msg']}", "invalid_request_error",
                            "invalid_body") from None
-        if chat.model not in await asyncio.to_thread(pool.names):
-            raise api_error(NotFoundError(f"no agent named {chat.model!r}; GET /v1/models lists the agents, "
-                                          f"`memagent agents create {chat.model}` makes one"))
+        try:  # an unknown or unavailable agent is an HTTP status, before any stream starts
+            await asyncio.to_thread(pool.session, chat.model)
+        except MemagentError as exc:
+            raise api_error(exc) from None
         key = request.headers.get("idempotency-key")
         if chat.stream:
             task = asyncio.create_task(turns.answer(chat, key))

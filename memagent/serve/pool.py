@@ -56,7 +56,7 @@ class AgentPool:
             if self._closed:
                 raise MemagentError("the server is shutting down")
             if name not in self._sessions:
-                if not AgentStore.exists(self.paths, name):
+                if name not in self.names():  # the listed agents only: a model id is never used as a path
                     raise NotFoundError(f"no agent named {name!r}; GET /v1/models lists the agents, "
                                         f"`memagent agents create {name}` makes one")
                 session = AgentSession(self.paths, self.settings, name, create=False, progress=False,
@@ -95,8 +95,7 @@ class AgentPool:
         last = store.recall.recent(1, kinds=[MessageKind.USER])
         if not last:
             return None, None
-        replies = [str((m.function_args or {}).get("message", "")) for m in store.recall.of_turn(last[0].turn_id)
-                   if m.kind == MessageKind.ASSISTANT_CALL and m.function_name == "send_message"]
+        replies = [m.reply for m in store.recall.of_turn(last[0].turn_id) if m.reply is not None]
         return last[0].content, ("\n\n".join(replies) if replies else None)
 
     def close(self) -> int:
