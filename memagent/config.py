@@ -174,6 +174,8 @@ class MemorySettings(_Section):
     chroma_port: int = Field(8000, ge=1, le=65535)
     search_limit: int = Field(5, ge=1, le=100)
     dense_weight: float = Field(0.6, ge=0, le=1)
+    # Embed what was said (in the background) so recall is searched by meaning too; off: words only.
+    recall_embeddings: bool = True
 
     @field_validator("embedding")
     @classmethod

@@ -2,8 +2,8 @@
 message are put into the prompt, whether or not the model would have searched for them.
 
 No model call: captured facts whose kind the message mentions (「猫の名前覚えてる？」 → the pet's
-name), earlier user messages that have left the context window and share the message's rarer words,
-and archival passages by hybrid search. They are rendered by recalled.j2 right before the reply,
+name), and earlier user messages that have left the context window and archival passages that share
+the message's rarer words or its meaning (hybrid search). They are rendered by recalled.j2 right before the reply,
 after the conversation, so the cached beginning of the prompt is untouched.
 """
 
@@ -16,6 +16,8 @@ from typing import Any, Literal
 from .capture import FactKind, is_question, load_vocabulary, normalised
 from .config import MemorySettings
 from .context import local_time_text
+from .memory.hybrid import Candidates
+from .memory.kinds import MessageKind
 from .memory.store import AgentStore
 from .prompts import PromptLibrary
 
@@ -85,21 +87,32 @@ class Surfacer:
         ]
 
     def _recall(self, query: str) -> list[Memory]:
-        hits = self.store.recall.related(query, self.limit * 4, out_of_context=True)
-        # An earlier question (「私の名前、覚えてる？」) shares the most words with a new one and tells nothing.
-        return [Memory("recall", int(hit.row_id), hit.text, local_time_text(hit.time), hit.score)
-                for hit in hits if hit.score >= self.floor and not is_question(hit.text)]
+        # Earlier user messages that have left the context window (the model sees the rest).
+        found = self.store.recall.candidate_scores(query, kinds=(MessageKind.USER,))
+        in_view = {message.id for message in self.store.recall.in_context()}
+        memories = []
+        for message_id, score in self._related(found):
+            message = self.store.recall.get(message_id)
+            # An earlier question (「私の名前、覚えてる？」) shares the most words with a new one and tells nothing.
+            if message is not None and message_id not in in_view and not is_question(message.content):
+                memories.append(Memory("recall", message_id, message.content, local_time_text(message.time), score))
+        return memories
 
     def _archival(self, query: str) -> list[Memory]:
         if self.store.archival.count() == 0:
             return []
-        dense, lexical = self.store.archival.candidate_scores(query)
-        related = [(i, max(lexical.get(i, 0.0), dense[i] if dense[i] >= DENSE_FLOOR else 0.0)) for i in dense]
-        related = sorted(((i, score) for i, score in related if score >= self.floor or dense[i] >= DENSE_FLOOR),
-                         key=lambda item: -item[1])[: self.limit]
         memories = []
-        for passage_id, score in related:
+        for passage_id, score in self._related(self.store.archival.candidate_scores(query)):
             passage = self.store.archival.get(passage_id)
             if passage is not None:
-                memories.append(Memory("archival", passage_id, passage.text, local_time_text(passage.time), round(score, 4)))
+                memories.append(Memory("archival", passage_id, passage.text, local_time_text(passage.time), score))
         return memories
+
+    def _related(self, found: Candidates) -> list[tuple[int, float]]:
+        """Candidates related to the message, best first: by the share of its weighted words they
+        contain (at least surface_min_score), or by meaning alone above DENSE_FLOOR (paraphrase)."""
+        scored = [(i, max(lexical, dense if (dense := found.dense.get(i, 0.0)) >= DENSE_FLOOR else 0.0))
+                  for i, lexical in found.lexical.items()]
+        related = [(i, round(score, 4)) for i, score in scored
+                   if score >= self.floor or found.dense.get(i, 0.0) >= DENSE_FLOOR]
+        return sorted(related, key=lambda item: (-item[1], -item[0]))[: self.limit * 4]

@@ -1,8 +1,10 @@
-"""Recall memory: literal substring search (FTS5 trigram, LIKE under 3 characters), dates, paging,
-imports."""
+"""Recall memory: literal search (FTS5 trigram substrings; a word index under 3 characters), dates,
+paging, imports. Search by meaning: tests/test_memory_recall_meaning.py."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -44,12 +46,26 @@ def store(paths: Paths) -> AgentStore:
         yield opened
 
 
+# The documented rule for queries under 3 characters: kana/kanji are single-character words, other
+# words are runs of letters and digits; the query's words must appear as words, in a row.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+_WORD = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
+
+
 def _expected(query: str) -> set[str]:
-    return {text for text in CORPUS if query.lower() in text.lower()}
+    wanted = _words(query)
+    if len(query) >= 3 or not wanted:  # trigram substrings; no word at all: a scan for the substring
+        return {text for text in CORPUS if query.lower() in text.lower()}
+    return {text for text in CORPUS
+            if any(_words(text)[start:start + len(wanted)] == wanted for start in range(len(_words(text))))}
 
 
 def _found(store: AgentStore, query: str) -> set[str]:
-    page = store.recall.search(query, page_size=100)
+    page = store.recall.search(query, page_size=100, literal=True)
     assert page.total == len(page.hits)
     return {hit.text for hit in page.hits}
 
@@ -64,13 +80,15 @@ def test_japanese_substring_inside_a_sentence(store: AgentStore) -> None:
     assert _found(store, "来週の金曜") == {CORPUS[0]}
 
 
-@pytest.mark.parametrize("query", ["誕生", "猫", "a", "%", "_"])
-def test_queries_shorter_than_a_trigram_fall_back_to_like(store: AgentStore, query: str) -> None:
+@pytest.mark.parametrize("query", ["誕生", "猫", "a", "%", "_", "ＡＮ", "ab", "a)"])
+def test_queries_shorter_than_a_trigram_use_the_word_index(store: AgentStore, query: str) -> None:
     assert _found(store, query) == _expected(query)
+    if query == "a":  # a word, not every message with an "a" in it
+        assert _found(store, "a") == {CORPUS[3], CORPUS[6], CORPUS[7]}  # "a_b": "_" separates words
 
 
 def test_case_insensitive_and_scored(store: AgentStore) -> None:
-    hits = store.recall.search("quick BROWN").hits
+    hits = store.recall.search("quick BROWN", literal=True).hits
     assert [hit.text for hit in hits] == [CORPUS[3]]
     assert hits[0].score > 0 and hits[0].role == "assistant"
 
@@ -96,13 +114,13 @@ def test_paging_newest_first(paths: Paths) -> None:
     with make_store(paths) as store:
         for i in range(12):
             store.recall.add("user", f"りんごの話 その{i}", kind="user_message", turn_id=i)
-        first = store.recall.search("りんご", page=0, page_size=5)
+        first = store.recall.search("りんご", page=0, page_size=5, literal=True)
         assert (first.total, first.pages, first.page) == (12, 3, 0)
         assert [hit.text for hit in first.hits] == [f"りんごの話 その{i}" for i in range(11, 6, -1)]
-        last = store.recall.search("りんご", page=2, page_size=5)
+        last = store.recall.search("りんご", page=2, page_size=5, literal=True)
         assert [hit.text for hit in last.hits] == ["りんごの話 その1", "りんごの話 その0"]
         assert not last.has_more
-        assert store.recall.search("りんご", page=3, page_size=5).hits == []
+        assert store.recall.search("りんご", page=3, page_size=5, literal=True).hits == []
 
 
 def test_default_search_skips_heartbeats_and_function_results(paths: Paths) -> None:
@@ -110,8 +128,8 @@ def test_default_search_skips_heartbeats_and_function_results(paths: Paths) -> N
         store.recall.add("user", "誕生日はいつ？", kind="user_message", turn_id=1)
         store.recall.add("function", "検索結果: 誕生日は3月", kind="function_result", turn_id=1)
         store.recall.add("user", "heartbeat 誕生日", kind="heartbeat", turn_id=1)
-        assert store.recall.search("誕生日").total == 1
-        assert store.recall.search("誕生日", kinds=None).total == 3
+        assert store.recall.search("誕生日", literal=True).total == 1
+        assert store.recall.search("誕生日", kinds=None, literal=True).total == 3
 
 
 def test_date_search(paths: Paths) -> None:
@@ -152,11 +170,11 @@ def test_bulk_insert_and_single_insert_are_both_searchable(paths: Paths) -> None
         stored = store.recall.add_many(NewMessage("user", f"bulk line {i} キーワード") for i in range(2500))
         assert stored == 2500
         store.recall.add("user", "single line キーワード", kind="user_message", turn_id=9)
-        assert store.recall.search("キーワード").total == 2501
+        assert store.recall.search("キーワード", literal=True).total == 2501
         store.recall.delete_all()
-        assert store.recall.count() == 0 and store.recall.search("キーワード").total == 0
+        assert store.recall.count() == 0 and store.recall.search("キーワード", literal=True).total == 0
         store.recall.add("user", "after reset キーワード", kind="user_message", turn_id=10)
-        assert [h.text for h in store.recall.search("キーワード").hits] == ["after reset キーワード"]
+        assert [h.text for h in store.recall.search("キーワード", literal=True).hits] == ["after reset キーワード"]
 
 
 def test_in_context_window_and_token_counts(paths: Paths) -> None:
@@ -179,7 +197,7 @@ def test_jsonl_import_keeps_ids_and_types(paths: Paths, tmp_path: Path) -> None:
     with make_store(paths) as store:
         counts = store.import_file(write_jsonl(tmp_path / "conv.jsonl", records))
         assert counts == {"messages": 3}
-        hits = store.recall.search("誕生日").hits
+        hits = store.recall.search("誕生日", literal=True).hits
         assert [(hit.id, hit.text) for hit in hits] == [(42, "誕生日おめでとう！"), ("conv-1", "去年の誕生日はケーキを食べた")]
         assert hits[1].time == datetime(2023, 3, 14, 10, 0, tzinfo=UTC)
         assert store.recall.in_context() == []  # history, not the current window

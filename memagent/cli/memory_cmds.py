@@ -175,33 +175,34 @@ def register(cli: click.Group) -> None:
     @click.argument("query", required=False)
     @click.option("--recall", "store_kind", flag_value="recall", default=True, help="Search the conversation (default).")
     @click.option("--archival", "store_kind", flag_value="archival", help="Search archival memory (hybrid).")
-    @click.option("--start", help="Recall: first date (YYYY-MM-DD) of a date-range search instead of a query.")
+    @click.option("--start", help="Recall: first date (YYYY-MM-DD) to search; without QUERY, every message in the range.")
     @click.option("--end", help="Recall: last date of the range (default: --start).")
+    @click.option("--literal", is_flag=True, help="Recall: messages containing QUERY as written, newest first.")
     @click.option("--limit", "-k", default=None, type=click.IntRange(1, 1000), help="Hits per page (default: memory.search_limit).")
     @click.option("--page", default=1, type=click.IntRange(1), help="Page number, from 1.")
     @click.option("--all-kinds", is_flag=True, help="Recall: also search heartbeats, function results and notices.")
     @json_option
     @pass_app
     def search(app: AppContext, agent_name: str, query: str | None, store_kind: str, start: str | None,
-               end: str | None, limit: int | None, page: int, all_kinds: bool, as_json: bool) -> None:
-        """Search recall (substring, any language) or archival memory (meaning + words).
+               end: str | None, literal: bool, limit: int | None, page: int, all_kinds: bool, as_json: bool) -> None:
+        """Search recall or archival memory by meaning and words together, best first.
 
-        QUERY is always literal text: quotes, *, AND, NEAR(...) are searched as written."""
+        QUERY is plain text in any language: quotes, *, AND, NEAR(...) are searched as written."""
         from ..memory.recall import CONVERSATION_KINDS
 
         size = limit or app.settings.memory.search_limit
         kinds = None if all_kinds else CONVERSATION_KINDS
+        if store_kind != "recall" and (start or end or literal):
+            raise MemagentError("--start/--end and --literal search the conversation; drop --archival")
         with open_agent(app, agent_name) as store:
-            if start or end:
-                if store_kind != "recall":
-                    raise MemagentError("--start/--end search the conversation; drop --archival")
+            if not query and (start or end):
                 result = store.recall.search_date(start or end or "", end or start or "", page - 1, size, kinds=kinds)
             elif not query:
                 raise MemagentError("give a QUERY to search for (or --start/--end for a date range)")
             elif store_kind == "archival":
                 result = store.archival.search(query, page - 1, size)
             else:
-                result = store.recall.search(query, page - 1, size, kinds=kinds)
+                result = store.recall.search(query, page - 1, size, kinds=kinds, literal=literal, start=start, end=end)
         print_page(result, as_json)
 
     @memory.command()
@@ -316,10 +317,12 @@ def register(cli: click.Group) -> None:
     @agent_option
     @pass_app
     def reindex(app: AppContext, agent_name: str) -> None:
-        """Rebuild the archival vector index from the database (after changing the embedder, say)."""
+        """Rebuild the vector indexes (archival and recall) from the database (after changing the embedder, say)."""
         with open_agent(app, agent_name, write=True) as store:
-            count = store.archival.reindex(progress=show_progress())
-        click.echo(f"indexed {count} passages")
+            passages = store.archival.reindex(progress=show_progress())
+            messages = store.recall.vectors.reindex(progress=show_progress()) if store.recall.vectors else None
+        click.echo(f"indexed {passages} passages" + (f" and {messages} messages" if messages is not None else
+                                                      " (recall_embeddings is off: messages are searched by words)"))
 
     @memory.command()
     @agent_option

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-import numpy as np
 from sqlalchemy import delete, func, select, text
 
-from ..errors import MemagentError
 from .chroma_index import ChromaIndex, IndexLocation
 from .db import Database, rows_affected, trigger_suspended
 from .embeddings import Embedder
 from .errors import QueryError
-from .fts import LIKE_ESCAPE, fts_any, like_pattern
+from .fts import LIKE_ESCAPE, fts_any, like_pattern, short_match
 from .fusion import FusionMethod, fuse
+from .hybrid import CANDIDATE_POOL, Candidates, candidates
 from .lexical import QueryTerms, coverage, query_terms
 from .models import PassageRow, utc_now
 from .records import HitId, Passage, SearchHit, SearchPage
-
-log = logging.getLogger(__name__)
-
-# Each ranker contributes its best CANDIDATE_POOL passages; the union is fused and paged.
-CANDIDATE_POOL = 50
-EMBED_BATCH = 64
+from .vector_index import IndexRow, VectorIndex
 
 _LEXICAL_TOP = "SELECT rowid FROM passage_fts WHERE passage_fts MATCH :match ORDER BY rank LIMIT :limit"
+_SHORT_TOP = "SELECT rowid FROM passage_short WHERE passage_short MATCH :match ORDER BY rowid DESC LIMIT :limit"
 
 
 @dataclass
@@ -43,12 +36,6 @@ def _view(row: PassageRow) -> Passage:
     return Passage(id=row.id, text=row.text, time=row.time, source=row.source, external_id=row.external_id)
 
 
-def _progress(total: int, enabled: bool, label: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=label, unit="passage", leave=False)
-
-
 class ArchivalStore:
     def __init__(
         self,
@@ -60,21 +47,26 @@ class ArchivalStore:
         fusion: FusionMethod = "minmax",
     ) -> None:
         self._db = db
-        self._embedder_factory = embedder
-        self._embedder: Embedder | None = None
-        self._location = location
-        self._collection_name = collection_name
-        self._index: ChromaIndex | None = None
-        self._index_checked = False
+        self.vectors = VectorIndex(embedder, location, collection_name, self, what="passages")
         self.dense_weight = dense_weight
         self.fusion: FusionMethod = fusion
-        self.progress = False  # show a progress bar when the index is (re)built
 
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = self._embedder_factory()
-        return self._embedder
+        return self.vectors.embedder
+
+    @property
+    def index(self) -> ChromaIndex:
+        return self.vectors.chroma
+
+    @property
+    def progress(self) -> bool:
+        return self.vectors.progress
+
+    @progress.setter
+    def progress(self, enabled: bool) -> None:
+        """Show a progress bar when the index is (re)built."""
+        self.vectors.progress = enabled
 
     # --- writing -------------------------------------------------------------------------------
     def insert(self, content: str, *, source: str = "agent", time: datetime | None = None,
@@ -94,7 +86,7 @@ class ArchivalStore:
             views = [_view(row) for row in rows]
             # Embedding happens after commit: the write lock is not held while a model runs, and a
             # failure here only leaves the index behind SQLite, which the next open repairs.
-            self._db.after_commit(lambda: self._index_passages(views, progress))
+            self._db.after_commit(lambda: self.vectors.added([view.id for view in views], progress))
         return views
 
     def external_ids(self) -> set[HitId]:
@@ -116,16 +108,8 @@ class ArchivalStore:
         ids = list(passage_ids)
         with self._db.transaction() as session:
             removed = rows_affected(session.execute(delete(PassageRow).where(PassageRow.id.in_(ids))))
-            self._db.after_commit(lambda: self._unindex(ids))
+            self._db.after_commit(lambda: self.vectors.removed(ids))
         return removed
-
-    def _unindex(self, ids: list[int]) -> None:
-        try:
-            self._ensure_index()  # a first-time sync already drops them
-            self.index.delete(ids)
-        except Exception as exc:  # SQLite no longer has them; the next open's sync drops them
-            self._index_checked = False
-            log.warning("could not remove %d passages from the index yet (%s)", len(ids), exc)
 
     def delete_all(self) -> int:
         with self._db.transaction() as session:
@@ -133,15 +117,23 @@ class ArchivalStore:
             with trigger_suspended(connection, "passage_fts_delete"):
                 removed = connection.execute(delete(PassageRow)).rowcount
                 connection.exec_driver_sql("INSERT INTO passage_fts(passage_fts) VALUES ('delete-all')")
-            self._db.after_commit(self._drop_index)
+            with trigger_suspended(connection, "passage_short_delete"):
+                connection.exec_driver_sql("INSERT INTO passage_short(passage_short) VALUES ('delete-all')")
+            self._db.after_commit(self.vectors.emptied)
         return removed
 
-    def _drop_index(self) -> None:
-        self._index_checked = False
-        try:
-            self.index.wipe()
-        except Exception as exc:  # SQLite is already empty; the next open's sync empties the index
-            log.warning("archival index not emptied yet (%s)", exc)
+    # --- the index's source (vector_index.IndexSource) -----------------------------------------
+    def indexable_count(self) -> int:
+        return self.count()
+
+    def indexable_ids(self) -> set[int]:
+        with self._db.read() as session:
+            return set(session.scalars(select(PassageRow.id)))
+
+    def indexable_rows(self, ids: Sequence[int]) -> list[IndexRow]:
+        with self._db.read() as session:
+            rows = session.execute(select(PassageRow.id, PassageRow.text).where(PassageRow.id.in_(list(ids)))).all()
+        return [IndexRow(row.id, row.text) for row in rows]
 
     # --- reading -------------------------------------------------------------------------------
     def count(self) -> int:
@@ -165,28 +157,23 @@ class ArchivalStore:
     # --- search --------------------------------------------------------------------------------
     def search(self, query: str, page: int = 0, page_size: int = 5) -> SearchPage:
         """Hybrid search: dense and lexical candidates, fused (settings.memory.dense_weight)."""
-        dense, lexical = self.candidate_scores(self._checked(query, page, page_size))
-        return self._page(fuse(dense, lexical, self.dense_weight, self.fusion), page, page_size)
+        found = self.candidate_scores(self._checked(query, page, page_size))
+        return self._page(fuse(found.dense, found.lexical, self.dense_weight, self.fusion), page, page_size)
 
-    def candidate_scores(self, query: str) -> tuple[dict[int, float], dict[int, float]]:
-        """Each ranker's best CANDIDATE_POOL passages, both scores completed for the union:
-        (row id → cosine similarity, row id → lexical coverage in [0, 1])."""
-        query_vector = self.embedder.embed_query(query)
-        dense = dict(self._dense(query_vector, CANDIDATE_POOL))
-        terms = self._query_terms(query)
-        lexical_ids = self._lexical(terms, CANDIDATE_POOL)
-        dense.update(self._dense_of(query_vector, [i for i in lexical_ids if i not in dense]))
-        return dense, self._coverage(terms, list(dense))
+    def candidate_scores(self, query: str) -> Candidates:
+        """Each ranker's best CANDIDATE_POOL passages, both scores completed for the union."""
+        return candidates(query, self._query_terms(query), self.vectors, self._lexical, self._texts)
 
     def search_dense(self, query: str, page: int = 0, page_size: int = 5) -> SearchPage:
         needle = self._checked(query, page, page_size)
-        found = self._dense(self.embedder.embed_query(needle), max(CANDIDATE_POOL, (page + 1) * page_size))
+        found = self.vectors.nearest(self.vectors.query_vector(needle), max(CANDIDATE_POOL, (page + 1) * page_size))
         return self._page(found, page, page_size)
 
     def search_lexical(self, query: str, page: int = 0, page_size: int = 5) -> SearchPage:
         terms = self._query_terms(self._checked(query, page, page_size))
-        coverage = self._coverage(terms, self._lexical(terms, max(CANDIDATE_POOL, (page + 1) * page_size)))
-        ranked = sorted(((i, c) for i, c in coverage.items() if c > 0), key=lambda item: (-item[1], item[0]))
+        ids = self._lexical(terms, max(CANDIDATE_POOL, (page + 1) * page_size))
+        scores = {i: coverage(terms, body) for i, body in self._texts(ids).items()}
+        ranked = sorted(((i, c) for i, c in scores.items() if c > 0), key=lambda item: (-item[1], item[0]))
         return self._page(ranked, page, page_size)
 
     def _checked(self, query: str, page: int, page_size: int) -> str:
@@ -210,22 +197,6 @@ class ArchivalStore:
         ]
         return SearchPage(hits=hits, total=len(ranked), page=page, page_size=page_size)
 
-    def _dense(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
-        self._ensure_index()
-        try:
-            return self.index.query(vector, limit)
-        except MemagentError:
-            raise
-        except Exception as exc:  # reopen (a corrupt index is started over) and bring it level
-            log.warning("archival index query failed (%s); reopening it", exc)
-            self._index_checked = False
-            self.index.close()
-            self._ensure_index()
-            return self.index.query(vector, limit)
-
-    def _dense_of(self, vector: np.ndarray, ids: list[int]) -> dict[int, float]:
-        return {i: float(np.dot(v, vector)) for i, v in self.index.vectors(ids).items()}
-
     def _query_terms(self, needle: str) -> QueryTerms:
         with self._db.read() as session:
             passages = int(session.scalar(select(func.count()).select_from(PassageRow)) or 0)
@@ -241,6 +212,9 @@ class ArchivalStore:
                     return []
                 rows = session.execute(text(_LEXICAL_TOP), {"match": fts_any(searchable), "limit": limit})
                 return [int(i) for i, in rows]
+            match = short_match(list(terms.weights))
+            if match is not None:  # words of 1-2 characters: the short-query index
+                return [int(i) for i, in session.execute(text(_SHORT_TOP), {"match": match, "limit": limit})]
             words = list(terms.weights)
             condition = " OR ".join(f"text LIKE :p{n} ESCAPE '{LIKE_ESCAPE}'" for n in range(len(words)))
             rows = session.execute(
@@ -249,96 +223,24 @@ class ArchivalStore:
             )
             return [int(i) for i, in rows]
 
-    def _coverage(self, terms: QueryTerms, ids: list[int]) -> dict[int, float]:
-        """How much of the query each passage contains (lexical.coverage; words for short queries)."""
+    def _texts(self, ids: Sequence[int]) -> dict[int, str]:
         if not ids:
             return {}
         with self._db.read() as session:
-            texts = dict(session.execute(select(PassageRow.id, PassageRow.text).where(PassageRow.id.in_(ids))).all())
-        return {i: coverage(terms, body) for i, body in texts.items()}
+            return dict(session.execute(select(PassageRow.id, PassageRow.text).where(PassageRow.id.in_(list(ids)))).all())
 
-    # --- the index -----------------------------------------------------------------------------
-    @property
-    def index(self) -> ChromaIndex:
-        if self._index is None:
-            self._index = ChromaIndex(self._location, self._collection_name)
-        return self._index
-
-    def _signature(self) -> dict[str, str | int]:
-        return {"embedder": self.embedder.name, "dim": self.embedder.dim}
-
-    def _ensure_index(self, progress: bool | None = None) -> None:
-        """Open the index and bring it level with SQLite (first use, or its folder vanished)."""
-        if self._index_checked and self.index.is_open and not self.index.missing_on_disk:
-            return
-        self.index.close()
-        self.index.open(self._signature())
-        self.sync(progress=self.progress if progress is None else progress)
-        self._index_checked = True
-
+    # --- the index ---------------------------------------------------------------------------
     def sync(self, progress: bool = False) -> int:
         """Index passages the index lacks and drop ones SQLite no longer has; returns how many were added."""
-        if not self.index.is_open:
-            self.index.open(self._signature())
-        with self._db.read() as session:
-            stored_count = int(session.scalar(select(func.count()).select_from(PassageRow)) or 0)
-            if self.index.count() == stored_count:
-                return 0
-            stored_ids = set(session.scalars(select(PassageRow.id)))
-        indexed = self.index.ids()
-        stale = sorted(indexed - stored_ids)
-        if stale:
-            self.index.delete(stale)
-        missing = sorted(stored_ids - indexed)
-        if missing:
-            log.info("archival index is missing %d passages; indexing them", len(missing))
-            self._index_ids(missing, progress, "indexing archival memory")
-        return len(missing)
+        return self.vectors.sync(progress)
 
     def reindex(self, progress: bool = True) -> int:
         """Rebuild the vector index from SQLite; returns how many passages were indexed."""
-        self.index.wipe()
-        self.index.open(self._signature())
-        with self._db.read() as session:
-            ids = list(session.scalars(select(PassageRow.id).order_by(PassageRow.id)))
-        self._index_ids(ids, progress, "reindexing archival memory")
-        self._index_checked = True
-        return len(ids)
-
-    def _index_ids(self, ids: list[int], progress: bool, label: str) -> None:
-        with _progress(len(ids), progress, label) as bar:
-            for start in range(0, len(ids), EMBED_BATCH * 16):
-                with self._db.read() as session:
-                    rows = session.execute(
-                        select(PassageRow.id, PassageRow.text).where(PassageRow.id.in_(ids[start:start + EMBED_BATCH * 16]))
-                    ).all()
-                self._embed_and_upsert([row.id for row in rows], [row.text for row in rows], bar)
-
-    def _index_passages(self, passages: list[Passage], progress: bool) -> None:
-        try:
-            if not self._index_checked or self.index.missing_on_disk:
-                self._ensure_index(progress)  # its sync indexes every committed passage, these included
-                return
-            with _progress(len(passages), progress and len(passages) > EMBED_BATCH, "indexing passages") as bar:
-                self._embed_and_upsert([p.id for p in passages], [p.text for p in passages], bar)
-        except Exception as exc:  # SQLite already has the passages; the next open indexes them
-            self._index_checked = False
-            log.warning("could not index %d new passages yet (%s); they will be indexed on next use", len(passages), exc)
+        return self.vectors.reindex(progress)
 
     def refresh_index(self, progress: bool = False) -> None:
         """Bring the index level with SQLite now (after a bulk change); a failure only defers it."""
-        try:
-            self._index_checked = False
-            self._ensure_index(progress)
-        except Exception as exc:  # the passages are safe in SQLite; the next use tries again
-            log.warning("archival index not updated yet (%s); it will be on next use", exc)
-
-    def _embed_and_upsert(self, ids: list[int], texts: list[str], bar: Any) -> None:
-        for start in range(0, len(ids), EMBED_BATCH):
-            vectors = self.embedder.embed_passages(texts[start:start + EMBED_BATCH])
-            self.index.upsert(ids[start:start + EMBED_BATCH], vectors)
-            bar.update(len(vectors))
+        self.vectors.refresh(progress)
 
     def close(self) -> None:
-        if self._index is not None:
-            self._index.close()
+        self.vectors.close()

@@ -7,7 +7,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -20,6 +20,11 @@ MAX_BATCH = 4000
 # Chroma's defaults (ef 100, 16 neighbours) missed 9% of the true top 10 on our Japanese set in a
 # crowd of similar chat lines; these miss 2%, for a few ms per query.
 HNSW_CONFIG = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
+
+
+Metadata: TypeAlias = dict[str, str | int | float]
+# A Chroma `where` filter, e.g. {"$and": [{"kind": {"$in": [...]}}, {"t": {"$gte": 0}}]}.
+Where: TypeAlias = dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -92,9 +97,11 @@ class ChromaIndex:
             if self.location.local_dir is None:  # a server's trouble is reported, never "fixed" by deleting
                 raise MemagentError(f"the Chroma server at {self.location.description} failed ({exc}); "
                                     "check it, or set memory.chroma = local") from None
-            # A corrupt local index: start it over, SQLite has the data.
-            log.warning("archival index at %s unusable (%s); rebuilding it", self.location.description, exc)
-            self.wipe()
+            # A corrupt local index: start it over (every collection in it), SQLite has the data.
+            log.warning("vector index at %s unusable (%s); rebuilding it", self.location.description, exc)
+            self.close()
+            _forget_cached_system(self.location.local_dir)
+            shutil.rmtree(self.location.local_dir, ignore_errors=True)
             self._open_collection()
 
     def _open_collection(self) -> None:
@@ -128,11 +135,9 @@ class ChromaIndex:
         self._collection = None
 
     def wipe(self) -> None:
-        """Remove the whole collection (and, for a local index, its folder)."""
-        if self.location.local_dir is not None:
+        """Remove the whole collection (others in the same folder or server stay)."""
+        if self.missing_on_disk:
             self.close()
-            _forget_cached_system(self.location.local_dir)
-            shutil.rmtree(self.location.local_dir, ignore_errors=True)
             return
         if self._client is None:
             self._client = _client(self.location)
@@ -181,20 +186,21 @@ class ChromaIndex:
                 return found
             offset += MAX_BATCH
 
-    def upsert(self, ids: list[int], vectors: np.ndarray) -> None:
+    def upsert(self, ids: list[int], vectors: np.ndarray, metadata: list[Metadata | None] | None = None) -> None:
         for start in range(0, len(ids), MAX_BATCH):
-            self.collection.upsert(ids=[str(i) for i in ids[start:start + MAX_BATCH]],
-                                   embeddings=vectors[start:start + MAX_BATCH])
+            end = start + MAX_BATCH
+            self.collection.upsert(ids=[str(i) for i in ids[start:end]], embeddings=vectors[start:end],
+                                   metadatas=metadata[start:end] if metadata is not None else None)
 
     def delete(self, ids: list[int]) -> None:
         for start in range(0, len(ids), MAX_BATCH):
             self.collection.delete(ids=[str(i) for i in ids[start:start + MAX_BATCH]])
 
-    def query(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
-        """Nearest passages as (row id, cosine similarity), best first."""
+    def query(self, vector: np.ndarray, limit: int, where: Where | None = None) -> list[tuple[int, float]]:
+        """Nearest rows as (row id, cosine similarity), best first; `where` filters on metadata."""
         if limit <= 0:
             return []
-        result = self.collection.query(query_embeddings=[vector], n_results=limit, include=["distances"])
+        result = self.collection.query(query_embeddings=[vector], n_results=limit, include=["distances"], where=where)
         return [(int(i), 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0])]
 
     def vectors(self, ids: list[int]) -> dict[int, np.ndarray]:

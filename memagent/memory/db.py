@@ -16,6 +16,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from ..errors import MemagentError
+from .fts import SHORT_TOKENS_FUNCTION, short_tokens
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 
 DB_FILENAME = "agent.db"
@@ -67,6 +68,8 @@ def _configure_connection(dbapi_connection: sqlite3.Connection, _record: Any) ->
     cursor.execute("PRAGMA synchronous = NORMAL")  # durable at each checkpoint; WAL keeps it consistent
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+    # The short-query indexes' triggers call it (migrations _V4).
+    dbapi_connection.create_function(SHORT_TOKENS_FUNCTION, 1, short_tokens, deterministic=True)
 
 
 def _begin(connection: Any) -> None:

@@ -3,11 +3,16 @@ quoted as an FTS5 string, so `"`, `*`, `NEAR(…)`, `AND`, `-` and parentheses a
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
-# The trigram tokenizer indexes 3-character windows; shorter strings can only be found with LIKE.
+# The trigram tokenizer indexes 3-character windows; shorter strings go to the word index below.
 MIN_FTS_CHARS = 3
 LIKE_ESCAPE = "\\"
+# Characters written without spaces between words (kana, kanji, hangul): each is a word of its own
+# in the short-query index, so 「猫」 or 「夏休」 is found as characters in a row.
+_UNSPACED = re.compile(r"([\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af])")
+SHORT_TOKENS_FUNCTION = "memagent_short_tokens"
 
 
 def fts_string(text: str) -> str:
@@ -60,3 +65,25 @@ def query_trigrams(text: str) -> list[str]:
 
 def count_occurrences(text: str, needle: str) -> int:
     return text.lower().count(needle.lower()) if needle else 0
+
+
+def short_tokens(text: str | None) -> str:
+    """What the short-query index (FTS5 unicode61, registered in SQLite as SHORT_TOKENS_FUNCTION)
+    reads for `text`: NFKC-folded, with every kana/kanji/hangul character spaced apart. Latin words
+    stay whole words. A query of 1-2 characters is looked up there instead of scanning every row."""
+    if not text:
+        return ""
+    return _UNSPACED.sub(r" \1 ", unicodedata.normalize("NFKC", text))
+
+
+def short_phrase(query: str) -> str | None:
+    """An FTS5 query for the short-query index: the query's tokens as one phrase (adjacent, in
+    order), or None when it has no word characters at all."""
+    tokens = chunks(short_tokens(query).lower())
+    return fts_string(" ".join(tokens)) if tokens else None
+
+
+def short_match(words: list[str]) -> str | None:
+    """An FTS5 query for the short-query index matching any of `words` (each a phrase)."""
+    phrases = [phrase for word in words if (phrase := short_phrase(word)) is not None]
+    return " OR ".join(phrases) if phrases else None

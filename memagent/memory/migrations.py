@@ -128,6 +128,33 @@ _V3 = [
 ]
 
 
+# Short-query indexes: a query of 1-2 characters (猫, 夏休, AI) has no trigram, and used to scan
+# every row. These contentless FTS5 tables index words (unicode61) of the text as SQLite function
+# memagent_short_tokens (fts.short_tokens, registered on every connection) spaces it: each kana,
+# kanji or hangul character a word. Contentless: nothing is stored twice; a delete gives the
+# tokens back, which the function recomputes from the old row.
+def _short_index(table: str, column: str) -> list[str]:
+    index = f"{table}_short"
+    tokens = f"memagent_short_tokens({{row}}.{column})"
+    return [
+        f"CREATE VIRTUAL TABLE {index} USING fts5({column}, content='', tokenize='unicode61')",
+        f"INSERT INTO {index}(rowid, {column}) SELECT id, {tokens.format(row=table)} FROM {table}",
+        f"""CREATE TRIGGER {index}_insert AFTER INSERT ON {table} BEGIN
+            INSERT INTO {index}(rowid, {column}) VALUES (new.id, {tokens.format(row='new')});
+        END""",
+        f"""CREATE TRIGGER {index}_delete AFTER DELETE ON {table} BEGIN
+            INSERT INTO {index}({index}, rowid, {column}) VALUES ('delete', old.id, {tokens.format(row='old')});
+        END""",
+        f"""CREATE TRIGGER {index}_update AFTER UPDATE OF {column} ON {table} BEGIN
+            INSERT INTO {index}({index}, rowid, {column}) VALUES ('delete', old.id, {tokens.format(row='old')});
+            INSERT INTO {index}(rowid, {column}) VALUES (new.id, {tokens.format(row='new')});
+        END""",
+    ]
+
+
+_V4 = _short_index("message", "content") + _short_index("passage", "text")
+
+
 def _run_all(statements: list[str]) -> Callable[[Connection], None]:
     def migrate(connection: Connection) -> None:
         for statement in statements:
@@ -140,6 +167,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _run_all(_V1),
     _run_all(_V2),
     _run_all(_V3),
+    _run_all(_V4),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

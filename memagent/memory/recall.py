@@ -1,8 +1,9 @@
-"""Recall memory: every message ever exchanged, searchable by substring (FTS5 trigram) and by date."""
+"""Recall memory: every message ever exchanged, searchable by meaning and words (hybrid, like
+archival), literally (FTS5 trigram; a word index for 1-2 character queries) and by date."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
@@ -10,14 +11,19 @@ from typing import Any
 from sqlalchemy import JSON, Connection, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.types import TypeEngine
 
+from .chroma_index import IndexLocation, Where
 from .dates import DateLike, utc_range
 from .db import Database, rows_affected, trigger_suspended
+from .embeddings import Embedder
 from .errors import QueryError
-from .fts import LIKE_ESCAPE, MIN_FTS_CHARS, count_occurrences, fts_any, fts_string, like_pattern
+from .fts import LIKE_ESCAPE, MIN_FTS_CHARS, count_occurrences, fts_any, fts_string, like_pattern, short_match, short_phrase, short_tokens
+from .fusion import fuse
+from .hybrid import Candidates, candidates
 from .kinds import CONVERSATION_KINDS, MessageKind
-from .lexical import coverage, query_terms
-from .models import MessageRow, UTCDateTime, utc_now
+from .lexical import QueryTerms, query_terms
+from .models import MessageRow, UTCDateTime, to_db_time, utc_now
 from .records import HitId, SearchHit, SearchPage, StoredMessage
+from .vector_index import IndexRow, VectorIndex
 
 # conversation_search looks through what was said (CONVERSATION_KINDS), not heartbeats, tool output
 # or earlier search results (which would echo every past query back).
@@ -83,14 +89,31 @@ SELECT m.id, m.content, m.time, m.role, m.external_id
 FROM message AS m WHERE m.content LIKE :pattern ESCAPE '{LIKE_ESCAPE}' {{kind_filter}}
 ORDER BY m.id DESC LIMIT :limit OFFSET :offset
 """
-# The best-matching messages by BM25 over the query's informative trigrams; re-scored by coverage.
-_RELATED_POOL = 200
-_RELATED = """
-SELECT m.id, m.content, m.time, m.role, m.external_id FROM message AS m
-JOIN (SELECT rowid FROM message_fts WHERE message_fts MATCH :match ORDER BY rank LIMIT :pool) AS f ON m.id = f.rowid
-WHERE m.kind IN :kinds {context_filter}
-"""
 _LIKE_COUNT = f"SELECT count(*) FROM message AS m WHERE m.content LIKE :pattern ESCAPE '{LIKE_ESCAPE}' {{kind_filter}}"
+# Queries of 1-2 characters: the word index (each kana/kanji its own word; migrations._V4).
+_SHORT_HITS = """
+SELECT m.id, m.content, m.time, m.role, m.external_id
+FROM message_short JOIN message AS m ON m.id = message_short.rowid
+WHERE message_short MATCH :match {kind_filter}
+ORDER BY message_short.rowid DESC LIMIT :limit OFFSET :offset
+"""
+_SHORT_COUNT = """
+SELECT count(*) FROM message_short JOIN message AS m ON m.id = message_short.rowid
+WHERE message_short MATCH :match {kind_filter}
+"""
+# Hybrid search's lexical candidates: the best BM25 matches, then the caller's filters.
+_LEXICAL_TOP = """
+SELECT m.id FROM message AS m
+JOIN (SELECT rowid, rank FROM message_fts WHERE message_fts MATCH :match ORDER BY rank LIMIT :pool) AS f ON m.id = f.rowid
+WHERE 1 {filters} ORDER BY f.rank LIMIT :limit
+"""
+_SHORT_TOP = """
+SELECT m.id FROM message_short JOIN message AS m ON m.id = message_short.rowid
+WHERE message_short MATCH :match {filters} ORDER BY message_short.rowid DESC LIMIT :limit
+"""
+# Before the kind and date filters, this many BM25 matches are taken (more when a date range is given).
+_LEXICAL_POOL = 200
+_LEXICAL_POOL_DATED = 2000
 
 
 def _sql(template: str, kinds: Sequence[str] | None, typed: bool = False) -> Any:
@@ -105,12 +128,16 @@ def bulk_insert_messages(connection: Connection, rows: Iterable[dict[str, Any]],
     in, instead of by the per-row trigger: about five times faster for large imports."""
     count = 0
     last_id = connection.execute(select(func.max(MessageRow.id))).scalar() or 0
-    with trigger_suspended(connection, "message_fts_insert"):
+    with trigger_suspended(connection, "message_fts_insert"), trigger_suspended(connection, "message_short_insert"):
         for batch in _batches(rows, batch_size):
             connection.execute(insert(MessageRow), batch)
             count += len(batch)
         connection.exec_driver_sql(
             "INSERT INTO message_fts(rowid, content) SELECT id, content FROM message WHERE id > ?", (last_id,)
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO message_short(rowid, content) SELECT id, memagent_short_tokens(content) FROM message "
+            "WHERE id > ?", (last_id,)
         )
     return count
 
@@ -125,9 +152,28 @@ def _check_paging(page: int, page_size: int) -> None:
         raise QueryError("bad_range", f"page {page} / page size {page_size}: pages count from 0, sizes from 1")
 
 
+def _epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+@dataclass(frozen=True)
+class RecallIndexSettings:
+    """How recall messages are embedded (None for `RecallStore`: words only)."""
+
+    embedder: Callable[[], Embedder]
+    location: IndexLocation
+    collection_name: str
+    dense_weight: float
+
+
 class RecallStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, index: RecallIndexSettings | None = None) -> None:
         self._db = db
+        # What was said (CONVERSATION_KINDS, not empty) is embedded on a background thread after
+        # each commit; searches use what is embedded so far, and words for the rest.
+        self.vectors = (VectorIndex(index.embedder, index.location, index.collection_name, self, what="messages",
+                                    background=True) if index is not None else None)
+        self.dense_weight = index.dense_weight if index is not None else 0.0
 
     # --- writing -------------------------------------------------------------------------------
     def add(self, role: str, content: str = "", *, kind: MessageKind | None = None, turn_id: int = 0,
@@ -137,12 +183,27 @@ class RecallStore:
         with self._db.transaction() as session:
             session.add(row)
             session.flush()
-            return to_stored(row)
+            stored = to_stored(row)
+            if self.vectors is not None and stored.kind in CONVERSATION_KINDS and stored.content:
+                vectors = self.vectors
+                self._db.after_commit(lambda: vectors.added([stored.id]))
+            return stored
 
-    def add_many(self, messages: Iterable[NewMessage], batch_size: int = 10_000) -> int:
-        """Bulk insert in one transaction; returns how many were stored."""
+    def add_many(self, messages: Iterable[NewMessage], batch_size: int = 10_000, progress: bool = False) -> int:
+        """Bulk insert in one transaction; returns how many were stored. They are embedded once it
+        commits: in the foreground with a progress bar when `progress`, else in the background."""
         with self._db.transaction() as session:
-            return bulk_insert_messages(session.connection(), (m.row() for m in messages), batch_size)
+            first_id = (session.scalar(select(func.max(MessageRow.id))) or 0) + 1
+            count = bulk_insert_messages(session.connection(), (m.row() for m in messages), batch_size)
+            if self.vectors is not None and count:
+                vectors = self.vectors
+                self._db.after_commit(lambda: vectors.added(self._indexable_ids_from(first_id), progress))
+        return count
+
+    def _indexable_ids_from(self, first_id: int) -> list[int]:
+        with self._db.read() as session:
+            return list(session.scalars(select(MessageRow.id).where(MessageRow.id >= first_id, self._indexable())
+                                        .order_by(MessageRow.id)))
 
     def set_in_context(self, message_ids: Sequence[int], in_context: bool) -> None:
         with self._db.transaction() as session:
@@ -168,15 +229,41 @@ class RecallStore:
         if not ids:
             return 0
         with self._db.transaction() as session:
-            return rows_affected(session.execute(delete(MessageRow).where(MessageRow.id.in_(ids))))
+            removed = rows_affected(session.execute(delete(MessageRow).where(MessageRow.id.in_(ids))))
+            if self.vectors is not None:
+                vectors = self.vectors
+                self._db.after_commit(lambda: vectors.removed(ids))
+            return removed
 
     def delete_all(self) -> int:
         with self._db.transaction() as session:
             connection = session.connection()
-            with trigger_suspended(connection, "message_fts_delete"):
+            with trigger_suspended(connection, "message_fts_delete"), trigger_suspended(connection, "message_short_delete"):
                 removed = connection.execute(delete(MessageRow)).rowcount
                 connection.exec_driver_sql("INSERT INTO message_fts(message_fts) VALUES ('delete-all')")
+                connection.exec_driver_sql("INSERT INTO message_short(message_short) VALUES ('delete-all')")
+            if self.vectors is not None:
+                self._db.after_commit(self.vectors.emptied)
             return removed
+
+    # --- the index's source (vector_index.IndexSource) -----------------------------------------
+    @staticmethod
+    def _indexable() -> Any:
+        return MessageRow.kind.in_(CONVERSATION_KINDS) & (MessageRow.content != "")
+
+    def indexable_count(self) -> int:
+        with self._db.read() as session:
+            return int(session.scalar(select(func.count()).select_from(MessageRow).where(self._indexable())) or 0)
+
+    def indexable_ids(self) -> set[int]:
+        with self._db.read() as session:
+            return set(session.scalars(select(MessageRow.id).where(self._indexable())))
+
+    def indexable_rows(self, ids: Sequence[int]) -> list[IndexRow]:
+        with self._db.read() as session:
+            rows = session.execute(select(MessageRow.id, MessageRow.content, MessageRow.kind, MessageRow.time)
+                                   .where(MessageRow.id.in_(list(ids)), self._indexable())).all()
+        return [IndexRow(row.id, row.content, {"kind": str(row.kind), "t": _epoch(row.time)}) for row in rows]
 
     # --- reading -------------------------------------------------------------------------------
     def get(self, message_id: int) -> StoredMessage | None:
@@ -215,16 +302,87 @@ class RecallStore:
 
     # --- search --------------------------------------------------------------------------------
     def search(
-        self, query: str, page: int = 0, page_size: int = 5, *, kinds: Sequence[str] | None = CONVERSATION_KINDS
+        self, query: str, page: int = 0, page_size: int = 5, *, kinds: Sequence[str] | None = CONVERSATION_KINDS,
+        literal: bool = False, start: DateLike | None = None, end: DateLike | None = None, tz: tzinfo | None = None,
     ) -> SearchPage:
-        """Messages containing `query` as a substring (case-insensitive), newest first.
-
-        The query is always literal text. Queries of 3+ characters use the trigram index; shorter
-        ones fall back to a LIKE scan, since no trigram can match them."""
+        """Messages about `query`, best first: by meaning and words together (hybrid, as archival),
+        optionally from `start` to `end`. `literal`: messages containing `query` as written, newest
+        first. Any text is a valid query: it is never search syntax."""
         needle = query.strip()
         if not needle:
             raise QueryError("empty", "the search query is empty; give a word or phrase to look for")
         _check_paging(page, page_size)
+        if literal:
+            return self._search_literal(needle, page, page_size, kinds)
+        found = self.candidate_scores(needle, kinds=kinds, start=start, end=end, tz=tz)
+        ranked = fuse(found.dense, found.lexical, self.dense_weight)
+        if not found.dense:  # words only: a message that shares none of them is no hit
+            ranked = [(i, score) for i, score in ranked if score > 0]
+        chosen = ranked[page * page_size:(page + 1) * page_size]
+        with self._db.read() as session:
+            rows = {row.id: row for row in session.scalars(select(MessageRow).where(MessageRow.id.in_([i for i, _ in chosen])))}
+        hits = [_hit(rows[i], round(score, 6)) for i, score in chosen if i in rows]
+        return SearchPage(hits=hits, total=len(ranked), page=page, page_size=page_size)
+
+    def candidate_scores(
+        self, query: str, *, kinds: Sequence[str] | None = CONVERSATION_KINDS, start: DateLike | None = None,
+        end: DateLike | None = None, tz: tzinfo | None = None,
+    ) -> Candidates:
+        """The best messages by meaning and by words, each scored by both (hybrid.candidates)."""
+        bounds = utc_range(start or end or "", end or start or "", tz) if (start or end) else None
+        filters, params = self._filters(kinds, bounds)
+        where: list[Where] = []
+        if kinds is not None:
+            where.append({"kind": {"$in": [str(kind) for kind in kinds]}})
+        if bounds is not None:
+            where += [{"t": {"$gte": _epoch(bounds[0])}}, {"t": {"$lt": _epoch(bounds[1])}}]
+        pool = _LEXICAL_POOL_DATED if bounds is not None else _LEXICAL_POOL
+
+        def lexical_top(terms: QueryTerms, limit: int) -> list[int]:
+            return self._lexical_top(terms, limit, filters, params, pool)
+
+        with self._db.read() as session:
+            documents = int(session.scalar(select(func.count()).select_from(MessageRow)) or 0)
+            terms = query_terms(session, "message_vocab", documents, query)
+        vectors = self.vectors if self.vectors is not None and self.dense_weight > 0 else None
+        return candidates(query, terms, vectors, lexical_top, self._texts,
+                          where=({"$and": where} if len(where) > 1 else where[0]) if where else None)
+
+    @staticmethod
+    def _filters(kinds: Sequence[str] | None, bounds: tuple[datetime, datetime] | None) -> tuple[str, dict[str, Any]]:
+        sql, params = "", dict[str, Any]()
+        if kinds is not None:
+            sql += " AND m.kind IN :kinds"
+            params["kinds"] = [str(kind) for kind in kinds]
+        if bounds is not None:
+            sql += " AND m.time >= :lower AND m.time < :upper"
+            params["lower"], params["upper"] = to_db_time(bounds[0]), to_db_time(bounds[1])
+        return sql, params
+
+    def _lexical_top(self, terms: QueryTerms, limit: int, filters: str, params: dict[str, Any], pool: int) -> list[int]:
+        if terms.like:
+            match, template = short_match(list(terms.weights)), _SHORT_TOP
+        else:
+            searchable = terms.informative()
+            match, template = (fts_any(searchable) if searchable else None), _LEXICAL_TOP
+        if match is None:
+            return []
+        statement = text(template.format(filters=filters))
+        if "kinds" in params:
+            statement = statement.bindparams(bindparam("kinds", expanding=True))
+        with self._db.read() as session:
+            rows = session.execute(statement, {**params, "match": match, "limit": limit, "pool": max(pool, limit)})
+            return [int(i) for i, in rows]
+
+    def _texts(self, ids: Sequence[int]) -> dict[int, str]:
+        if not ids:
+            return {}
+        with self._db.read() as session:
+            return dict(session.execute(select(MessageRow.id, MessageRow.content).where(MessageRow.id.in_(list(ids)))).all())
+
+    def _search_literal(self, needle: str, page: int, page_size: int, kinds: Sequence[str] | None) -> SearchPage:
+        """Queries of 3+ characters use the trigram index (any substring); shorter ones the word
+        index (a word, or kana/kanji in a row); one with no letters at all, a scan."""
         params: dict[str, Any] = {"limit": page_size, "offset": page * page_size}
         if kinds is not None:
             params["kinds"] = list(kinds)
@@ -233,7 +391,16 @@ class RecallStore:
                 params["match"] = fts_string(needle)
                 total = session.execute(_sql(_FTS_COUNT, kinds), params).scalar_one()
                 rows = session.execute(_sql(_FTS_HITS, kinds, typed=True), params).all()
-                hits = [_hit(row, float(row.score)) for row in rows]
+                return SearchPage(hits=[_hit(row, float(row.score)) for row in rows], total=int(total), page=page,
+                                  page_size=page_size)
+            phrase = short_phrase(needle)
+            if phrase is not None:
+                params["match"] = phrase
+                total = session.execute(_sql(_SHORT_COUNT, kinds), params).scalar_one()
+                rows = session.execute(_sql(_SHORT_HITS, kinds, typed=True), params).all()
+                folded = short_tokens(needle).replace(" ", "")
+                hits = [_hit(row, float(max(1, count_occurrences(short_tokens(row.content).replace(" ", ""), folded))))
+                        for row in rows]
             else:
                 params["pattern"] = like_pattern(needle)
                 total = session.execute(_sql(_LIKE_COUNT, kinds), params).scalar_one()
@@ -272,24 +439,6 @@ class RecallStore:
             ]
         return SearchPage(hits=hits, total=int(total), page=page, page_size=page_size)
 
-    def related(
-        self, query: str, limit: int, *, kinds: Sequence[str] = (MessageKind.USER,), out_of_context: bool = True,
-    ) -> list[SearchHit]:
-        """Messages that contain the most of `query`'s rarer words (IDF-weighted trigrams), best first;
-        `score` is the share of the query's weight a message contains (lexical.coverage). For
-        surfacing: any text is a valid query, and one with no usable trigrams finds nothing."""
-        needle = query.strip()
-        if not needle or limit < 1:
-            return []
-        with self._db.read() as session:
-            documents = int(session.scalar(select(func.count()).select_from(MessageRow)) or 0)
-            terms = query_terms(session, "message_vocab", documents, needle)
-            searchable = [] if terms.like else terms.informative()
-            if not searchable:
-                return []
-            related = text(_RELATED.format(context_filter="AND m.in_context = 0" if out_of_context else ""))
-            statement = related.bindparams(bindparam("kinds", expanding=True)).columns(**_HIT_COLUMNS)
-            rows = session.execute(statement, {"match": fts_any(searchable), "pool": _RELATED_POOL,
-                                               "kinds": list(kinds)}).all()
-        scored = sorted(((coverage(terms, row.content), row) for row in rows), key=lambda item: (-item[0], -item[1].id))
-        return [_hit(row, round(score, 6)) for score, row in scored[:limit]]
+    def close(self) -> None:
+        if self.vectors is not None:
+            self.vectors.close()

@@ -30,7 +30,7 @@ from .facts import FactStore
 from .jsonl import read_export, read_messages, read_passages
 from .kinds import CONVERSATION_KINDS, StateKey
 from .models import AgentRow, utc_now
-from .recall import NewMessage, RecallStore
+from .recall import NewMessage, RecallIndexSettings, RecallStore
 from .records import HitId
 
 _NAME = re.compile(r"[^\W_][\w.-]{0,63}")  # \w includes kana and kanji: 「さくら」 is a fine name
@@ -99,10 +99,13 @@ class AgentStore:
         self.db = db
         self.info = self._read_info()
         self.core = CoreMemory(db, settings.memory.core_limit)
-        self.recall = RecallStore(db)
+        location = _index_location(settings, paths.agent_dir(name))
+        self.recall = RecallStore(db, RecallIndexSettings(
+            lambda: make_embedder(settings), location, _collection_name(self.info.uid) + "-recall",
+            settings.memory.dense_weight) if settings.memory.recall_embeddings else None)
         self.facts = FactStore(db)
         self.archival = ArchivalStore(
-            db, lambda: make_embedder(settings), _index_location(settings, paths.agent_dir(name)),
+            db, lambda: make_embedder(settings), location,
             _collection_name(self.info.uid), settings.memory.dense_weight,
         )
 
@@ -204,6 +207,8 @@ class AgentStore:
         with cls.open(paths, settings, name) as store:
             if settings.memory.chroma == "server":
                 store.archival.index.wipe()
+                if store.recall.vectors is not None:
+                    store.recall.vectors.chroma.wipe()
         shutil.rmtree(paths.agent_dir(name))
 
     @classmethod
@@ -267,7 +272,7 @@ class AgentStore:
         data = read_export(path)
         if data is not None:
             export = parse_export(data, str(path))
-            return restore(self.db, export, self.name, after_commit=lambda: self.archival.refresh_index(progress))
+            return restore(self.db, export, self.name, after_commit=lambda: self._refresh_indexes(progress))
         # An `id` is a key: a record whose id is already stored (a file imported twice) is skipped.
         if archival:
             passages = read_passages(path, progress)
@@ -276,7 +281,13 @@ class AgentStore:
             return _counted("passages", len(fresh_passages), len(passages) - len(fresh_passages))
         messages = read_messages(path, first_turn_id=self.recall.last_turn_id() + 1, progress=progress)
         fresh_messages = _new_ids(messages, self.recall.external_ids())
-        return _counted("messages", self.recall.add_many(fresh_messages), len(messages) - len(fresh_messages))
+        stored = self.recall.add_many(fresh_messages, progress=progress)
+        return _counted("messages", stored, len(messages) - len(fresh_messages))
+
+    def _refresh_indexes(self, progress: bool) -> None:
+        self.archival.refresh_index(progress)
+        if self.recall.vectors is not None:
+            self.recall.vectors.refresh(progress)
 
     def stats(self) -> dict[str, Any]:
         index = self.archival.index.peek()
@@ -292,10 +303,14 @@ class AgentStore:
             "passages": self.archival.count(),
             "captured_facts": len(self.facts.current()),
             "index": {"location": self.archival.index.location.description, **(index or {"count": None})},
+            "recall_index": ({"embedded": (self.recall.vectors.chroma.peek() or {"count": None})["count"],
+                              "embeddable": self.recall.indexable_count()}
+                             if self.recall.vectors is not None else None),
             "database_bytes": sum(f.stat().st_size for f in db_files if f.exists()),
         }
 
     def close(self) -> None:
+        self.recall.close()
         self.archival.close()
         self.db.close()
 
