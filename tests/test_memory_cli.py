@@ -44,7 +44,7 @@ def agent(paths: Paths) -> str:
 def test_search_contract_recall_and_archival(capsys: pytest.CaptureFixture[str], agent: str, tmp_path: Path) -> None:
     conversation = write_jsonl(tmp_path / "conv.jsonl", CONVERSATION)
     assert run(capsys, "memory", "import", "--agent", agent, str(conversation))[0] == 0
-    code, out, _ = run(capsys, "memory", "search", "--agent", agent, "--recall", "誕生日", "--json")
+    code, out, _ = run(capsys, "memory", "search", "--agent", agent, "--recall", "--literal", "誕生日", "--json")
     hits = json.loads(out)
     assert code == 0 and [h["id"] for h in hits] == [2, "m-1"]
     assert all({"id", "text", "time", "score"} <= set(h) for h in hits)
@@ -58,13 +58,13 @@ def test_search_contract_recall_and_archival(capsys: pytest.CaptureFixture[str],
     assert code == 0 and len(hits) == 1 and hits[0]["id"] == "p-2"
     assert set(hits[0]) == {"id", "text", "time", "score"}
 
-    code, out, _ = run(capsys, "memory", "search", "--agent", agent, "誕生日")  # text output, recall default
+    code, out, _ = run(capsys, "memory", "search", "--agent", agent, "--literal", "誕生日")  # text output, recall default
     assert code == 0 and "2 hits; page 1 of 1" in out
 
 
 def test_literal_query_and_date_range(capsys: pytest.CaptureFixture[str], agent: str, tmp_path: Path) -> None:
     run(capsys, "memory", "import", "--agent", agent, str(write_jsonl(tmp_path / "c.jsonl", CONVERSATION)))
-    code, out, _ = run(capsys, "memory", "search", "--agent", agent, 'NEAR("a" b) AND *', "--json")
+    code, out, _ = run(capsys, "memory", "search", "--agent", agent, "--literal", 'NEAR("a" b) AND *', "--json")
     assert code == 0 and json.loads(out) == []
     code, out, _ = run(capsys, "memory", "search", "--agent", agent, "--start", "2024-03-07", "--json")
     assert code == 0 and len(json.loads(out)) == 3
@@ -132,7 +132,7 @@ def test_show_insert_undo_reset(capsys: pytest.CaptureFixture[str], agent: str, 
     assert code == 1 and "--yes" in err
     assert run(capsys, "memory", "reset", "--agent", agent, "--archival", "--yes")[0] == 0
     assert json.loads(run(capsys, "memory", "stats", "--agent", agent, "--json")[1])["passages"] == 0
-    assert run(capsys, "memory", "reindex", "--agent", agent)[1].strip() == "indexed 0 passages"
+    assert run(capsys, "memory", "reindex", "--agent", agent)[1].strip() == "indexed 0 passages and 0 messages"
 
 
 def test_export_import_round_trip_and_create(capsys: pytest.CaptureFixture[str], agent: str, tmp_path: Path) -> None:
@@ -150,7 +150,7 @@ def test_export_import_round_trip_and_create(capsys: pytest.CaptureFixture[str],
     assert code == 1 and "no agent named 'restored'" in err and "`memagent agents create restored`" in err
     assert len(err.strip().splitlines()) == 1
     assert run(capsys, "memory", "import", "--agent", "restored", "--create", str(backup))[0] == 0
-    hits = json.loads(run(capsys, "memory", "search", "--agent", "restored", "誕生日", "--json")[1])
+    hits = json.loads(run(capsys, "memory", "search", "--agent", "restored", "--literal", "誕生日", "--json")[1])
     assert [h["id"] for h in hits] == [2, "m-1"]
 
 

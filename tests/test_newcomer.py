@@ -50,7 +50,7 @@ def test_jsonl_with_a_bom_imports_and_a_second_import_skips_known_ids(paths: Pat
     assert first.stdout.strip() == "imported 3 messages into diary"
     again = _memagent(home, "memory", "import", "--agent", "diary", str(file), "--json")
     assert json.loads(again.stdout) == {"messages": 1, "skipped (id already imported)": 2}
-    hits = json.loads(_memagent(home, "memory", "search", "--agent", "diary", "--recall", "初めて", "--json").stdout)
+    hits = json.loads(_memagent(home, "memory", "search", "--agent", "diary", "--recall", "--literal", "初めて", "--json").stdout)
     assert [hit["id"] for hit in hits] == ["d-1"]
 
 

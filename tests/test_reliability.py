@@ -158,7 +158,8 @@ def integrity(home: Path, agent: str) -> str:
 
 
 def search(home: Path, agent: str, query: str, kind: str = "--recall", limit: int = 50) -> list[dict[str, Any]]:
-    result = memagent(home, "memory", "search", "--agent", agent, kind, "--limit", str(limit), "--json", "--", query)
+    literal = ["--literal"] if kind == "--recall" else []  # "is this message stored": words as written
+    result = memagent(home, "memory", "search", "--agent", agent, kind, *literal, "--limit", str(limit), "--json", "--", query)
     assert result.returncode == 0, result.stderr.decode()
     assert not result.stderr.strip(), result.stderr.decode()
     return json.loads(result.stdout)

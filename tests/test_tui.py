@@ -112,7 +112,7 @@ def test_keys_typed_while_it_starts_are_kept_as_typed(tmux):
     assert "/memory" not in "".join(line for line in screen.splitlines() if line.startswith("you> 元気"))
     tmux.type_line("/exit")
     time.sleep(1)
-    hits = subprocess.run([sys.executable, "-m", "memagent", "memory", "search", "--agent", "early", "--recall", "元気",
+    hits = subprocess.run([sys.executable, "-m", "memagent", "memory", "search", "--agent", "early", "--recall", "--literal", "元気",
                            "--json"], capture_output=True, text=True, env={**os.environ, "MEMAGENT_HOME": str(tmux.home)})
     import json
 

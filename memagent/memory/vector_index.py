@@ -170,19 +170,22 @@ class VectorIndex:
             for start in range(0, len(ids), READ_BATCH):
                 self._embed_and_upsert(self._source.indexable_rows(ids[start:start + READ_BATCH]), bar)
 
-    def _embed_and_upsert(self, rows: Sequence[IndexRow], bar: ProgressBar | None = None) -> None:
+    def _embed_and_upsert(self, rows: Sequence[IndexRow], bar: ProgressBar | None = None) -> dict[int, np.ndarray]:
         # Batches are embedded one at a time under the lock, so a search waits for one batch at most.
+        embedded: dict[int, np.ndarray] = {}
         for start in range(0, len(rows), EMBED_BATCH):
             if self._stopping.is_set() and threading.current_thread() is not threading.main_thread():
-                return  # the next open's sync embeds the rest
+                break  # closing: the next open's sync embeds the rest
             batch = rows[start:start + EMBED_BATCH]
             with self._lock:
                 vectors = self.embedder.embed_passages([row.text for row in batch])
                 metadata = [row.metadata for row in batch]
                 self.chroma.upsert([row.id for row in batch], vectors,
                                    metadata if any(m is not None for m in metadata) else None)
+            embedded.update(zip((row.id for row in batch), vectors))
             if bar is not None:
                 bar.update(len(batch))
+        return embedded
 
     # --- following the table -------------------------------------------------------------------
     def added(self, ids: Sequence[int], progress: bool = False) -> None:
@@ -254,11 +257,17 @@ class VectorIndex:
             return self.chroma.query(vector, limit, where)
 
     def similarities(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
-        """Cosine similarity of `vector` to each indexed row of `ids` (rows not indexed yet are absent)."""
+        """Cosine similarity of `vector` to each row of `ids` that belongs in the index. A row the
+        index lacks yet (it is catching up) is embedded now: a few rows at most, and never scored
+        as if it meant nothing."""
         if not ids:
             return {}
         with self._lock:
-            return {i: float(np.dot(v, vector)) for i, v in self.chroma.vectors(list(ids)).items()}
+            found = self.chroma.vectors(list(ids))
+        missing = [i for i in ids if i not in found]
+        if missing:
+            found.update(self._embed_and_upsert(self._source.indexable_rows(missing)))
+        return {i: float(np.dot(v, vector)) for i, v in found.items()}
 
     # --- lifecycle -----------------------------------------------------------------------------
     def _submit(self, job: Callable[[], None]) -> None:
