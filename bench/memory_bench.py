@@ -46,9 +46,33 @@ _VERBS = ["見た", "買った", "話した", "忘れた", "楽しんだ", "探�
 _TAILS = ["と思う。", "らしいよ。", "んだって！", "。", "かな？", "けど、また今度ね。"]
 
 
+_EN_SUBJECTS = ["I", "My friend", "My sister", "A coworker", "The teacher", "Mom", "Our neighbour"]
+_EN_VERBS = ["saw", "bought", "talked about", "forgot", "enjoyed", "looked for", "made", "read"]
+_EN_THINGS = ["a book", "a cake", "some coffee", "a movie", "a photo", "a letter", "an umbrella", "a bike"]
+_EN_PLACES = ["at the station", "in the park", "at work", "at a cafe", "at the library", "back home"]
+
+
 def synthetic_sentence(rng: random.Random) -> str:
     return (f"{rng.choice(_SUBJECTS)}は{rng.choice(_TIMES)}{rng.choice(_PLACES)}で{rng.choice(_THINGS)}を"
             f"{rng.choice(_VERBS)}{rng.choice(_TAILS)}")
+
+
+def synthetic_english(rng: random.Random) -> str:
+    return f"{rng.choice(_EN_SUBJECTS)} {rng.choice(_EN_VERBS)} {rng.choice(_EN_THINGS)} {rng.choice(_EN_PLACES)}."
+
+
+# P2's query mix: 1, 2 and 3+ characters; common (in every message) and rare (one in a thousand or
+# none); Japanese and English; single and multi-word.
+RECALL_QUERIES = {
+    "1 char, common": ["で", "を"],
+    "1 char, rare": ["猫", "夏"],
+    "2 chars, common": ["公園", "映画"],
+    "2 chars, rare": ["誕生", "AI"],
+    "3+ chars, common": ["コーヒー", "図書館"],
+    "3+ chars, rare": ["誕生日", "来月は誕生日"],
+    "English word": ["coffee", "umbrella"],
+    "English, multi-word": ["at the library", "my sister"],
+}
 
 
 @contextmanager
@@ -84,9 +108,11 @@ def fill_recall(store: AgentStore, n_messages: int, needle_every: int = 1000, se
 
     def messages() -> Iterator[NewMessage]:
         for i in range(n_messages):
-            content = synthetic_sentence(rng)
+            content = synthetic_english(rng) if i % 10 == 3 else synthetic_sentence(rng)
             if i % needle_every == needle_every // 2:
                 content = f"そういえば来月は{NEEDLE}だから、{content}"
+            elif i % needle_every == needle_every // 4:
+                content = f"{content} 猫がAIの夏休みを見てた"
             yield NewMessage(role="user" if i % 2 == 0 else "assistant", content=content,
                              kind="user_message" if i % 2 == 0 else "assistant_call", turn_id=i // 2,
                              time=start_time + timedelta(seconds=30 * i), in_context=False)
@@ -97,26 +123,35 @@ def fill_recall(store: AgentStore, n_messages: int, needle_every: int = 1000, se
 
 
 def recall_search_vs_like(n_messages: int = 1_000_000, repeats: int = 20, needle_every: int = 1000) -> dict[str, Any]:
-    """conversation_search (FTS5 trigram: first page + total) against the same query as a
-    `LIKE '%…%'` scan, on `n_messages` messages."""
-    with temporary_agent() as store:
+    """Literal conversation_search (first page + total) on `n_messages` messages: one 3-character
+    term against the same query as a `LIKE '%…%'` scan, then the mixed query set (RECALL_QUERIES),
+    with the scan that 1-2 character queries used to fall back to for comparison."""
+    with temporary_agent(MemorySettings(recall_embeddings=False)) as store:
         insert_rate = fill_recall(store, n_messages, needle_every)
-        expected = store.recall.search(NEEDLE, page_size=5).total
-        fts_ms = _timed(lambda: store.recall.search(NEEDLE, page_size=5), repeats)
+        expected = store.recall.search(NEEDLE, page_size=5, literal=True).total
+        fts_ms = _timed(lambda: store.recall.search(NEEDLE, page_size=5, literal=True), repeats)
         with store.db.read() as session:
-            params = {"pattern": like_pattern(NEEDLE)}
             like_page = text("SELECT id, content FROM message WHERE content LIKE :pattern ESCAPE '\\' "
                              "AND kind IN ('user_message', 'assistant_call') ORDER BY id DESC LIMIT 5")
             like_count = text("SELECT count(*) FROM message WHERE content LIKE :pattern ESCAPE '\\' "
                               "AND kind IN ('user_message', 'assistant_call')")
-            like_total = session.execute(like_count, params).scalar_one()
 
-            def like_search() -> None:
+            def like_search(needle: str) -> int:
+                params = {"pattern": like_pattern(needle)}
                 session.execute(like_page, params).all()
-                session.execute(like_count, params).scalar_one()
+                return int(session.execute(like_count, params).scalar_one())
 
-            like_ms = _timed(like_search, max(3, repeats // 4))
-        short_ms = _timed(lambda: store.recall.search("誕生", page_size=5), max(3, repeats // 4))
+            like_total = like_search(NEEDLE)
+            like_ms = _timed(lambda: like_search(NEEDLE), max(3, repeats // 4))
+            short_scan_ms = [t for query in ("猫", "誕生") for t in _timed(lambda q=query: like_search(q), 2)]
+        mix: dict[str, list[float]] = {}
+        hits: dict[str, int] = {}
+        for group, queries in RECALL_QUERIES.items():
+            for query in queries:
+                hits[query] = store.recall.search(query, page_size=5, literal=True).total
+                mix.setdefault(group, []).extend(
+                    _timed(lambda q=query: store.recall.search(q, page_size=5, literal=True), max(3, repeats // 2)))
+    every = [t for times in mix.values() for t in times]
     fts_p50, like_p50 = statistics.median(fts_ms), statistics.median(like_ms)
     return {
         "messages": n_messages,
@@ -128,7 +163,11 @@ def recall_search_vs_like(n_messages: int = 1_000_000, repeats: int = 20, needle
         "fts_ms_p95": round(_percentile(fts_ms, 95), 2),
         "like_ms_p50": round(like_p50, 2),
         "like_over_fts": round(like_p50 / fts_p50, 1) if fts_p50 else None,
-        "short_query_like_fallback_ms_p50": round(statistics.median(short_ms), 2),
+        "short_query_scan_ms_p50": round(statistics.median(short_scan_ms), 2),
+        "mix_ms_p50": round(statistics.median(every), 2),
+        "mix_ms_p95": round(_percentile(every, 95), 2),
+        "mix_groups_ms_p95": {group: round(_percentile(times, 95), 2) for group, times in mix.items()},
+        "mix_hits": hits,
     }
 
 

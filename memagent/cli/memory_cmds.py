@@ -76,7 +76,7 @@ def print_page(page: SearchPage, as_json: bool) -> None:
     if not page.total:
         click.echo("no hits")
         return
-    click.echo(f"{page.total} hits; page {page.page + 1} of {page.pages}")
+    click.echo(f"{page.total_text} hits; page {page.page + 1} of {page.pages}")
     for hit in page.hits:
         who = f" {hit.role}" if hit.role else ""
         click.echo(f"[{hit.id}] {hit.time.astimezone():%Y-%m-%d %H:%M}{who} ({hit.score:.3f}): {one_line(hit.text)}")

@@ -240,7 +240,7 @@ def _slash(screen: Screen, line: str) -> bool:
         else:
             for label, store in (("recall", session.store.recall), ("archival", session.store.archival)):
                 page = store.search(argument, page=0, page_size=5)
-                click.echo(click.style(f"{label}: {page.total} hits", bold=True))
+                click.echo(click.style(f"{label}: {page.total_text} hits", bold=True))
                 for hit in page.hits:
                     click.echo(f"  {hit.time.astimezone():%Y-%m-%d %H:%M}  {hit.text[:120]}")
     elif command in ("retry", "rethink"):

@@ -129,13 +129,15 @@ def _search_result(ctx: FunctionContext, query: str, run: Callable[[], SearchPag
     try:
         page = run()
     except QueryError as exc:
-        text = ctx.prompts.render("result_search.j2", query=query, hits=[], total=0, page=0, pages=0, error=str(exc))
+        text = ctx.prompts.render("result_search.j2", query=query, hits=[], total=0, capped=False, page=0, pages=0,
+                                  error=str(exc))
         return Execution(ok=False, result_text=text, summary="bad query")
     hits = [hit.to_json_obj() for hit in page.hits]
     text = ctx.prompts.render(
-        "result_search.j2", query=query, hits=hits, total=page.total, page=page.page, pages=page.pages, error=None,
+        "result_search.j2", query=query, hits=hits, total=page.total, capped=page.capped, page=page.page,
+        pages=page.pages, error=None,
     )
-    return Execution(ok=True, result_text=text, summary=f"{page.total} hits")
+    return Execution(ok=True, result_text=text, summary=f"{page.total_text} hits")
 
 
 def _page(args: Arguments) -> int:

@@ -80,16 +80,20 @@ FROM message_fts JOIN message AS m ON m.id = message_fts.rowid
 WHERE message_fts MATCH :match {kind_filter}
 ORDER BY message_fts.rowid DESC LIMIT :limit OFFSET :offset
 """
+# Counts stop at COUNT_CAP: a word in most messages would otherwise be counted row by row (≈0.3 s
+# at 1M messages) for a figure nobody pages through.
+COUNT_CAP = 1000
 _FTS_COUNT = """
-SELECT count(*) FROM message_fts JOIN message AS m ON m.id = message_fts.rowid
-WHERE message_fts MATCH :match {kind_filter}
+SELECT count(*) FROM (SELECT 1 FROM message_fts JOIN message AS m ON m.id = message_fts.rowid
+WHERE message_fts MATCH :match {kind_filter} LIMIT :cap)
 """
 _LIKE_HITS = f"""
 SELECT m.id, m.content, m.time, m.role, m.external_id
 FROM message AS m WHERE m.content LIKE :pattern ESCAPE '{LIKE_ESCAPE}' {{kind_filter}}
 ORDER BY m.id DESC LIMIT :limit OFFSET :offset
 """
-_LIKE_COUNT = f"SELECT count(*) FROM message AS m WHERE m.content LIKE :pattern ESCAPE '{LIKE_ESCAPE}' {{kind_filter}}"
+_LIKE_COUNT = (f"SELECT count(*) FROM (SELECT 1 FROM message AS m WHERE m.content LIKE :pattern ESCAPE '{LIKE_ESCAPE}' "
+               "{kind_filter} LIMIT :cap)")
 # Queries of 1-2 characters: the word index (each kana/kanji its own word; migrations._V4).
 _SHORT_HITS = """
 SELECT m.id, m.content, m.time, m.role, m.external_id
@@ -98,8 +102,8 @@ WHERE message_short MATCH :match {kind_filter}
 ORDER BY message_short.rowid DESC LIMIT :limit OFFSET :offset
 """
 _SHORT_COUNT = """
-SELECT count(*) FROM message_short JOIN message AS m ON m.id = message_short.rowid
-WHERE message_short MATCH :match {kind_filter}
+SELECT count(*) FROM (SELECT 1 FROM message_short JOIN message AS m ON m.id = message_short.rowid
+WHERE message_short MATCH :match {kind_filter} LIMIT :cap)
 """
 # Hybrid search's lexical candidates: the best BM25 matches, then the caller's filters.
 _LEXICAL_TOP = """
@@ -383,7 +387,7 @@ class RecallStore:
     def _search_literal(self, needle: str, page: int, page_size: int, kinds: Sequence[str] | None) -> SearchPage:
         """Queries of 3+ characters use the trigram index (any substring); shorter ones the word
         index (a word, or kana/kanji in a row); one with no letters at all, a scan."""
-        params: dict[str, Any] = {"limit": page_size, "offset": page * page_size}
+        params: dict[str, Any] = {"limit": page_size, "offset": page * page_size, "cap": COUNT_CAP + 1}
         if kinds is not None:
             params["kinds"] = list(kinds)
         with self._db.read() as session:
@@ -391,10 +395,8 @@ class RecallStore:
                 params["match"] = fts_string(needle)
                 total = session.execute(_sql(_FTS_COUNT, kinds), params).scalar_one()
                 rows = session.execute(_sql(_FTS_HITS, kinds, typed=True), params).all()
-                return SearchPage(hits=[_hit(row, float(row.score)) for row in rows], total=int(total), page=page,
-                                  page_size=page_size)
-            phrase = short_phrase(needle)
-            if phrase is not None:
+                hits = [_hit(row, float(row.score)) for row in rows]
+            elif (phrase := short_phrase(needle)) is not None:
                 params["match"] = phrase
                 total = session.execute(_sql(_SHORT_COUNT, kinds), params).scalar_one()
                 rows = session.execute(_sql(_SHORT_HITS, kinds, typed=True), params).all()
@@ -406,7 +408,8 @@ class RecallStore:
                 total = session.execute(_sql(_LIKE_COUNT, kinds), params).scalar_one()
                 rows = session.execute(_sql(_LIKE_HITS, kinds, typed=True), params).all()
                 hits = [_hit(row, float(count_occurrences(row.content, needle))) for row in rows]
-        return SearchPage(hits=hits, total=int(total), page=page, page_size=page_size)
+        return SearchPage(hits=hits, total=min(int(total), COUNT_CAP), page=page, page_size=page_size,
+                          capped=int(total) > COUNT_CAP)
 
     def search_date(
         self,

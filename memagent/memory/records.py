@@ -121,10 +121,15 @@ class SearchPage:
     total: int
     page: int
     page_size: int
+    capped: bool = False  # `total` is a lower bound: counting every match of a common word costs too much
     pages: int = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pages", math.ceil(self.total / self.page_size) if self.page_size else 0)
+
+    @property
+    def total_text(self) -> str:
+        return f"{self.total}+" if self.capped else str(self.total)
 
     @property
     def has_more(self) -> bool:
