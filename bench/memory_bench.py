@@ -285,7 +285,7 @@ def ja_retrieval(
                     "r3": round(sum(r is not None and r <= 3 for r in ranks) / len(ranks), 3)}
 
         def fused(weight: float, scored: list = scored) -> dict[str, float]:
-            return figures([[i for i, _ in fuse(d, l, weight, method)] for _, _, (d, l) in scored])
+            return figures([[i for i, _ in fuse(c.dense, c.lexical, weight, method)] for _, _, c in scored])
 
         result[kind] = {
             "questions": len(scored),
@@ -315,3 +315,48 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+# --- long conversations -----------------------------------------------------------------------
+def longconv_quality(languages: Sequence[str] = ("ja", "en")) -> dict[str, Any]:
+    """hit@5 / hit@10 per question kind on bench/data/longconv_*.jsonl (bench.longconv), for recall
+    search as it was (literal), words only, and the hybrid ranking, side by side."""
+    from bench import longconv
+
+    conversations = [conv for language in languages for conv in longconv.load(language)]
+    stores: dict[int, AgentStore] = {}
+    result: dict[str, Any] = {"conversations": len(conversations),
+                              "messages": sum(len(conv["messages"]) for conv in conversations)}
+    with tempfile.TemporaryDirectory(prefix="memagent-longconv-") as folder:
+        paths = resolve_paths(folder)
+        for n, conv in enumerate(conversations):
+            store = AgentStore.create(paths, Settings(), f"conv{n}", persona="bench", human="bench")
+            store.recall.add_many(
+                (NewMessage(m["role"], m["content"], turn_id=i // 2 + 1, time=datetime.fromisoformat(m["time"]),
+                            in_context=False, external_id=m["id"]) for i, m in enumerate(conv["messages"])),
+                progress=False)
+            assert store.recall.vectors is not None
+            store.recall.vectors.wait()
+            stores[id(conv)] = store
+        try:
+            def ranker(mode: str) -> Callable[[dict[str, Any]], Callable[[str], list[int]]]:
+                def rank_for(conv: dict[str, Any]) -> Callable[[str], list[int]]:
+                    store = stores[id(conv)]
+
+                    def rank(question: str) -> list[int]:
+                        if mode == "words":
+                            found = store.recall.candidate_scores(question)
+                            ordered = sorted(found.lexical.items(), key=lambda item: -item[1])
+                            rows = [i for i, score in ordered if score > 0][:10]
+                            return [int(store.recall.get(i).external_id) for i in rows]  # type: ignore[union-attr,arg-type]
+                        page = store.recall.search(question, page_size=10, literal=mode == "literal")
+                        return [int(hit.id) for hit in page.hits]  # type: ignore[arg-type]
+                    return rank
+                return rank_for
+
+            for mode in ("literal", "words", "hybrid"):
+                result[mode] = longconv.hit_rates(conversations, ranker(mode))
+        finally:
+            for store in stores.values():
+                store.close()
+    return result

