@@ -31,7 +31,9 @@ from memagent.memory.archival import NewPassage
 from memagent.memory.fts import like_pattern
 from memagent.memory.fusion import FusionMethod, fuse
 from memagent.memory.models import PassageRow
-from memagent.memory.recall import NewMessage
+from memagent.memory.chroma_index import IndexLocation
+from memagent.memory.embeddings import make_embedder
+from memagent.memory.recall import NewMessage, RecallIndexSettings, RecallStore
 from memagent.paths import resolve_paths
 
 JA_FACTS = Path(__file__).resolve().parent.parent / "tests" / "data" / "ja_facts.jsonl"
@@ -319,29 +321,36 @@ if __name__ == "__main__":
 
 # --- long conversations -----------------------------------------------------------------------
 def longconv_quality(languages: Sequence[str] = ("ja", "en")) -> dict[str, Any]:
-    """hit@5 / hit@10 per question kind on bench/data/longconv_*.jsonl (bench.longconv), for recall
-    search as it was (literal), words only, and the hybrid ranking, side by side."""
+    """hit@5 / hit@10 per question kind on bench/data/longconv_*.jsonl (bench.longconv), side by side:
+    recall search as it was (literal), words only, hybrid as archival ranks (each message embedded
+    alone, no dates), and hybrid as recall now ranks (an answer embedded after its question, the
+    days a question names first)."""
     from bench import longconv
 
     conversations = [conv for language in languages for conv in longconv.load(language)]
-    stores: dict[int, AgentStore] = {}
+    stores: dict[tuple[int, bool], AgentStore] = {}
     result: dict[str, Any] = {"conversations": len(conversations),
                               "messages": sum(len(conv["messages"]) for conv in conversations)}
     with tempfile.TemporaryDirectory(prefix="memagent-longconv-") as folder:
         paths = resolve_paths(folder)
         for n, conv in enumerate(conversations):
-            store = AgentStore.create(paths, Settings(), f"conv{n}", persona="bench", human="bench")
-            store.recall.add_many(
-                (NewMessage(m["role"], m["content"], turn_id=i // 2 + 1, time=datetime.fromisoformat(m["time"]),
-                            in_context=False, external_id=m["id"]) for i, m in enumerate(conv["messages"])),
-                progress=False)
-            assert store.recall.vectors is not None
-            store.recall.vectors.wait()
-            stores[id(conv)] = store
+            for with_previous in (False, True):
+                store = AgentStore.create(paths, Settings(), f"conv{n}-{int(with_previous)}", persona="bench", human="bench")
+                if not with_previous:  # as before: each message embedded alone
+                    store.recall = RecallStore(store.db, RecallIndexSettings(
+                        lambda: make_embedder(store.settings), IndexLocation(paths.agent_dir(store.name) / "chroma"),
+                        "alone", store.settings.memory.dense_weight, with_previous=False))
+                store.recall.add_many(
+                    (NewMessage(m["role"], m["content"], turn_id=i // 2 + 1, time=datetime.fromisoformat(m["time"]),
+                                in_context=False, external_id=m["id"]) for i, m in enumerate(conv["messages"])),
+                    progress=False)
+                assert store.recall.vectors is not None
+                store.recall.vectors.wait()
+                stores[id(conv), with_previous] = store
         try:
             def ranker(mode: str) -> Callable[[dict[str, Any]], Callable[[str], list[int]]]:
                 def rank_for(conv: dict[str, Any]) -> Callable[[str], list[int]]:
-                    store = stores[id(conv)]
+                    store = stores[id(conv), mode != "hybrid, message alone"]
 
                     def rank(question: str) -> list[int]:
                         if mode == "words":
@@ -349,12 +358,13 @@ def longconv_quality(languages: Sequence[str] = ("ja", "en")) -> dict[str, Any]:
                             ordered = sorted(found.lexical.items(), key=lambda item: -item[1])
                             rows = [i for i, score in ordered if score > 0][:10]
                             return [int(store.recall.get(i).external_id) for i in rows]  # type: ignore[union-attr,arg-type]
-                        page = store.recall.search(question, page_size=10, literal=mode == "literal")
+                        page = store.recall.search(question, page_size=10, literal=mode == "literal",
+                                                   days_first=mode == "hybrid")
                         return [int(hit.id) for hit in page.hits]  # type: ignore[arg-type]
                     return rank
                 return rank_for
 
-            for mode in ("literal", "words", "hybrid"):
+            for mode in ("literal", "words", "hybrid, message alone", "hybrid"):  # the last: today's search
                 result[mode] = longconv.hit_rates(conversations, ranker(mode))
         finally:
             for store in stores.values():

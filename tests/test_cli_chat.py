@@ -45,7 +45,8 @@ def test_json_mode_prints_one_object_per_event(home, server_url):
 
 def test_agent_is_created_and_remembered(home, server_url):
     run_chat(home, b"first\n", "--agent", "keep", env_extra={"MEMAGENT_BASE_URL": server_url})
-    result = subprocess.run([sys.executable, "-m", "memagent", "memory", "search", "--agent", "keep", "--recall", "--literal", "first", "--json"],
+    result = subprocess.run([sys.executable, "-m", "memagent", "memory", "search", "--agent", "keep", "--recall", "--literal",
+                             "first", "--json"],
                             capture_output=True, env={**os.environ, "MEMAGENT_HOME": str(home)}, timeout=120)
     hits = json.loads(result.stdout)
     assert [h["text"] for h in hits] == ["first"]

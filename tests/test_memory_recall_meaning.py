@@ -139,3 +139,49 @@ def test_words_only_when_recall_embeddings_are_off(paths: Paths) -> None:
         assert store.recall.vectors is None
         assert store.recall.search("what is my dog called").total == 0  # no shared word
         assert [hit.text for hit in store.recall.search("Biscuit puppy").hits] == [SAID[4]]
+
+
+def test_a_short_answer_is_found_through_the_question_it_answers(paths: Paths) -> None:
+    with make_store(paths) as store:
+        lines = [("assistant", "What do you do for work?"), ("user", "A nurse."), ("assistant", "That must be tiring!"),
+                 ("user", "I bought a new umbrella today."), ("user", "It rained all afternoon."),
+                 ("user", "My coworker has three cats.")]
+        for turn, (role, line) in enumerate(lines, start=1):
+            kind = MessageKind.USER if role == "user" else MessageKind.ASSISTANT_CALL
+            store.recall.add(role, line, kind=kind, turn_id=turn)
+        assert store.recall.vectors is not None
+        store.recall.vectors.wait()
+        hits = store.recall.search("What is my job?", page_size=3, kinds=(MessageKind.USER,)).hits
+        assert hits[0].text == "A nurse."
+
+
+@pytest.mark.parametrize(("question", "day"), [
+    ("What did I do on March 9?", "2024-03-09"), ("3月9日に何をした？", "2024-03-09"),
+    ("what happened on the 12th of March, 2024", "2024-03-12"),
+])
+def test_the_day_a_question_names_comes_first(paths: Paths, question: str, day: str) -> None:
+    with make_store(paths) as store:
+        start = datetime(2024, 3, 1, 12, tzinfo=UTC)
+        for offset in range(14):  # one line a day, all alike
+            store.recall.add("user", f"今日も散歩した。 Walked again ({offset})", kind=MessageKind.USER, turn_id=offset,
+                             time=start + timedelta(days=offset))
+        assert store.recall.vectors is not None
+        store.recall.vectors.wait()
+        first = store.recall.search(question, page_size=3).hits[0]
+        assert first.time.date().isoformat() == day
+        assert store.recall.search(question, page_size=14).total == 14  # first, not only
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ("What did I do on March 9?", [(None, 3, 9)]), ("3月9日と2024年4月1日", [(None, 3, 9), (2024, 4, 1)]),
+    ("on 2024/03/09", [(2024, 3, 9)]), ("Dec 31st, 2023", [(2023, 12, 31)]), ("the 2nd of May", [(None, 5, 2)]),
+    ("I have 3 cats at 5", []), ("may I ask?", []), ("2月30日", []), ("13月1日", []),
+    ("昨日のこと", [(2026, 11, 30)]), ("what did I say yesterday", [(2026, 11, 30)]),
+])
+def test_days_named_in_a_question(text: str, named: list[tuple[int | None, int, int]]) -> None:
+    from datetime import date
+
+    from memagent.memory.dates import days_named_in
+
+    found = days_named_in(text, today=date(2026, 12, 1))
+    assert [(day.year, day.month, day.day) for day in found] == named

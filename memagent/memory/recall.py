@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import JSON, Connection, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.types import TypeEngine
 
 from .chroma_index import IndexLocation, Where
-from .dates import DateLike, utc_range
+from .dates import DateLike, NamedDay, days_named_in, utc_range
 from .db import Database, rows_affected, trigger_suspended
 from .embeddings import Embedder
 from .errors import QueryError
@@ -115,6 +115,13 @@ _SHORT_TOP = """
 SELECT m.id FROM message_short JOIN message AS m ON m.id = message_short.rowid
 WHERE message_short MATCH :match {filters} ORDER BY message_short.rowid DESC LIMIT :limit
 """
+# What the vector index embeds for a message: its text and the line said just before it.
+_INDEXABLE_ROWS = text("""
+SELECT m.id, m.content, m.kind, m.time,
+       (SELECT p.content FROM message AS p WHERE p.id < m.id AND p.kind IN :kinds AND p.content != ''
+        ORDER BY p.id DESC LIMIT 1) AS previous
+FROM message AS m WHERE m.id IN :ids AND m.kind IN :kinds AND m.content != ''
+""").bindparams(bindparam("ids", expanding=True), bindparam("kinds", expanding=True)).columns(time=UTCDateTime())
 # Before the kind and date filters, this many BM25 matches are taken (more when a date range is given).
 _LEXICAL_POOL = 200
 _LEXICAL_POOL_DATED = 2000
@@ -168,6 +175,9 @@ class RecallIndexSettings:
     location: IndexLocation
     collection_name: str
     dense_weight: float
+    # A message that answers a question is embedded after it ("What do you do?" → "A nurse."), so a
+    # short answer carries its question's meaning. False: every message alone (for comparison).
+    with_previous: bool = True
 
 
 class RecallStore:
@@ -178,6 +188,7 @@ class RecallStore:
         self.vectors = (VectorIndex(index.embedder, index.location, index.collection_name, self, what="messages",
                                     background=True) if index is not None else None)
         self.dense_weight = index.dense_weight if index is not None else 0.0
+        self._with_previous = index.with_previous if index is not None else False
 
     # --- writing -------------------------------------------------------------------------------
     def add(self, role: str, content: str = "", *, kind: MessageKind | None = None, turn_id: int = 0,
@@ -265,9 +276,16 @@ class RecallStore:
 
     def indexable_rows(self, ids: Sequence[int]) -> list[IndexRow]:
         with self._db.read() as session:
-            rows = session.execute(select(MessageRow.id, MessageRow.content, MessageRow.kind, MessageRow.time)
-                                   .where(MessageRow.id.in_(list(ids)), self._indexable())).all()
-        return [IndexRow(row.id, row.content, {"kind": str(row.kind), "t": _epoch(row.time)}) for row in rows]
+            rows = session.execute(_INDEXABLE_ROWS, {"ids": list(ids), "kinds": list(CONVERSATION_KINDS)}).all()
+        return [IndexRow(row.id, self._embedded_text(row.content, row.previous), {"kind": str(row.kind), "t": _epoch(row.time)})
+                for row in rows]
+
+    def _embedded_text(self, content: str, previous: str | None) -> str:
+        # Only after a question: "In Maine." means little alone, but unrelated chatter before a
+        # message would blur what the message itself says.
+        if self._with_previous and previous and previous.rstrip().endswith(("?", "？")):
+            return f"{previous}\n{content}"
+        return content
 
     # --- reading -------------------------------------------------------------------------------
     def get(self, message_id: int) -> StoredMessage | None:
@@ -308,25 +326,58 @@ class RecallStore:
     def search(
         self, query: str, page: int = 0, page_size: int = 5, *, kinds: Sequence[str] | None = CONVERSATION_KINDS,
         literal: bool = False, start: DateLike | None = None, end: DateLike | None = None, tz: tzinfo | None = None,
+        days_first: bool = True,
     ) -> SearchPage:
         """Messages about `query`, best first: by meaning and words together (hybrid, as archival),
-        optionally from `start` to `end`. `literal`: messages containing `query` as written, newest
-        first. Any text is a valid query: it is never search syntax."""
+        optionally from `start` to `end`; without a range, messages of a day the query names ("on
+        March 9", 「昨日」) come first (`days_first`). `literal`: messages containing `query` as
+        written, newest first. Any text is a valid query: it is never search syntax."""
         needle = query.strip()
         if not needle:
             raise QueryError("empty", "the search query is empty; give a word or phrase to look for")
         _check_paging(page, page_size)
         if literal:
             return self._search_literal(needle, page, page_size, kinds)
-        found = self.candidate_scores(needle, kinds=kinds, start=start, end=end, tz=tz)
-        ranked = fuse(found.dense, found.lexical, self.dense_weight)
-        if not found.dense:  # words only: a message that shares none of them is no hit
-            ranked = [(i, score) for i, score in ranked if score > 0]
+        ranked = self._ranked(needle, kinds, start, end, tz)
+        if days_first and start is None and end is None:
+            # "What did I do on March 9?": that day's messages first, by the same ranking.
+            for day in reversed(self._days_said(days_named_in(needle), tz)):
+                first = self._ranked(needle, kinds, day, day, tz)
+                ranked = first + [hit for hit in ranked if hit[0] not in {i for i, _ in first}]
         chosen = ranked[page * page_size:(page + 1) * page_size]
         with self._db.read() as session:
             rows = {row.id: row for row in session.scalars(select(MessageRow).where(MessageRow.id.in_([i for i, _ in chosen])))}
         hits = [_hit(rows[i], round(score, 6)) for i, score in chosen if i in rows]
         return SearchPage(hits=hits, total=len(ranked), page=page, page_size=page_size)
+
+    def _ranked(self, needle: str, kinds: Sequence[str] | None, start: DateLike | None, end: DateLike | None,
+                tz: tzinfo | None) -> list[tuple[int, float]]:
+        found = self.candidate_scores(needle, kinds=kinds, start=start, end=end, tz=tz)
+        ranked = fuse(found.dense, found.lexical, self.dense_weight)
+        if not found.dense:  # words only: a message that shares none of them is no hit
+            ranked = [(i, score) for i, score in ranked if score > 0]
+        return ranked
+
+    def _days_said(self, named: Sequence[NamedDay], tz: tzinfo | None) -> list[date]:
+        """The named days on which something was said; a day without a year is its latest such date."""
+        days: list[date] = []
+        with self._db.read() as session:
+            earliest = session.scalar(select(func.min(MessageRow.time)))
+            if earliest is None:
+                return []
+            for named_day in named:
+                years = [named_day.year] if named_day.year else range(datetime.now(UTC).year, earliest.year - 1, -1)
+                for year in years:
+                    day = named_day.in_year(year)
+                    if day is None:
+                        continue
+                    lower, upper = utc_range(day, day, tz)
+                    said = session.scalar(select(MessageRow.id).where(
+                        MessageRow.time >= lower, MessageRow.time < upper, MessageRow.kind.in_(CONVERSATION_KINDS)).limit(1))
+                    if said is not None:
+                        days.append(day)
+                        break
+        return days
 
     def candidate_scores(
         self, query: str, *, kinds: Sequence[str] | None = CONVERSATION_KINDS, start: DateLike | None = None,
