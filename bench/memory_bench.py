@@ -28,11 +28,11 @@ from sqlalchemy import text
 from memagent.config import MemorySettings, Settings
 from memagent.memory import AgentStore
 from memagent.memory.archival import NewPassage
+from memagent.memory.chroma_index import IndexLocation
+from memagent.memory.embeddings import make_embedder
 from memagent.memory.fts import like_pattern
 from memagent.memory.fusion import FusionMethod, fuse
 from memagent.memory.models import PassageRow
-from memagent.memory.chroma_index import IndexLocation
-from memagent.memory.embeddings import make_embedder
 from memagent.memory.recall import NewMessage, RecallIndexSettings, RecallStore
 from memagent.paths import resolve_paths
 
@@ -337,9 +337,10 @@ def longconv_quality(languages: Sequence[str] = ("ja", "en")) -> dict[str, Any]:
             for with_previous in (False, True):
                 store = AgentStore.create(paths, Settings(), f"conv{n}-{int(with_previous)}", persona="bench", human="bench")
                 if not with_previous:  # as before: each message embedded alone
+                    settings = store.settings
                     store.recall = RecallStore(store.db, RecallIndexSettings(
-                        lambda: make_embedder(store.settings), IndexLocation(paths.agent_dir(store.name) / "chroma"),
-                        "alone", store.settings.memory.dense_weight, with_previous=False))
+                        lambda: make_embedder(settings), IndexLocation(paths.agent_dir(store.name) / "chroma"),
+                        "alone", settings.memory.dense_weight, with_previous=False))
                 store.recall.add_many(
                     (NewMessage(m["role"], m["content"], turn_id=i // 2 + 1, time=datetime.fromisoformat(m["time"]),
                                 in_context=False, external_id=m["id"]) for i, m in enumerate(conv["messages"])),

@@ -145,14 +145,15 @@ def test_a_short_answer_is_found_through_the_question_it_answers(paths: Paths) -
     with make_store(paths) as store:
         lines = [("assistant", "What do you do for work?"), ("user", "A nurse."), ("assistant", "That must be tiring!"),
                  ("user", "I bought a new umbrella today."), ("user", "It rained all afternoon."),
-                 ("user", "My coworker has three cats.")]
+                 ("user", "My coworker has three cats."), ("user", "I'm so tired today, work was endless."),
+                 ("user", "Work is busy but fine."), ("user", "The office was freezing today.")]
         for turn, (role, line) in enumerate(lines, start=1):
             kind = MessageKind.USER if role == "user" else MessageKind.ASSISTANT_CALL
             store.recall.add(role, line, kind=kind, turn_id=turn)
         assert store.recall.vectors is not None
         store.recall.vectors.wait()
         hits = store.recall.search("What is my job?", page_size=3, kinds=(MessageKind.USER,)).hits
-        assert hits[0].text == "A nurse."
+        assert hits[0].text == "A nurse."  # embedded alone, both lines about work come first
 
 
 @pytest.mark.parametrize(("question", "day"), [
