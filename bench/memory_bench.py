@@ -339,7 +339,7 @@ def longconv_quality(languages: Sequence[str] = ("ja", "en")) -> dict[str, Any]:
                 if not with_previous:  # as before: each message embedded alone
                     settings = store.settings
                     store.recall = RecallStore(store.db, RecallIndexSettings(
-                        lambda: make_embedder(settings), IndexLocation(paths.agent_dir(store.name) / "chroma"),
+                        lambda settings=settings: make_embedder(settings), IndexLocation(paths.agent_dir(store.name) / "chroma"),
                         "alone", settings.memory.dense_weight, with_previous=False))
                 store.recall.add_many(
                     (NewMessage(m["role"], m["content"], turn_id=i // 2 + 1, time=datetime.fromisoformat(m["time"]),
