@@ -367,6 +367,9 @@ def longconv_quality(languages: Sequence[str] = ("ja", "en")) -> dict[str, Any]:
 
             for mode in ("literal", "words", "hybrid, message alone", "hybrid"):  # the last: today's search
                 result[mode] = longconv.hit_rates(conversations, ranker(mode))
+                for language in languages:
+                    subset = [conv for conv in conversations if conv["language"] == language]
+                    result[mode][language] = longconv.hit_rates(subset, ranker(mode))["all"]
         finally:
             for store in stores.values():
                 store.close()

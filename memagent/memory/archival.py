@@ -15,7 +15,7 @@ from .errors import QueryError
 from .fts import LIKE_ESCAPE, fts_any, like_pattern, short_match
 from .fusion import FusionMethod, fuse
 from .hybrid import CANDIDATE_POOL, Candidates, candidates
-from .lexical import QueryTerms, coverage, query_terms
+from .lexical import QueryTerms, Vocabulary, coverage
 from .models import PassageRow, utc_now
 from .records import HitId, Passage, SearchHit, SearchPage
 from .vector_index import IndexRow, VectorIndex
@@ -48,6 +48,7 @@ class ArchivalStore:
     ) -> None:
         self._db = db
         self.vectors = VectorIndex(embedder, location, collection_name, self, what="passages")
+        self._vocabulary = Vocabulary("passage_vocab", "passage")
         self.dense_weight = dense_weight
         self.fusion: FusionMethod = fusion
 
@@ -158,7 +159,7 @@ class ArchivalStore:
     def search(self, query: str, page: int = 0, page_size: int = 5) -> SearchPage:
         """Hybrid search: dense and lexical candidates, fused (settings.memory.dense_weight)."""
         found = self.candidate_scores(self._checked(query, page, page_size))
-        return self._page(fuse(found.dense, found.lexical, self.dense_weight, self.fusion), page, page_size)
+        return self._page(fuse(found.dense, found.lexical, self.dense_weight, self.fusion), page, page_size, stored=True)
 
     def candidate_scores(self, query: str) -> Candidates:
         """Each ranker's best CANDIDATE_POOL passages, both scores completed for the union."""
@@ -184,10 +185,12 @@ class ArchivalStore:
             raise QueryError("bad_range", f"page {page} / page size {page_size}: pages count from 0, sizes from 1")
         return needle
 
-    def _page(self, ranked: list[tuple[int, float]], page: int, page_size: int) -> SearchPage:
+    def _page(self, ranked: list[tuple[int, float]], page: int, page_size: int, stored: bool = False) -> SearchPage:
+        """`stored`: every id in `ranked` is known to be in SQLite (hybrid candidates are)."""
         with self._db.read() as session:
-            known = set(session.scalars(select(PassageRow.id).where(PassageRow.id.in_([i for i, _ in ranked]))))
-            ranked = [(i, score) for i, score in ranked if i in known]  # the index may lag behind a rollback
+            if not stored:  # the index may lag behind a rollback
+                known = set(session.scalars(select(PassageRow.id).where(PassageRow.id.in_([i for i, _ in ranked]))))
+                ranked = [(i, score) for i, score in ranked if i in known]
             chosen = ranked[page * page_size:(page + 1) * page_size]
             rows = {row.id: row for row in session.scalars(select(PassageRow).where(PassageRow.id.in_([i for i, _ in chosen])))}
         hits = [
@@ -199,8 +202,7 @@ class ArchivalStore:
 
     def _query_terms(self, needle: str) -> QueryTerms:
         with self._db.read() as session:
-            passages = int(session.scalar(select(func.count()).select_from(PassageRow)) or 0)
-            return query_terms(session, "passage_vocab", passages, needle)
+            return self._vocabulary.terms(session, needle)
 
     def _lexical(self, terms: QueryTerms, limit: int) -> list[int]:
         """Up to `limit` passages sharing the most (BM25-weighted) informative trigrams with the

@@ -9,6 +9,7 @@ in other words than the memory contributes little lexical evidence, as it should
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, text
@@ -21,6 +22,9 @@ MAX_QUERY_CHARS = 2000  # the first 64 distinct trigrams are in here; a 1 MB mes
 MAX_LOOKUP_TRIGRAMS = 16
 COMMON_SHARE = 0.1  # a trigram in more than this share of documents is not looked up (still weighed)
 MIN_COMMON_DOCS = 50
+# BM25 scores every document a looked-up trigram is in: the rarest trigrams are looked up until
+# about this many postings, which bounds a search's cost at any size (the rest still weigh in coverage).
+LOOKUP_POSTINGS = 5_000
 VOCAB_TABLES = ("passage_vocab", "message_vocab")
 
 
@@ -36,24 +40,64 @@ class QueryTerms:
         「ている」 would make BM25 score nearly every document for no gain), rarest first."""
         present = sorted((t for t in self.weights if self.frequency.get(t)), key=lambda t: self.frequency[t])
         common = max(COMMON_SHARE * self.documents, MIN_COMMON_DOCS)
-        return [t for t in present if self.frequency[t] <= common][:MAX_LOOKUP_TRIGRAMS]
+        chosen: list[str] = []
+        postings = 0
+        for term in present[:MAX_LOOKUP_TRIGRAMS]:
+            if self.frequency[term] > common or (chosen and postings + self.frequency[term] > LOOKUP_POSTINGS):
+                break
+            chosen.append(term)
+            postings += self.frequency[term]
+        return chosen
 
 
-def query_terms(session: Session, vocab_table: str, documents: int, needle: str) -> QueryTerms:
-    """The query's trigrams with their IDF and document frequency; for a query too short for
-    trigrams, its words (weighted equally, matched with LIKE)."""
-    if vocab_table not in VOCAB_TABLES:  # interpolated into SQL below: never user text
-        raise ValueError(f"unknown vocabulary table {vocab_table!r}")
-    needle = needle[:MAX_QUERY_CHARS]
-    trigrams = query_trigrams(needle)[:MAX_QUERY_TRIGRAMS]
-    if not trigrams:
-        return QueryTerms({word.lower(): 1.0 for word in chunks(needle) or [needle]}, {}, 0, like=True)
-    statement = text(f"SELECT term, doc FROM {vocab_table} WHERE term IN :terms").bindparams(
-        bindparam("terms", expanding=True))
-    frequency = {term: int(doc) for term, doc in session.execute(statement, {"terms": trigrams}).all()}
-    # BM25's idf: rare terms weigh most; a term no document contains weighs the most of all.
-    weights = {t: math.log(1 + (documents - frequency.get(t, 0) + 0.5) / (frequency.get(t, 0) + 0.5)) for t in trigrams}
-    return QueryTerms(weights, frequency, documents, like=False)
+class Vocabulary:
+    """Document frequencies of trigrams, from an fts5vocab table, for one store.
+
+    fts5vocab counts a term's documents by reading its whole posting list, so common trigrams
+    (「ている」, "the") cost most; their counts are cached. A rare term (under CACHED_FROM documents)
+    is read every time: cheap, and its count must be current (a name said a minute ago). The cache
+    is dropped when the table has grown or shrunk by more than STALE_SHARE."""
+
+    CACHED_FROM = 50
+    STALE_SHARE = 0.05
+    MAX_CACHED = 100_000
+
+    def __init__(self, vocab_table: str, table: str) -> None:
+        if vocab_table not in VOCAB_TABLES or table not in ("passage", "message"):  # interpolated into SQL
+            raise ValueError(f"unknown vocabulary table {vocab_table!r}")
+        self._lookup = text(f"SELECT term, doc FROM {vocab_table} WHERE term IN :terms").bindparams(
+            bindparam("terms", expanding=True))
+        # About how many documents there are, from two index lookups instead of a count(*) (10 ms
+        # at 1M messages): ids only grow, and deletions are few. Enough for IDF.
+        self._documents = text(f"SELECT coalesce((SELECT max(id) FROM {table}) - (SELECT min(id) FROM {table}) + 1, 0)")
+        self._cache: dict[str, int] = {}
+        self._cached_for = 0
+        self._lock = threading.Lock()
+
+    def terms(self, session: Session, needle: str) -> QueryTerms:
+        """The query's trigrams with their IDF and document frequency; for a query too short for
+        trigrams, its words (weighted equally)."""
+        needle = needle[:MAX_QUERY_CHARS]
+        trigrams = query_trigrams(needle)[:MAX_QUERY_TRIGRAMS]
+        if not trigrams:
+            return QueryTerms({word.lower(): 1.0 for word in chunks(needle) or [needle]}, {}, 0, like=True)
+        documents = int(session.execute(self._documents).scalar_one())
+        with self._lock:
+            if abs(documents - self._cached_for) > self.STALE_SHARE * max(self._cached_for, 1) or \
+                    len(self._cache) > self.MAX_CACHED:
+                self._cache, self._cached_for = {}, documents
+            frequency = {t: self._cache[t] for t in trigrams if t in self._cache}
+        missing = [t for t in trigrams if t not in frequency]
+        if missing:
+            found = {term: int(doc) for term, doc in session.execute(self._lookup, {"terms": missing}).all()}
+            frequency.update(found)
+            with self._lock:
+                self._cache.update({t: n for t, n in found.items() if n >= self.CACHED_FROM})
+        frequency = {t: n for t, n in frequency.items() if n}
+        # BM25's idf: rare terms weigh most; a term no document contains weighs the most of all.
+        weights = {t: math.log(1 + (documents - frequency.get(t, 0) + 0.5) / (frequency.get(t, 0) + 0.5))
+                   for t in trigrams}
+        return QueryTerms(weights, frequency, documents, like=False)
 
 
 def coverage(terms: QueryTerms, body: str) -> float:

@@ -20,7 +20,7 @@ from .fts import LIKE_ESCAPE, MIN_FTS_CHARS, count_occurrences, fts_any, fts_str
 from .fusion import fuse
 from .hybrid import Candidates, candidates
 from .kinds import CONVERSATION_KINDS, MessageKind
-from .lexical import QueryTerms, query_terms
+from .lexical import QueryTerms, Vocabulary
 from .models import MessageRow, UTCDateTime, to_db_time, utc_now
 from .records import HitId, SearchHit, SearchPage, StoredMessage
 from .vector_index import IndexRow, VectorIndex
@@ -189,6 +189,7 @@ class RecallStore:
                                     background=True) if index is not None else None)
         self.dense_weight = index.dense_weight if index is not None else 0.0
         self._with_previous = index.with_previous if index is not None else False
+        self._vocabulary = Vocabulary("message_vocab", "message")
 
     # --- writing -------------------------------------------------------------------------------
     def add(self, role: str, content: str = "", *, kind: MessageKind | None = None, turn_id: int = 0,
@@ -397,8 +398,7 @@ class RecallStore:
             return self._lexical_top(terms, limit, filters, params, pool)
 
         with self._db.read() as session:
-            documents = int(session.scalar(select(func.count()).select_from(MessageRow)) or 0)
-            terms = query_terms(session, "message_vocab", documents, query)
+            terms = self._vocabulary.terms(session, query)
         vectors = self.vectors if self.vectors is not None and self.dense_weight > 0 else None
         return candidates(query, terms, vectors, lexical_top, self._texts,
                           where=({"$and": where} if len(where) > 1 else where[0]) if where else None)
