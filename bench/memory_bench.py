@@ -173,6 +173,49 @@ def recall_search_vs_like(n_messages: int = 1_000_000, repeats: int = 20, needle
     }
 
 
+def recall_hybrid_latency(n_messages: int = 100_000, embedded: int = 1000, queries: int = 50) -> dict[str, Any]:
+    """Recall searched by meaning and words (conversation_search, surfacing) over `n_messages`:
+    `embedded` of them through the real embedder, the rest indexed with noisy copies of their
+    vectors (search cost at full size without hours of embedding), as for archival."""
+    rng = random.Random(4)
+    with temporary_agent() as store:
+        recall, vectors = store.recall, store.recall.vectors
+        assert vectors is not None
+        fill_recall(store, embedded, needle_every=100)
+        vectors.wait()
+        if n_messages > embedded:
+            first_synthetic = recall.count() + 1
+            with store.db.transaction() as session:
+                recall.vectors = None  # these are indexed below, not through the embedder
+                bulk = [NewMessage("user", synthetic_sentence(rng), kind="user_message", turn_id=i,
+                                   time=datetime(2023, 6, 1, tzinfo=UTC) + timedelta(seconds=30 * i), in_context=False)
+                        for i in range(n_messages - embedded)]
+                recall.add_many(bulk)
+                session.flush()
+            recall.vectors = vectors
+            known = vectors.chroma.vectors(sorted(vectors.chroma.ids())[:2000])
+            pool = np.stack(list(known.values()))
+            noise = np.random.default_rng(4)
+            ids = list(range(first_synthetic, first_synthetic + len(bulk)))
+            for start in range(0, len(ids), 4000):
+                batch = ids[start:start + 4000]
+                vecs = pool[noise.integers(0, len(pool), len(batch))] + noise.normal(0, 0.03, (len(batch), pool.shape[1]))
+                vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+                metadata = [{"kind": "user_message", "t": 1_685_577_600.0 + 30 * i} for i in range(len(batch))]
+                vectors.chroma.upsert(batch, vecs.astype(np.float32), metadata)  # type: ignore[arg-type]
+        questions = [synthetic_sentence(rng) for _ in range(queries)]
+        embed_ms = _timed(lambda: vectors.embedder.embed_query(questions[0]), queries)
+        search_ms = [t for q in questions for t in _timed(lambda q=q: recall.search(q, page_size=5), 1)]
+        return {
+            "messages": recall.count(),
+            "embedded_for_real": embedded,
+            "query_embedding_ms_p50": round(statistics.median(embed_ms), 2),
+            "search_ms_p50": round(statistics.median(search_ms), 2),
+            "search_ms_p95": round(_percentile(search_ms, 95), 2),
+            "search_without_embedding_ms_p50": round(statistics.median(search_ms) - statistics.median(embed_ms), 2),
+        }
+
+
 # --- archival ---------------------------------------------------------------------------------
 def archival_latency(
     n_passages: int = 100_000, queries: int = 50, embedded: int | None = None, seed: int = 2

@@ -170,7 +170,10 @@ def test_bulk_insert_and_single_insert_are_both_searchable(paths: Paths) -> None
         stored = store.recall.add_many(NewMessage("user", f"bulk line {i} キーワード") for i in range(2500))
         assert stored == 2500
         store.recall.add("user", "single line キーワード", kind="user_message", turn_id=9)
-        assert store.recall.search("キーワード", literal=True).total == 2501
+        counted = store.recall.search("キーワード", literal=True)
+        assert (counted.total, counted.capped, counted.total_text) == (1000, True, "1000+")  # counting stops there
+        assert counted.hits[0].text == "single line キーワード"
+        assert store.recall.search("single line", literal=True).total == 1
         store.recall.delete_all()
         assert store.recall.count() == 0 and store.recall.search("キーワード", literal=True).total == 0
         store.recall.add("user", "after reset キーワード", kind="user_message", turn_id=10)

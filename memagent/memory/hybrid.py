@@ -28,13 +28,15 @@ def candidates(
     lexical_top: Callable[[QueryTerms, int], list[int]],
     texts: Callable[[Sequence[int]], dict[int, str]],
     where: Where | None = None,
+    dense_pool: int = CANDIDATE_POOL,
 ) -> Candidates:
-    """`index` None: words only (recall without embeddings)."""
+    """`index` None: words only (recall without embeddings). `texts` gives the text of each id that
+    may be a hit (stored, and of the kinds asked for): the others are dropped from both sides."""
     dense: dict[int, float] = {}
     lexical_ids = lexical_top(terms, CANDIDATE_POOL)
     if index is not None:
         vector = index.query_vector(query)
-        dense = dict(index.nearest(vector, CANDIDATE_POOL, where))
+        dense = dict(index.nearest(vector, dense_pool, where))
         dense.update(index.similarities(vector, [i for i in lexical_ids if i not in dense]))
     union = list(dict.fromkeys([*dense, *lexical_ids]))
     bodies = texts(union)

@@ -186,7 +186,10 @@ class VectorIndex:
                 break  # closing: the next open's sync embeds the rest
             batch = rows[start:start + EMBED_BATCH]
             with self._lock:
-                vectors = self.embedder.embed_passages([clipped(row.text) for row in batch])
+                # A chat repeats itself (「ありがとう」, "ok"): each distinct text is embedded once.
+                distinct = list(dict.fromkeys(clipped(row.text) for row in batch))
+                embedded_texts = dict(zip(distinct, self.embedder.embed_passages(distinct)))
+                vectors = np.stack([embedded_texts[clipped(row.text)] for row in batch])
                 metadata = [row.metadata for row in batch]
                 self.chroma.upsert([row.id for row in batch], vectors,
                                    metadata if any(m is not None for m in metadata) else None)
