@@ -363,14 +363,14 @@ if __name__ == "__main__":
 
 
 # --- long conversations -----------------------------------------------------------------------
-def longconv_quality(languages: Sequence[str] = ("ja", "en")) -> dict[str, Any]:
+def longconv_quality(languages: Sequence[str] = ("ja", "en"), per_language: int | None = None) -> dict[str, Any]:
     """hit@5 / hit@10 per question kind on bench/data/longconv_*.jsonl (bench.longconv), side by side:
     recall search as it was (literal), words only, hybrid as archival ranks (each message embedded
     alone, no dates), and hybrid as recall now ranks (an answer embedded after its question, the
     days a question names first)."""
     from bench import longconv
 
-    conversations = [conv for language in languages for conv in longconv.load(language)]
+    conversations = [conv for language in languages for conv in longconv.load(language)[:per_language]]
     stores: dict[tuple[int, bool], AgentStore] = {}
     result: dict[str, Any] = {"conversations": len(conversations),
                               "messages": sum(len(conv["messages"]) for conv in conversations)}

@@ -1,7 +1,9 @@
-"""`make bench`: every figure side by side in one run → a table on stdout and bench/results.json.
+"""`make bench`: every figure side by side in one run → a table on stdout and a JSON file.
 
 Sizes are parameters: `python -m bench.run --quick` fits in a few minutes; the defaults are the
-sizes the issues ask for (1M messages, 100k passages, 10 turns on the embedded model).
+sizes the issues ask for (1M messages, 100k passages, 10 turns on the embedded model). The JSON goes
+to bench/results.local.json (not tracked) unless `--out` says where: the published figures are
+`--out bench/results.json`, from a run of the commit they name.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results.json"
+RESULTS = Path(__file__).resolve().parent / "results.local.json"
 
 
 def machine() -> str:
@@ -64,12 +66,21 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [
         ("P1 agent overhead per turn, fake instant LLM", f"{p1.get('stored_messages', '?'):,} messages stored",
          f"p50 {get('p1_loop', 'ms_per_turn_p50')} ms · p95 {get('p1_loop', 'ms_per_turn_p95')} ms"),
-        ("P2 conversation_search (FTS5 trigram)", f"{p2.get('messages', '?'):,} messages",
+        ("P2 literal recall search (FTS5 trigram)", f"{p2.get('messages', '?'):,} messages",
          f"p50 {get('p2_recall', 'fts_ms_p50')} ms vs LIKE scan {get('p2_recall', 'like_ms_p50')} ms "
          f"(×{get('p2_recall', 'like_over_fts')})"),
+        ("P2 literal recall, mixed queries (1, 2, 3+ chars; ja/en; common/rare)", f"{p2.get('messages', '?'):,} messages",
+         f"p50 {get('p2_recall', 'mix_ms_p50')} ms · p95 {get('p2_recall', 'mix_ms_p95')} ms "
+         f"(1-2 chars used to scan: {get('p2_recall', 'short_query_scan_ms_p50')} ms)"),
+        ("Recall hybrid search (conversation_search, surfacing)",
+         f"{r.get('recall_hybrid', {}).get('messages', 0):,} messages",
+         f"p50 {get('recall_hybrid', 'search_ms_p50')} ms · p95 {get('recall_hybrid', 'search_ms_p95')} ms "
+         f"(without the query embedding {get('recall_hybrid', 'search_without_embedding_ms_p50')} ms)"),
         ("P3 archival hybrid search", f"{p3.get('passages', '?'):,} passages ({p3.get('embedded_for_real', '?'):,} embedded for real)",
          f"p50 {get('p3_archival', 'search_ms_p50')} ms · p95 {get('p3_archival', 'search_ms_p95')} ms "
          f"(query embedding {get('p3_archival', 'query_embedding_ms_p50')} ms)"),
+        ("P3 archival hybrid search without the query embedding", f"{p3.get('passages', '?'):,} passages",
+         f"p50 {get('p3_archival', 'search_without_embedding_ms_p50')} ms"),
         ("P3 archival insert throughput", p3.get("embedder", ""), f"{get('p3_archival', 'insert_passages_per_s')} passages/s"),
         ("P4 tokens evaluated ÷ new tokens, embedded model", f"{p4.get('turns', '?')} turns",
          f"{get('p4_conversation', 'eval_to_new_ratio', fmt='{:.2f}')} "
@@ -92,6 +103,12 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"dense {get('ja_retrieval', 'paraphrase', 'dense', 'r1')}/{get('ja_retrieval', 'paraphrase', 'dense', 'r3')} · "
          f"lexical {get('ja_retrieval', 'paraphrase', 'lexical', 'r1')}/{get('ja_retrieval', 'paraphrase', 'lexical', 'r3')} · "
          f"hybrid {get('ja_retrieval', 'paraphrase', 'hybrid', 'r1')}/{get('ja_retrieval', 'paraphrase', 'hybrid', 'r3')}"),
+        ("Long conversations: recall hit@5 / hit@10 (bench/data/longconv_*)",
+         f"{r.get('longconv', {}).get('hybrid', {}).get('all', {}).get('questions', '?')} questions, ja + en",
+         f"literal {get('longconv', 'literal', 'all', 'hit@5')}/{get('longconv', 'literal', 'all', 'hit@10')} · "
+         f"before {get('longconv', 'hybrid, message alone', 'all', 'hit@5')}/"
+         f"{get('longconv', 'hybrid, message alone', 'all', 'hit@10')} · "
+         f"now {get('longconv', 'hybrid', 'all', 'hit@5')}/{get('longconv', 'hybrid', 'all', 'hit@10')}"),
     ]
 
 
@@ -108,7 +125,7 @@ def memory_runs(models: list[str]) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"memagent bench — {results['machine']} — {results['date']}", "",
+    lines = [f"memagent bench — commit {results.get('commit', '?')} — {results['machine']} — {results['date']}", "",
              "| measure | size | result |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows(results)]
     return "\n".join(lines)
@@ -122,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passages", type=int, help="P3 passages (default 100,000; quick 10,000)")
     parser.add_argument("--embedded", type=int, help="P3 passages embedded for real (default 2,000; quick 500)")
     parser.add_argument("--turns", type=int, help="P4 conversation turns (default 10; quick 5)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"where the JSON goes (default {RESULTS.name}, not tracked)")
+    parser.add_argument("--recall-messages", type=int, help="recall hybrid search: stored messages (default 100,000; quick 20,000)")
     parser.add_argument("--memory-models", default="0.5b,1.5b",
                         help="models for the end-to-end memory benchmark (quick: 0.5b, Japanese only)")
     args = parser.parse_args(argv)
@@ -142,18 +161,21 @@ def main(argv: list[str] | None = None) -> int:
                                  lambda: memory_bench.recall_search_vs_like(args.messages or (100_000 if quick else 1_000_000)))
     results["p3_archival"] = timed("P3 archival", lambda: memory_bench.archival_latency(
         args.passages or (10_000 if quick else 100_000), embedded=args.embedded or (500 if quick else 2_000)))
+    results["recall_hybrid"] = timed("recall hybrid search", lambda: memory_bench.recall_hybrid_latency(
+        args.recall_messages or (20_000 if quick else 100_000), embedded=500 if quick else 1_000))
     results["ja_retrieval"] = timed("Japanese retrieval", memory_bench.ja_retrieval)
+    results["longconv"] = timed("long conversations", memory_bench.longconv_quality)
     results["serve"] = timed("memagent serve overhead", lambda: serve_bench.run(turns=20 if quick else 50))
     conversation = timed("P4 conversation (embedded model)", lambda: agent_bench.run_conversation(lines, context_length=4096))
     conversation.pop("transcript", None)
     results["p4_conversation"] = conversation
     results["memory_e2e"] = timed("memory end to end (embedded models, assisted vs agent)", lambda: memory_runs(
         ["0.5b"] if quick else args.memory_models.split(",")))
-    RESULTS.write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     print(table(results))
     if "error" not in results["memory_e2e"]:
         print("\n" + memory_e2e.table(results["memory_e2e"]))
-    print(f"\nwritten to {RESULTS}", file=sys.stderr)
+    print(f"\nwritten to {args.out}", file=sys.stderr)
     return 0
 
 
