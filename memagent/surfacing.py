@@ -27,6 +27,11 @@ MemorySource = Literal["fact", "recall", "archival"]
 # e5 cosine similarity at which a passage is related even when it shares no words with the message
 # (paraphrase); unrelated Japanese passages score about 0.75-0.82 with multilingual-e5-small.
 DENSE_FLOOR = 0.86
+# Chat lines are short and alike: half of the Japanese lines of bench/data/longconv_ja have an
+# unrelated other line at 0.86 or more (max 0.91), while a question and the line answering it score
+# no higher than the best unrelated line (both ≈0.83). So an earlier message needs shared words to
+# be surfaced; by meaning alone only a near-repeat.
+RECALL_DENSE_FLOOR = 0.92
 FACT_SCORE = 1.0  # a fact whose kind the message names is the most relevant memory there is
 
 
@@ -91,7 +96,7 @@ class Surfacer:
         found = self.store.recall.candidate_scores(query, kinds=(MessageKind.USER,))
         in_view = {message.id for message in self.store.recall.in_context()}
         memories = []
-        for message_id, score in self._related(found):
+        for message_id, score in self._related(found, RECALL_DENSE_FLOOR):
             message = self.store.recall.get(message_id)
             # An earlier question (「私の名前、覚えてる？」) shares the most words with a new one and tells nothing.
             if message is not None and message_id not in in_view and not is_question(message.content):
@@ -102,17 +107,17 @@ class Surfacer:
         if self.store.archival.count() == 0:
             return []
         memories = []
-        for passage_id, score in self._related(self.store.archival.candidate_scores(query)):
+        for passage_id, score in self._related(self.store.archival.candidate_scores(query), DENSE_FLOOR):
             passage = self.store.archival.get(passage_id)
             if passage is not None:
                 memories.append(Memory("archival", passage_id, passage.text, local_time_text(passage.time), score))
         return memories
 
-    def _related(self, found: Candidates) -> list[tuple[int, float]]:
+    def _related(self, found: Candidates, dense_floor: float) -> list[tuple[int, float]]:
         """Candidates related to the message, best first: by the share of its weighted words they
-        contain (at least surface_min_score), or by meaning alone above DENSE_FLOOR (paraphrase)."""
-        scored = [(i, max(lexical, dense if (dense := found.dense.get(i, 0.0)) >= DENSE_FLOOR else 0.0))
+        contain (at least surface_min_score), or by meaning alone above `dense_floor` (paraphrase)."""
+        scored = [(i, max(lexical, dense if (dense := found.dense.get(i, 0.0)) >= dense_floor else 0.0))
                   for i, lexical in found.lexical.items()]
         related = [(i, round(score, 4)) for i, score in scored
-                   if score >= self.floor or found.dense.get(i, 0.0) >= DENSE_FLOOR]
+                   if score >= self.floor or found.dense.get(i, 0.0) >= dense_floor]
         return sorted(related, key=lambda item: (-item[1], -item[0]))[: self.limit * 4]
