@@ -125,14 +125,15 @@ class VectorIndex:
 
     def ensure(self, progress: bool | None = None) -> None:
         """Open the collection and bring it level with SQLite (first use, or its folder vanished).
-        A background index only opens here; its catching up runs on its own thread."""
+        A background index only opens here and catches up on its own thread, unless `progress`
+        asks for the bar (an import)."""
         with self._lock:
             if self._checked and self.chroma.is_open and not self.chroma.missing_on_disk:
                 return
             self.chroma.close()
             self.chroma.open(self._signature())
             self._checked = True
-        if self._worker is not None:
+        if self._worker is not None and not progress:
             self._submit(self._sync_quietly)
         else:
             self.sync(progress=self.progress if progress is None else progress)
@@ -211,9 +212,9 @@ class VectorIndex:
     def _add_quietly(self, ids: list[int], progress: bool) -> None:
         try:
             if not self._checked or self.chroma.missing_on_disk:
-                self.ensure(progress)  # its sync indexes every committed row, these included
-                if self._worker is None:
-                    return
+                self.ensure(progress)
+                if self._worker is None or progress:
+                    return  # that sync ran here and indexed every committed row, these included
             with progress_bar(len(ids), progress and len(ids) > EMBED_BATCH, f"indexing {self.what}", self.what.rstrip("s")) as bar:
                 for start in range(0, len(ids), READ_BATCH):
                     self._embed_and_upsert(self._source.indexable_rows(ids[start:start + READ_BATCH]), bar)
