@@ -7,6 +7,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from memagent.cli import main
 from memagent.config import MemorySettings, Settings
 from memagent.memory import AgentStore
 from memagent.paths import Paths
@@ -33,3 +36,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`memagent ARGS` in-process: (exit code, stdout, stderr)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

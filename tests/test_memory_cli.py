@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from memagent.cli import main
 from memagent.paths import Paths
 
-from .memory_support import make_store, write_jsonl
+from .memory_support import make_store, run_cli, write_jsonl
 
 CONVERSATION = [
     {"role": "user", "content": "来週の土曜日は私の誕生日なんだ", "time": "2024-03-07T20:00:00+09:00", "id": "m-1"},
@@ -25,14 +24,7 @@ PASSAGES = [
 ]
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 @pytest.fixture

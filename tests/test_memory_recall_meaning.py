@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from memagent.cli import main
 from memagent.config import Settings
 from memagent.memory import AgentStore
 from memagent.memory.kinds import MessageKind
 from memagent.paths import Paths
 
-from .memory_support import make_store, write_jsonl
+from .memory_support import make_store, run_cli, write_jsonl
 
 SAID = ["うちの猫はミケという名前です", "週末は鎌倉へ旅行に行った", "最近ギターを習い始めた", "明日は歯医者の予約がある",
         "I adopted a puppy named Biscuit last month", "My sister lives in Toronto", "I work as a nurse at night"]
@@ -99,12 +98,7 @@ def test_reopening_embeds_what_closing_left_behind(paths: Paths) -> None:
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
+    code, out, err = run_cli(capsys, *args)
     return code, out + err
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import JSON, Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import JSON, ColumnElement, Connection, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.types import TypeEngine
 
 from .chroma_index import IndexLocation, Where
@@ -264,7 +264,7 @@ class RecallStore:
 
     # --- the index's source (vector_index.IndexSource) -----------------------------------------
     @staticmethod
-    def _indexable() -> Any:
+    def _indexable() -> ColumnElement[bool]:
         return MessageRow.kind.in_(CONVERSATION_KINDS) & (MessageRow.content != "")
 
     def indexable_count(self) -> int:
