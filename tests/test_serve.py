@@ -240,6 +240,12 @@ def test_read_only_memory_endpoints(served: Served) -> None:
     hits = httpx.get(served.url + "/agents/sakura/memory/search", headers=auth,
                      params={"query": "ミケ", "kind": "recall"}).json()["hits"]
     assert hits and "ミケ" in hits[0]["text"] and set(hits[0]) >= {"id", "text", "time", "score"}
+    literal = httpx.get(served.url + "/agents/sakura/memory/search", headers=auth,
+                        params={"query": "ミケ", "kind": "recall", "literal": "true"}).json()["hits"]
+    assert [hit["text"] for hit in literal] == ["MSG-cat 猫のミケ"]  # the echo reply says MSG-cat only
+    wrong = httpx.get(served.url + "/agents/sakura/memory/search", headers=auth,
+                      params={"query": "ミケ", "kind": "archival", "literal": "true"})
+    assert wrong.status_code == 400 and "kind=recall" in wrong.text
     assert httpx.get(served.url + "/agents/sakura/memory", headers={"Authorization": "Bearer no"}).status_code == 401
 
 

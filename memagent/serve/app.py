@@ -307,14 +307,20 @@ def create_app(pool: AgentPool, api_keys: list[str], idempotency_seconds: int = 
             raise api_error(exc) from None
 
     @app.get("/v1/agents/{name}/memory/search")
-    async def search(name: str, query: str, kind: str = "archival", limit: int = 5) -> dict[str, Any]:
+    async def search(name: str, query: str, kind: str = "archival", limit: int = 5, literal: bool = False) -> dict[str, Any]:
         if kind not in ("archival", "recall"):
             raise ApiError(400, "kind must be archival or recall", "invalid_request_error", "invalid_kind")
+        if literal and kind != "recall":
+            raise ApiError(400, "literal=true searches the conversation: use it with kind=recall",
+                           "invalid_request_error", "invalid_literal")
         limit = max(1, min(limit, 50))
 
         def find() -> dict[str, Any]:
             store = pool.session(name).store
-            page = (store.archival if kind == "archival" else store.recall).search(query, page_size=limit)
+            if kind == "archival":
+                page = store.archival.search(query, page_size=limit)
+            else:
+                page = store.recall.search(query, page_size=limit, literal=literal)
             return {"agent": name, "kind": kind, "query": query, "total": page.total,
                     "hits": [hit.to_json_obj() for hit in page.hits]}
         try:
