@@ -143,7 +143,7 @@ class VectorIndex:
             self.sync()
         except Exception as exc:  # the rows are safe in SQLite; the next open tries again
             self._checked = False
-            log.warning("%s index not brought up to date yet (%s)", self.what, exc)
+            log.info("%s index not brought up to date yet (%s)", self.what, exc)
 
     def sync(self, progress: bool = False) -> int:
         """Index rows the collection lacks and drop ones SQLite no longer has; returns how many were added."""
@@ -220,7 +220,9 @@ class VectorIndex:
                     self._embed_and_upsert(self._source.indexable_rows(ids[start:start + READ_BATCH]), bar)
         except Exception as exc:  # SQLite already has the rows; the next open indexes them
             self._checked = False
-            log.warning("could not index %d new %s yet (%s); they will be indexed on next use", len(ids), self.what, exc)
+            # In the background nobody waits for it (and a full disk has already said so): -v shows it.
+            level = logging.INFO if threading.current_thread() is not threading.main_thread() else logging.WARNING
+            log.log(level, "could not index %d new %s yet (%s); they will be indexed on next use", len(ids), self.what, exc)
 
     def removed(self, ids: Iterable[int]) -> None:
         """Rows `ids` were deleted from SQLite: drop their vectors."""
