@@ -3,6 +3,7 @@ parroting, KV-cache reuse) and the loop's own overhead with a fake instant LLM."
 
 from __future__ import annotations
 
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -152,6 +153,7 @@ def loop_overhead(n_messages: int = 100_000, turns: int = 30) -> dict[str, Any]:
     import statistics
     from datetime import timedelta
 
+    from bench.memory_bench import index_synthetically, synthetic_sentence
     from memagent.agent import Agent
     from memagent.memory.models import utc_now
     from memagent.memory.recall import NewMessage
@@ -167,6 +169,14 @@ def loop_overhead(n_messages: int = 100_000, turns: int = 30) -> dict[str, Any]:
     with AgentStore.open(paths, settings, "p1", create=True, persona=persona.text, human=human.text,
                          persona_name="sakura", human_name="default", language="ja") as store:
         start = utc_now() - timedelta(days=365)
+        # 200 messages embedded for real, the rest indexed with copies of their vectors: an agent
+        # whose history is embedded, not one catching up on 100k messages while it chats.
+        store.recall.add_many(NewMessage("user", synthetic_sentence(random.Random(i)), turn_id=0, time=start,
+                                         in_context=False) for i in range(200))
+        assert store.recall.vectors is not None
+        store.recall.vectors.wait()
+        vectors, store.recall.vectors = store.recall.vectors, None
+        first = store.recall.count() + 1
         store.recall.add_many(
             NewMessage(role="user" if i % 2 == 0 else "assistant", content=f"過去の会話 {i}: 今日は天気がいいね。",
                        kind="user_message" if i % 2 == 0 else "assistant_call", turn_id=i // 2 + 1,
@@ -175,6 +185,8 @@ def loop_overhead(n_messages: int = 100_000, turns: int = 30) -> dict[str, Any]:
                        function_args=None if i % 2 == 0 else {"message": f"返事 {i}"})
             for i in range(n_messages)
         )
+        store.recall.vectors = vectors
+        index_synthetically(store, list(range(first, first + n_messages)))
         agent = Agent(store, InstantLLM(), load_wrapper(paths, "chatml"), PromptLibrary(paths, "ja"), settings, persona, human)
         times = []
         for i in range(turns):

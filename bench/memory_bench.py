@@ -28,7 +28,7 @@ from sqlalchemy import text
 from memagent.config import MemorySettings, Settings
 from memagent.memory import AgentStore
 from memagent.memory.archival import NewPassage
-from memagent.memory.chroma_index import IndexLocation
+from memagent.memory.chroma_index import IndexLocation, Metadata
 from memagent.memory.embeddings import make_embedder
 from memagent.memory.fts import like_pattern
 from memagent.memory.fusion import FusionMethod, fuse
@@ -173,6 +173,22 @@ def recall_search_vs_like(n_messages: int = 1_000_000, repeats: int = 20, needle
     }
 
 
+def index_synthetically(store: AgentStore, ids: list[int], seed: int = 4) -> None:
+    """Index recall messages `ids` with noisy copies of vectors already in the recall index (at least
+    a few embedded for real): search cost at full size without hours of embedding."""
+    vectors = store.recall.vectors
+    assert vectors is not None
+    known = vectors.chroma.vectors(sorted(vectors.chroma.ids())[:2000])
+    pool = np.stack(list(known.values()))
+    noise = np.random.default_rng(seed)
+    for start in range(0, len(ids), 4000):
+        batch = ids[start:start + 4000]
+        vecs = pool[noise.integers(0, len(pool), len(batch))] + noise.normal(0, 0.03, (len(batch), pool.shape[1]))
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        metadata: list[Metadata | None] = [{"kind": "user_message", "t": 1_685_577_600.0 + 30 * i} for i in batch]
+        vectors.chroma.upsert(batch, vecs.astype(np.float32), metadata)
+
+
 def recall_hybrid_latency(n_messages: int = 100_000, embedded: int = 1000, queries: int = 50) -> dict[str, Any]:
     """Recall searched by meaning and words (conversation_search, surfacing) over `n_messages`:
     `embedded` of them through the real embedder, the rest indexed with noisy copies of their
@@ -193,16 +209,7 @@ def recall_hybrid_latency(n_messages: int = 100_000, embedded: int = 1000, queri
                 recall.add_many(bulk)
                 session.flush()
             recall.vectors = vectors
-            known = vectors.chroma.vectors(sorted(vectors.chroma.ids())[:2000])
-            pool = np.stack(list(known.values()))
-            noise = np.random.default_rng(4)
-            ids = list(range(first_synthetic, first_synthetic + len(bulk)))
-            for start in range(0, len(ids), 4000):
-                batch = ids[start:start + 4000]
-                vecs = pool[noise.integers(0, len(pool), len(batch))] + noise.normal(0, 0.03, (len(batch), pool.shape[1]))
-                vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-                metadata = [{"kind": "user_message", "t": 1_685_577_600.0 + 30 * i} for i in range(len(batch))]
-                vectors.chroma.upsert(batch, vecs.astype(np.float32), metadata)  # type: ignore[arg-type]
+            index_synthetically(store, list(range(first_synthetic, first_synthetic + len(bulk))))
         questions = [synthetic_sentence(rng) for _ in range(queries)]
         embed_ms = _timed(lambda: vectors.embedder.embed_query(questions[0]), queries)
         search_ms = [t for q in questions for t in _timed(lambda q=q: recall.search(q, page_size=5), 1)]

@@ -209,6 +209,8 @@ def table(results: dict[str, Any]) -> str:
              "invented stored | junk / no reply | s per reply (mean) | capture s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for key, result in results.items():
+        if not isinstance(result, dict):  # bench.run's own figures (bench_seconds)
+            continue
         s = result["scores"]
         changed = {None: "—", True: "new ✓", False: "✗"}[s["changed_fact_new_value"]]
         lines.append(

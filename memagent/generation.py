@@ -112,9 +112,7 @@ class ReplyGenerator:
         return kind
 
     def _recent_replies(self) -> list[str]:
-        calls = self.deps.store.recall.recent(RECENT_REPLIES * 3, kinds=[MessageKind.ASSISTANT_CALL])
-        replies = [m.reply for m in calls if m.reply is not None]
-        return replies[-RECENT_REPLIES:]  # `recent` is oldest first
+        return self.deps.store.recall.recent_replies(RECENT_REPLIES)
 
     def _system_texts(self, recalled: list[ChatMessage]) -> list[str]:
         """Texts the system wrote into the prompt, which a reply must not copy: example replies (persona

