@@ -388,6 +388,7 @@ def longconv_quality(languages: Sequence[str] = ("ja", "en"), per_language: int 
                 store = AgentStore.create(paths, Settings(), f"conv{n}-{int(with_previous)}", persona="bench", human="bench")
                 if not with_previous:  # as before: each message embedded alone
                     settings = store.settings
+                    store.recall.close()  # its background indexer; the replacement has its own
                     store.recall = RecallStore(store.db, RecallIndexSettings(
                         lambda settings=settings: make_embedder(settings), IndexLocation(paths.agent_dir(store.name) / "chroma"),
                         "alone", settings.memory.dense_weight, with_previous=False))

@@ -93,7 +93,6 @@ class Vocabulary:
             frequency.update(found)
             with self._lock:
                 self._cache.update({t: n for t, n in found.items() if n >= self.CACHED_FROM})
-        frequency = {t: n for t, n in frequency.items() if n}
         # BM25's idf: rare terms weigh most; a term no document contains weighs the most of all.
         weights = {t: math.log(1 + (documents - frequency.get(t, 0) + 0.5) / (frequency.get(t, 0) + 0.5))
                    for t in trigrams}

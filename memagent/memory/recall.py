@@ -163,10 +163,6 @@ def _check_paging(page: int, page_size: int) -> None:
         raise QueryError("bad_range", f"page {page} / page size {page_size}: pages count from 0, sizes from 1")
 
 
-def _epoch(moment: datetime) -> float:
-    return moment.timestamp()
-
-
 @dataclass(frozen=True)
 class RecallIndexSettings:
     """How recall messages are embedded (None for `RecallStore`: words only)."""
@@ -278,7 +274,7 @@ class RecallStore:
     def indexable_rows(self, ids: Sequence[int]) -> list[IndexRow]:
         with self._db.read() as session:
             rows = session.execute(_INDEXABLE_ROWS, {"ids": list(ids), "kinds": list(CONVERSATION_KINDS)}).all()
-        return [IndexRow(row.id, self._embedded_text(row.content, row.previous), {"kind": str(row.kind), "t": _epoch(row.time)})
+        return [IndexRow(row.id, self._embedded_text(row.content, row.previous), {"kind": str(row.kind), "t": row.time.timestamp()})
                 for row in rows]
 
     def _embedded_text(self, content: str, previous: str | None) -> str:
@@ -398,7 +394,7 @@ class RecallStore:
         filters, params = self._filters(kinds, bounds)
         # Chroma filters by metadata slowly (≈45 ms at 20k messages): kinds are filtered here, on a
         # larger pool when they narrow what is embedded; only a date range goes to Chroma.
-        where: Where | None = ({"$and": [{"t": {"$gte": _epoch(bounds[0])}}, {"t": {"$lt": _epoch(bounds[1])}}]}
+        where: Where | None = ({"$and": [{"t": {"$gte": bounds[0].timestamp()}}, {"t": {"$lt": bounds[1].timestamp()}}]}
                                if bounds is not None else None)
         narrowed = kinds is not None and not set(CONVERSATION_KINDS) <= {str(kind) for kind in kinds}
         pool = _LEXICAL_POOL_DATED if bounds is not None else _LEXICAL_POOL
