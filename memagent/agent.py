@@ -158,9 +158,9 @@ class Agent:
             return []
         shown = [memory.to_json_obj() for memory in memories]
         emit(AgentEvent("recalled", " · ".join(memory.text for memory in memories), {"memories": shown}))
-        # A system turn, not a user turn: the user did not say this (wrappers without a system turn
-        # in the conversation render it as a user turn).
-        text = self.prompts.render("recalled.j2", memories=shown, persona_name=self.persona.name)
+        # Joined to the user's message in the prompt (context.with_recalled); a system turn where it
+        # stands alone, since the user did not say it.
+        text = self.prompts.render("recalled.j2", memories=shown, persona_name=self.persona.name).strip()
         return [ChatMessage(role="system", content=text)]
 
     def _after_reply(self, message: StoredMessage, stats: TurnStats, emit: EventSink) -> None:

@@ -75,20 +75,22 @@ class ContextWindow:
         """The prompt for the next call, summarising old messages first if the conversation would
         not fit. `extra` (a failed attempt and its corrective note) is transient: it never causes a
         summary; when it does not fit, the note goes alone, and when not even that fits, nothing.
-        `recalled` (surfaced memories) goes after the conversation, right before the reply."""
-        tail = (recalled or []) + self.post_history()
-        fitted = self._fit_history(on_summary, tail)
+        `recalled` (surfaced memories) goes at the end of the conversation (see with_recalled)."""
+        recalled = recalled or []
+        tail = self.post_history()
+        fitted = self._fit_history(on_summary, tail, recalled)
         for candidate in (extra or [], (extra or [])[-1:]):
             if not candidate:
                 break
-            built = self.render(self.system(), self.history() + candidate + tail)
+            built = self.render(self.system(), with_recalled(self.history(), recalled) + candidate + tail)
             if built.tokens <= built.budget:
                 return built
         return fitted
 
-    def _fit_history(self, on_summary: SummaryListener | None, tail: list[ChatMessage]) -> BuiltPrompt:
+    def _fit_history(self, on_summary: SummaryListener | None, tail: list[ChatMessage],
+                     recalled: list[ChatMessage]) -> BuiltPrompt:
         for _ in range(MAX_FIT_PASSES):
-            built = self.render(self.system(), self.history() + tail)
+            built = self.render(self.system(), with_recalled(self.history(), recalled) + tail)
             if built.tokens <= built.budget:
                 return built
             if self._newest_message_too_long():
@@ -122,3 +124,17 @@ class ContextWindow:
             f"the conversation no longer fits the {window}-token context window even after "
             "summarising; raise [llm] context_length, or shorten core memory (memagent memory edit)"
         )
+
+
+def with_recalled(history: list[ChatMessage], recalled: list[ChatMessage]) -> list[ChatMessage]:
+    """The conversation with the surfaced memories at its end. When it ends with a user turn (the
+    user's message, or a heartbeat) they join that turn, in the prompt only: measured on the 1.5B model, a reply held the remembered
+    value 12 of 15 times that way against 6 of 15 as a turn of their own (Japanese; English 15 vs 14).
+    After a function result they stay a turn of their own."""
+    if not recalled:
+        return history
+    if history and history[-1].role == "user" and history[-1].call is None:
+        note = "\n".join(message.content.strip() for message in recalled)
+        newest = history[-1]
+        return [*history[:-1], ChatMessage(role="user", content=f"{newest.content.rstrip()}\n\n{note}")]
+    return history + recalled

@@ -167,8 +167,8 @@ def test_a_failed_capture_costs_nothing(make_agent):
     assert agent.store.facts.all() == [] and not events.of("captured")
 
 
-def test_surfaced_memories_go_after_the_conversation_right_before_the_reply(make_agent):
-    agent, llm = make_agent([say("覚えてるよ、ミケだよね！")])
+def test_surfaced_memories_join_the_users_message_right_before_the_reply(make_agent):
+    agent, llm = make_agent([say("覚えてるよ、ミケだよね！"), facts(), say("うん、またね！"), facts()])
     message = agent.store.recall.add("user", "うちの猫の名前はミケだよ", kind="user_message", turn_id=1)
     agent.store.facts.add(kind="pet_name", label="ペットの名前", value="ミケ", line="ペットの名前: ミケ", block="human",
                           turn_id=1, message_id=message.id)
@@ -179,10 +179,13 @@ def test_surfaced_memories_go_after_the_conversation_right_before_the_reply(make
     assert [m["text"] for m in recalled.data["memories"]] == ["ペットの名前: ミケ"]
     assert stats.recalled == 1
     prompt = llm.requests[0].prompt
-    question, memory = prompt.index("私の猫の名前、覚えてる？"), prompt.index("さくらが覚えていること")
-    assert question < memory < prompt.rindex("<|im_start|>assistant")
-    # A system turn: the user did not say it.
-    assert prompt[:memory].endswith("<|im_start|>system\n")
+    user_turn = prompt[prompt.rindex("<|im_start|>user"):prompt.rindex("<|im_start|>assistant")]
+    assert user_turn.index("私の猫の名前、覚えてる？") < user_turn.index("（さくらが覚えていること: ペットの名前: ミケ）")
+    # In the prompt only: the stored message is what the user typed.
+    assert agent.store.recall.recent(1, kinds=["user_message"])[0].content == "私の猫の名前、覚えてる？"
+    # The next turn's prompt no longer holds it.
+    agent.send("ありがとう", events)
+    assert "さくらが覚えていること" not in llm.requests[-1].prompt
 
 
 def test_earlier_messages_that_left_the_window_are_surfaced_by_their_words(make_agent):
