@@ -61,7 +61,7 @@ GOOD_CALL = json.dumps({"inner_thoughts": "greet", "function": "send_message", "
 
 def echo_reply(pattern: str, prefix: str = "echo ") -> Callable[[dict[str, Any]], str]:
     """A reply naming the last match of `pattern` in the newest user turn (so a test can tell which
-    message a reply answers; system turns such as recalled memories are not looked at), or a numbered
+    message a reply answers; recalled memories the agent added are not looked at), or a numbered
     "(none)" — numbered because a model that repeats itself is junk."""
     compiled = re.compile(pattern)
     unmatched = itertools.count(1)
@@ -74,6 +74,8 @@ def echo_reply(pattern: str, prefix: str = "echo ") -> Callable[[dict[str, Any]]
 
 
 CORRECTIVE_NOTE = ("[システム]", "[System]")
+# The line of surfaced memories the agent adds to the user's newest turn (recalled.j2).
+RECALLED_NOTE = re.compile(r"\n\n[（(](\S+が覚えていること|What .+ remembers):.*\Z", re.S)
 
 
 def _newest_user_turn(body: dict[str, Any]) -> str:
@@ -83,7 +85,7 @@ def _newest_user_turn(body: dict[str, Any]) -> str:
     else:
         turns = [part.split("<|im_end|>")[0] for part in str(body.get("prompt") or "").split("<|im_start|>user\n")[1:]]
     turns = [turn for turn in turns if not turn.lstrip().startswith(CORRECTIVE_NOTE)]
-    return turns[-1] if turns else ""
+    return RECALLED_NOTE.sub("", turns[-1]) if turns else ""
 
 
 def _completion(text: str, chat: bool) -> dict[str, Any]:

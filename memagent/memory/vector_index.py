@@ -114,6 +114,7 @@ class VectorIndex:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"memagent-index-{what}") if background else None)
         self._pending: list[Future[None]] = []
         self._stopping = threading.Event()  # closing: the background indexer stops between batches
+        self._worker_thread = threading.local()  # .active is set on the background indexer's thread
         self.progress = False  # show a progress bar when the index is (re)built in the foreground
 
     @property
@@ -188,7 +189,7 @@ class VectorIndex:
     def _embed_and_upsert(self, rows: Sequence[IndexRow], bar: ProgressBar | None = None) -> dict[int, np.ndarray]:
         # Batches are embedded one at a time under the lock, so a search waits for one batch at most.
         embedded: dict[int, np.ndarray] = {}
-        in_background = threading.current_thread().name.startswith("memagent-index-")
+        in_background = getattr(self._worker_thread, "active", False)
         size = BACKGROUND_BATCH if in_background else EMBED_BATCH
         for start in range(0, len(rows), size):
             if self._stopping.is_set() and in_background:
@@ -294,9 +295,14 @@ class VectorIndex:
     # --- lifecycle -----------------------------------------------------------------------------
     def _submit(self, job: Callable[[], None]) -> None:
         assert self._worker is not None
+
+        def on_worker() -> None:
+            self._worker_thread.active = True
+            job()
+
         self._pending = [f for f in self._pending if not f.done()]
         try:
-            self._pending.append(self._worker.submit(job))
+            self._pending.append(self._worker.submit(on_worker))
         except RuntimeError:  # shut down (closing): the next open's sync indexes these rows
             pass
 
