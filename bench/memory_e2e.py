@@ -137,7 +137,8 @@ def score(script: dict[str, Any], turns: list[dict[str, Any]], facts: list[Any],
     truth: dict[str, list[str]] = script["facts"]
     old_values: dict[str, list[str]] = script.get("changed", {})
     stated = {kind for turn in turns if turn["states"] for kind in turn["states"]}
-    current = [f for f in facts if f.superseded_by is None and f.kind != "note"]
+    # Notes (the user's sentence as said) and promises (the persona's, as said) are not facts of a kind.
+    current = [f for f in facts if f.superseded_by is None and f.kind not in ("note", "promise")]
     kept = sorted(
         kind for kind in stated
         if any(f.kind == kind and _contains_any(f.value, truth[kind]) and f.message_id in sources
@@ -145,7 +146,7 @@ def score(script: dict[str, Any], turns: list[dict[str, Any]], facts: list[Any],
     )
     invented = [
         {"kind": f.kind, "value": f.value} for f in facts
-        if f.kind != "note" and not _contains_any(f.value, truth.get(f.kind, []) + old_values.get(f.kind, []))
+        if f.kind not in ("note", "promise") and not _contains_any(f.value, truth.get(f.kind, []) + old_values.get(f.kind, []))
     ]
     questions = [t for t in turns if t["asks"]]
 
@@ -172,6 +173,7 @@ def score(script: dict[str, Any], turns: list[dict[str, Any]], facts: list[Any],
         "invented_facts": len(invented),
         "invented": invented,
         "notes_stored": sum(1 for f in facts if f.kind == "note"),
+        "promises_stored": sum(1 for f in facts if f.kind == "promise"),
         "agent_memory_writes": writes,
         "junk_replies": sum(1 for t in replied if t["junk"]),
         "no_reply_turns": len(turns) - len(replied),

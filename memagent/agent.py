@@ -179,6 +179,7 @@ class Agent:
         started = time.perf_counter()
         try:
             captured = self.capturer.capture(message)
+            captured += self.capturer.capture_promises(self.store.recall.of_turn(message.turn_id))
         except Exception as exc:  # a failed capture costs nothing: the message is in recall anyway
             log.warning("capture failed (%s); nothing was stored from this message", exc,
                         exc_info=log.isEnabledFor(logging.DEBUG))

@@ -1,4 +1,5 @@
-"""Capture (memory mode "assisted"): after a reply, the durable facts the user stated go into memory.
+"""Capture (memory mode "assisted"): after a reply, the durable facts the user stated, and the
+persona's own promises, go into memory.
 
 The model proposes, the code decides. One grammar-constrained call lists candidate values; each is
 kept only if it is grounded:
@@ -8,7 +9,8 @@ kept only if it is grounded:
 - a value with no cue near it is not filed under any kind: the user's sentence goes to archival
   memory as it was said, which is always a true memory.
 Kept facts become lines of the human block (a newer value of a single-valued kind replaces the old
-line), or archival passages when the block is full. Every one is recorded with the message it came
+line), or archival passages when the block is full. A promise (a reply sentence with a promise cue,
+facts.toml [promise]) becomes a line of the persona block, as it was said. Every one is recorded with the message it came
 from (memory/facts.py), in the same transaction and turn as the reply, so /undo and /retry revert it.
 """
 
@@ -41,10 +43,14 @@ HUMAN_BLOCK = "human"
 CAPTURE_REASON = "capture"  # block history reason of captured lines (memory show --history)
 MAX_PROPOSALS = 4
 MAX_VALUE_CHARS = 40
+MAX_PROMISE_CHARS = 80
+PROMISE_KIND = "promise"
+PERSONA_BLOCK = "persona"
 CAPTURE_MAX_TOKENS = 160
 CUE_WINDOW = 24  # characters between a cue and its value, at most
 CAPTURE_SAMPLING = SamplerPreset(temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0, seed=0)
 _SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]*|[。！？!?]+")
+_AFTER_FULL_STOP = re.compile(r"(?<=\.)\s+")  # "Oh, I love that one. I'll save you a copy."
 _TRIM = " \t\"'「」『』()（）[]【】、。,.!?！？:："
 
 
@@ -58,12 +64,22 @@ class FactKind:
 
 
 @dataclass(frozen=True)
+class PromiseRule:
+    """facts.toml [promise]: a sentence of the persona's reply holding one of `cues` is a promise."""
+
+    label: str
+    cues: tuple[str, ...]
+    max_chars: int = MAX_PROMISE_CHARS
+
+
+@dataclass(frozen=True)
 class FactVocabulary:
-    """facts.toml: the kinds in priority order, and sentence endings that are never part of a value
-    (「ミケだよ」 → 「ミケ」)."""
+    """facts.toml: the kinds in priority order, sentence endings that are never part of a value
+    (「ミケだよ」 → 「ミケ」), and what marks the persona's own promises (None: not kept)."""
 
     kinds: list[FactKind]
     endings: tuple[str, ...] = ()
+    promise: PromiseRule | None = None
 
     def trimmed(self, value: str) -> str:
         for ending in sorted(self.endings, key=len, reverse=True):
@@ -100,11 +116,17 @@ def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
             for entry in data.get("kind", [])
         ]
         endings = tuple(str(ending) for ending in data.get("endings", []))
+        promise_table = data.get("promise")
+        promise = None
+        if promise_table and promise_table.get("cues"):
+            promise = PromiseRule(label=str(promise_table["label"]), cues=tuple(str(c) for c in promise_table["cues"]),
+                                  max_chars=int(promise_table.get("max_chars", MAX_PROMISE_CHARS)))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise PromptError(f"{path}: not a valid facts file ({exc}); each [[kind]] needs key, label and cues") from None
+        raise PromptError(f"{path}: not a valid facts file ({exc}); each [[kind]] needs key, label and cues, "
+                          "and [promise] a label and cues") from None
     if not kinds:
         raise PromptError(f"{path}: no [[kind]] entries; add at least one, or set [memory] mode = agent")
-    return FactVocabulary(kinds, endings)
+    return FactVocabulary(kinds, endings, promise)
 
 
 def extraction_schema(kinds: list[FactKind]) -> dict[str, Any]:
@@ -235,6 +257,20 @@ def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocab
     return grounded
 
 
+def promised_sentences(reply: str, rule: PromiseRule) -> list[str]:
+    """The sentences of the persona's reply that promise something: a cue word in a sentence that is
+    not a question, kept word for word (「じゃあ今度、その本を取っておくね！」)."""
+    found = []
+    pieces = (piece for _, sentence in _sentences(reply) for piece in _AFTER_FULL_STOP.split(sentence))
+    for sentence in pieces:
+        sentence = sentence.strip()
+        folded = _lower(normalised(sentence))
+        if (sentence and not is_question(folded) and len(sentence) <= rule.max_chars
+                and any(_lower(normalised(cue)) in folded for cue in rule.cues)):
+            found.append(sentence)
+    return found
+
+
 def parse_proposals(text: str) -> list[tuple[str, str]]:
     """(kind, value) pairs from the model's JSON; anything malformed is skipped, never raised."""
     try:
@@ -286,6 +322,42 @@ class FactCapture:
             self.context.invalidate_system()
         return stored
 
+    def capture_promises(self, replies: list[StoredMessage]) -> list[Captured]:
+        """The persona's own promises in this turn's replies, as it said them, into its persona block
+        (archival when the block is full), each with the reply it came from. No model call."""
+        rule = self.vocabulary.promise
+        if rule is None:
+            return []
+        found = [(message, sentence) for message in replies if message.reply
+                 for sentence in promised_sentences(message.reply, rule)]
+        if not found:
+            return []
+        with self.store.transaction():
+            return [captured for captured in (self._store_promise(sentence, message, rule) for message, sentence in found)
+                    if captured is not None]
+
+    def _store_promise(self, sentence: str, message: StoredMessage, rule: PromiseRule) -> Captured | None:
+        if any(old.value == sentence for old in self.store.facts.current(PROMISE_KIND)):
+            return None
+        line = self.prompts.render("fact_line.j2", label=rule.label, value=sentence)
+        block, passage_id = self._write_line(PERSONA_BLOCK, line, None, message)
+        record = self.store.facts.add(kind=PROMISE_KIND, label=rule.label, value=sentence, line=line, block=block,
+                                      passage_id=passage_id, message_id=message.id, turn_id=message.turn_id)
+        return Captured(record)
+
+    def _write_line(self, label: str, line: str, replaced: Fact | None, message: StoredMessage) -> tuple[str | None, int | None]:
+        """Write `line` into core block `label` (in place of `replaced`'s line when that is still
+        there); when the block is full, into archival memory. Returns (block, passage id)."""
+        try:
+            if replaced is not None and replaced.block == label and replaced.line in self.store.core.get(label).value:
+                self.store.core.replace(label, replaced.line, line, turn_id=message.turn_id, reason=CAPTURE_REASON)
+            else:
+                self.store.core.append(label, line, turn_id=message.turn_id, reason=CAPTURE_REASON)
+            return label, None
+        except MemoryEditError as exc:  # the block is full (or gone): the line goes to archival instead
+            log.info("core memory cannot take %r (%s); storing it in archival memory", line, exc.kind)
+            return None, self.store.archival.insert(line, source="capture", time=message.time).id
+
     def _propose(self, text: str) -> list[tuple[str, str]]:
         """One constrained model call, as a continuation of the chat prompt (its cached prefix is reused)."""
         instruction = ChatMessage(role="user", content=self.prompts.render("capture.j2", kinds=self.vocabulary.kinds,
@@ -321,16 +393,7 @@ class FactCapture:
             return None  # already known
         line = self.prompts.render("fact_line.j2", label=kind.label, value=fact.value)
         replaced = current[-1] if kind.replace and current else None
-        block: str | None = HUMAN_BLOCK
-        passage_id: int | None = None
-        try:
-            if replaced is not None and replaced.block == HUMAN_BLOCK and replaced.line in self.store.core.get(HUMAN_BLOCK).value:
-                self.store.core.replace(HUMAN_BLOCK, replaced.line, line, turn_id=message.turn_id, reason=CAPTURE_REASON)
-            else:
-                self.store.core.append(HUMAN_BLOCK, line, turn_id=message.turn_id, reason=CAPTURE_REASON)
-        except MemoryEditError as exc:  # the block is full (or gone): the fact goes to archival instead
-            log.info("core memory cannot take %r (%s); storing it in archival memory", line, exc.kind)
-            block, passage_id = None, self.store.archival.insert(line, source="capture", time=message.time).id
+        block, passage_id = self._write_line(HUMAN_BLOCK, line, replaced, message)
         record = self.store.facts.add(kind=kind.key, label=kind.label, value=fact.value, line=line, block=block,
                                       passage_id=passage_id, message_id=message.id, turn_id=message.turn_id,
                                       replaces=replaced.id if replaced else None)

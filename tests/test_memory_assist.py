@@ -153,6 +153,45 @@ def test_a_full_core_block_spills_captured_facts_to_archival(make_agent):
     assert agent.store.archival.get(fact.passage_id).text == "好きな食べ物: カレーうどん"
 
 
+def test_the_personas_own_promise_is_kept_in_its_persona_block_as_it_said_it(make_agent):
+    promise = "じゃあ今度、その本を取っておくね！"
+    agent, llm = make_agent([say(f"いいね、読んでみたい！{promise}"), say("取っておこうか？"), say("うん、ゆっくり読んでね。")])
+    events = Recorder()
+    agent.send("古い文庫本が好きなんだ", events)  # no cue word of a user fact: no extraction call
+    assert len(llm.requests) == 1
+    persona = agent.store.core.get("persona").value
+    assert persona.endswith(f"約束: {promise}")
+    [fact] = agent.store.facts.current()
+    assert (fact.kind, fact.value, fact.block) == ("promise", promise, "persona")
+    source = agent.store.recall.get(fact.message_id)
+    assert source is not None and source.reply == f"いいね、読んでみたい！{promise}"
+    assert events.of("captured")[0].data["facts"][0]["line"] == f"約束: {promise}"
+    # A question offers, it does not promise; a reply with no promise word keeps nothing.
+    agent.send("どうしようかな", Recorder())
+    agent.send("ありがとう", Recorder())
+    assert len(agent.store.facts.current()) == 1
+    for _ in range(3):
+        agent.undo()
+    assert agent.store.facts.all() == [] and "約束" not in agent.store.core.get("persona").value
+
+
+def test_memory_show_names_the_reply_a_promise_came_from(make_agent, capsys):
+    agent, _ = make_agent([say("わかった、次に来たら教えてあげるね。")])
+    agent.send("あの本の続き、気になるな", Recorder())
+    name = agent.store.name
+    agent.store.close()
+    code, out, _ = run(capsys, "memory", "show", "--agent", name, "--history")
+    assert code == 0
+    assert "約束: わかった、次に来たら教えてあげるね。  [core:persona] ← message #" in out
+    assert ": 'わかった、次に来たら教えてあげるね。'" in out
+
+
+def test_english_promises_are_kept_too(make_agent):
+    agent, _ = make_agent([say("Oh, I love that one. I'll save you a copy next time you come!")], language="en")
+    agent.send("I've been looking for that old novel", Recorder())
+    assert "Promised: I'll save you a copy next time you come!" in agent.store.core.get("persona").value
+
+
 def test_messages_without_cue_words_cost_no_model_call(make_agent):
     agent, llm = make_agent([say("こんにちは！")])
     agent.send("こんにちは", Recorder())

@@ -319,8 +319,7 @@ def register(cli: click.Group) -> None:
     def reindex(app: AppContext, agent_name: str) -> None:
         """Rebuild the vector indexes (archival and recall) from the database (after changing the embedder, say)."""
         with open_agent(app, agent_name, write=True) as store:
-            passages = store.archival.reindex(progress=show_progress())
-            messages = store.recall.vectors.reindex(progress=show_progress()) if store.recall.vectors else None
+            passages, messages = store.reindex(progress=show_progress())
         click.echo(f"indexed {passages} passages" + (f" and {messages} messages" if messages is not None else
                                                       " (recall_embeddings is off: messages are searched by words)"))
 

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.orm import aliased
 from sqlalchemy.types import TypeEngine
 
 from .chroma_index import IndexLocation, Where
@@ -115,13 +116,6 @@ _SHORT_TOP = """
 SELECT m.id FROM message_short JOIN message AS m ON m.id = message_short.rowid
 WHERE message_short MATCH :match {filters} ORDER BY message_short.rowid DESC LIMIT :limit
 """
-# What the vector index embeds for a message: its text and the line said just before it.
-_INDEXABLE_ROWS = text("""
-SELECT m.id, m.content, m.kind, m.time,
-       (SELECT p.content FROM message AS p WHERE p.id < m.id AND p.kind IN :kinds AND p.content != ''
-        ORDER BY p.id DESC LIMIT 1) AS previous
-FROM message AS m WHERE m.id IN :ids AND m.kind IN :kinds AND m.content != ''
-""").bindparams(bindparam("ids", expanding=True), bindparam("kinds", expanding=True)).columns(time=UTCDateTime())
 # Before the kind and date filters, this many BM25 matches are taken (more when a date range is given).
 _LEXICAL_POOL = 200
 _LEXICAL_POOL_DATED = 2000
@@ -260,8 +254,9 @@ class RecallStore:
 
     # --- the index's source (vector_index.IndexSource) -----------------------------------------
     @staticmethod
-    def _indexable() -> ColumnElement[bool]:
-        return MessageRow.kind.in_(CONVERSATION_KINDS) & (MessageRow.content != "")
+    def _indexable(row: type[MessageRow] = MessageRow) -> ColumnElement[bool]:
+        """What was said (CONVERSATION_KINDS, not empty): the rows the vector index embeds."""
+        return row.kind.in_(CONVERSATION_KINDS) & (row.content != "")
 
     def indexable_count(self) -> int:
         with self._db.read() as session:
@@ -272,8 +267,13 @@ class RecallStore:
             return set(session.scalars(select(MessageRow.id).where(self._indexable())))
 
     def indexable_rows(self, ids: Sequence[int]) -> list[IndexRow]:
+        """Each message's text and the line said just before it (see _embedded_text)."""
+        before = aliased(MessageRow)
+        previous = (select(before.content).where(before.id < MessageRow.id, self._indexable(before))
+                    .order_by(before.id.desc()).limit(1).scalar_subquery())
+        query = select(MessageRow.id, MessageRow.content, MessageRow.kind, MessageRow.time, previous.label("previous"))
         with self._db.read() as session:
-            rows = session.execute(_INDEXABLE_ROWS, {"ids": list(ids), "kinds": list(CONVERSATION_KINDS)}).all()
+            rows = session.execute(query.where(MessageRow.id.in_(list(ids)), self._indexable())).all()
         return [IndexRow(row.id, self._embedded_text(row.content, row.previous), {"kind": str(row.kind), "t": row.time.timestamp()})
                 for row in rows]
 
@@ -289,6 +289,12 @@ class RecallStore:
         with self._db.read() as session:
             row = session.get(MessageRow, message_id)
             return to_stored(row) if row else None
+
+    def get_many(self, message_ids: Sequence[int]) -> dict[int, StoredMessage]:
+        """The stored messages among `message_ids`, by id, in one query."""
+        with self._db.read() as session:
+            rows = session.scalars(select(MessageRow).where(MessageRow.id.in_(list(message_ids))))
+            return {row.id: to_stored(row) for row in rows}
 
     def in_context(self) -> list[StoredMessage]:
         """The messages currently in the context window, oldest first."""
@@ -503,6 +509,10 @@ class RecallStore:
                 for row in rows
             ]
         return SearchPage(hits=hits, total=int(total), page=page, page_size=page_size)
+
+    def reindex(self, progress: bool = True) -> int | None:
+        """Rebuild the messages' vector index; how many were indexed (None: recall_embeddings is off)."""
+        return self.vectors.reindex(progress) if self.vectors is not None else None
 
     def close(self) -> None:
         if self.vectors is not None:

@@ -284,6 +284,11 @@ class AgentStore:
         stored = self.recall.add_many(fresh_messages, progress=progress)
         return _counted("messages", stored, len(messages) - len(fresh_messages))
 
+    def reindex(self, progress: bool = True) -> tuple[int, int | None]:
+        """Rebuild both vector indexes from SQLite: (passages, messages) indexed; messages is None
+        when recall_embeddings is off."""
+        return self.archival.reindex(progress), self.recall.reindex(progress)
+
     def _refresh_indexes(self, progress: bool) -> None:
         self.archival.refresh_index(progress)
         if self.recall.vectors is not None:
