@@ -101,14 +101,15 @@ class Agent:
         """A new agent's first message: the persona's own, or a generated one (one try, no loop)."""
         if self.store.get_state(StateKey.GREETED) or self.store.recall.count() > 0:
             return
-        greetings = [g for g in [self.persona.first_message, *self.persona.alternate_greetings] if g]
+        persona = self.context.persona()
+        greetings = [g for g in [persona.first_message, *persona.alternate_greetings] if g]
         text = random.choice(greetings) if greetings and self.settings.agent.first_message == "persona" else None
         call: FunctionCall | None = None
         if text:
             call = FunctionCall("send_message", {"message": text}, "")
         else:
             stats = TurnStats()
-            note = ChatMessage(role="user", content=self.prompts.render("first_message.j2", persona=self.persona))
+            note = ChatMessage(role="user", content=self.prompts.render("first_message.j2", persona=persona))
             attempt = self.generator.generate(stats, [note], emit, allowed=["send_message"], last_user=None)
             call = attempt.call if attempt and attempt.call and attempt.call.function == "send_message" else None
         with self.store.transaction():

@@ -12,10 +12,11 @@ back only the fields whose value in the persona file differs from what import ma
 user's edits). memagent-only fields (language, rules, color, description) go to
 `data.extensions.memagent`. A persona that never came from a card is exported from an empty card.
 
-Placeholders: `{{char}}`/`<BOT>` become the character's name; `{{user}}`/`<USER>` become a neutral
-name for the human — 「ユーザー」 in Japanese cards, "User" in English ones — because a persona is
-shared by every agent and the human's real name lives in the agent's human block, which the model
-sees next to the persona. The words match what the preamble calls the human.
+Placeholders: `{{char}}`/`<BOT>` become the character's name; `{{user}}`/`<USER>` stay in the persona
+as `{{user}}`, because a persona is shared by every agent: each agent fills it at prompt time with
+what the character calls its user (the name they gave, else the human profile's name — see
+ContextWindow.user_name). Lorebook passages are stored text, so there `{{user}}` becomes a neutral
+word for the human — 「ユーザー」 in Japanese cards, "User" in English ones.
 
 Lorebook (`character_book`) entries become archival passages of an agent (`persona import --agent`,
 `persona lorebook`), not keyword-triggered prompt inserts, because:
@@ -51,7 +52,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from .errors import MemagentError
 from .files import atomic_write
 from .paths import Paths
-from .personas import KEY_PATTERN, Example, Persona, ProfileError, load_persona_file, persona_file_text
+from .personas import (
+    KEY_PATTERN,
+    USER_PLACEHOLDER_TEXT,
+    Example,
+    Persona,
+    ProfileError,
+    load_persona_file,
+    persona_file_text,
+)
 from .resources import find_resource
 
 if TYPE_CHECKING:
@@ -68,7 +77,7 @@ TEXT_CHUNK_TYPES = (b"tEXt", b"zTXt", b"iTXt")
 # Fields V3 added to `data`; a V2 copy of a V3 card leaves them out (the ccv3 chunk keeps them).
 V3_ONLY_FIELDS = ("nickname", "creator_notes_multilingual", "source", "group_only_greetings", "creation_date",
                   "modification_date", "assets")
-USER_WORDS = {"ja": "ユーザー", "en": "User"}
+USER_WORDS = {"ja": "ユーザー", "en": "User"}  # `{{user}}` in lorebook passages
 LOREBOOK_SOURCE = "card:{key}"  # archival `source` of the passages loaded from persona `key`'s lorebook
 PLACEHOLDER_SIZE = (256, 384)
 PLACEHOLDER_COLOR = (232, 224, 240)
@@ -441,7 +450,7 @@ def persona_from_card(card: dict[str, Any], key: str, where: str = "the card") -
     extension = _memagent_extension(data)
     name = data.name.strip()
     language = extension.get("language") or detect_language(data)
-    macros = Macros(char=name, user=USER_WORDS.get(language, USER_WORDS["en"]))
+    macros = Macros(char=name, user=USER_PLACEHOLDER_TEXT)
     personality = macros.fill(data.personality)
     fields: dict[str, Any] = {
         "key": key,

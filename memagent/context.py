@@ -11,7 +11,9 @@ from datetime import datetime
 
 from .agent_deps import AgentDeps
 from .conversation import ChatMessage
+from .memory.facts import USER_NAME_KIND
 from .memory.kinds import MessageKind
+from .personas import Persona, fill_user
 from .prompts import SystemPrompt
 from .rendering import BuiltPrompt, local_time_text, render_prompt, to_chat_message, token_budget
 from .summarizer import ContextOverflow, Summarizer, SummaryListener
@@ -38,9 +40,12 @@ class ContextWindow:
     def system(self) -> SystemPrompt:
         if self._system is None:
             store = self.deps.store
-            core = {block.label: {"value": block.value, "limit": block.limit} for block in store.core.list()}
+            user_name = self.user_name()
+            # The persona block starts as the persona's text, placeholder included.
+            core = {block.label: {"value": fill_user(block.value, user_name), "limit": block.limit}
+                    for block in store.core.list()}
             self._system = self.deps.prompts.render_system(
-                persona=self.deps.persona,
+                persona=self.deps.persona.addressing_user(user_name),
                 human=self.deps.human,
                 core=core,
                 recall_count=store.recall.count(),
@@ -52,6 +57,16 @@ class ContextWindow:
             )
         return self._system
 
+    def persona(self) -> Persona:
+        """The persona as the model reads it, `{{user}}` filled (see user_name)."""
+        return self.deps.persona.addressing_user(self.user_name())
+
+    def user_name(self) -> str:
+        """What the character calls the user: the name they gave (a captured fact), else the human
+        profile's name (the default profiles: 「あなた」, "you")."""
+        named = self.deps.store.facts.current(USER_NAME_KIND)
+        return named[-1].value if named else self.deps.human.name
+
     # --- messages -----------------------------------------------------------------------------
     def history(self) -> list[ChatMessage]:
         converted = (to_chat_message(m, self.deps.prompts) for m in self.deps.store.recall.in_context())
@@ -59,7 +74,7 @@ class ContextWindow:
 
     def post_history(self) -> list[ChatMessage]:
         """Instructions that go after the conversation, right before the reply (post_history.j2)."""
-        text = self.deps.prompts.render("post_history.j2", persona=self.deps.persona)
+        text = self.deps.prompts.render("post_history.j2", persona=self.persona())
         return [ChatMessage(role="user", content=text)] if text.strip() else []
 
     # --- rendering and fitting ----------------------------------------------------------------

@@ -119,7 +119,7 @@ class ReplyGenerator:
         example lines, the templates' example calls), the system prompt itself, alerts in the history,
         this turn's recalled memories (a reply that only copies one of them is not a reply)."""
         system = self.context.system()
-        texts = [example.char for example in self.deps.persona.examples]
+        texts = [example.char for example in self.context.persona().examples]
         texts += [*system.example_replies, system.text, *(m.content for m in recalled)]
         texts += [m.content for m in self.deps.store.recall.in_context() if m.kind == MessageKind.SYSTEM_ALERT]
         return texts

@@ -58,6 +58,16 @@ class _Profile(BaseModel):
     source: Path | None = None
 
 
+# A card's placeholder for the human (`{{user}}`, `<USER>`): kept in the persona, filled at prompt
+# time with what the character calls the user (addressing_user).
+USER_PLACEHOLDER = re.compile(r"\{\{\s*user\s*\}\}|<user>", re.IGNORECASE)
+USER_PLACEHOLDER_TEXT = "{{user}}"
+
+
+def fill_user(text: str, user_name: str) -> str:
+    return USER_PLACEHOLDER.sub(lambda _: user_name, text)
+
+
 class Persona(_Profile):
     first_message: str | None = None
     examples: list[Example] = Field(default_factory=list)
@@ -72,6 +82,21 @@ class Persona(_Profile):
     alternate_greetings: list[str] = Field(default_factory=list)
     creator_notes: str = ""
     tags: list[str] = Field(default_factory=list)
+
+    def addressing_user(self, user_name: str) -> Persona:
+        """This persona as the model reads it: `{{user}}` replaced with `user_name` in every text."""
+        def fill(value: Any) -> Any:
+            if isinstance(value, str):
+                return fill_user(value, user_name)
+            if isinstance(value, list):
+                return [fill(item) for item in value]
+            if isinstance(value, Example):
+                return Example(user=fill(value.user), char=fill(value.char))
+            return value
+
+        texts = ("text", "first_message", "examples", "rules", "personality", "scenario", "system_prompt",
+                 "post_history_instructions", "alternate_greetings")
+        return self.model_copy(update={field: fill(getattr(self, field)) for field in texts})
 
 
 class Human(_Profile):

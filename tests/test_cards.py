@@ -160,12 +160,13 @@ def test_import_v2_json_makes_a_persona(runner: CliRunner, paths: Paths, tmp_pat
 
     persona = load_persona(paths, "mira-vale")
     assert persona.name == "Mira Vale" and persona.language == "en"
-    assert persona.text == "Mira Vale is a lighthouse keeper who writes letters to User."
-    assert persona.first_message == "Come in out of the rain, User. I'm Mira Vale."
-    assert persona.scenario == "User arrives at Mira Vale's lighthouse during a storm."
+    # {{user}} stays in the persona: each agent fills it at prompt time with what it calls its user.
+    assert persona.text == "Mira Vale is a lighthouse keeper who writes letters to {{user}}."
+    assert persona.first_message == "Come in out of the rain, {{user}}. I'm Mira Vale."
+    assert persona.scenario == "{{user}} arrives at Mira Vale's lighthouse during a storm."
     assert persona.system_prompt == "Write Mira Vale's lines only."  # {{original}}: memagent's own preamble stays
     assert persona.personality == "patient, wry, curious" and persona.description == "patient, wry, curious"
-    assert persona.alternate_greetings == ["Storm's up, User."]
+    assert persona.alternate_greetings == ["Storm's up, {{user}}."]
     assert persona.tags == ["slice of life", "sea"] and persona.creator_notes == "Best with slow, quiet chats."
     assert [(e.user, e.char) for e in persona.examples] == [
         ("Who are you?", "Just the keeper."), ("Lonely out here?", "Sometimes.\nThe gulls help.")]
@@ -176,11 +177,11 @@ def test_import_v2_json_makes_a_persona(runner: CliRunner, paths: Paths, tmp_pat
 
 def test_imported_persona_renders_in_the_system_prompt(runner: CliRunner, paths: Paths, tmp_path: Path) -> None:
     ok(runner, "persona", "import", str(write_json(tmp_path / "mira.json", v2_card())), "--name", "mira")
-    persona, human = load_persona(paths, "mira"), load_human(paths, "default-en")
+    persona, human = load_persona(paths, "mira").addressing_user("Ken"), load_human(paths, "default-en")
     system = PromptLibrary(paths, "en").render_system(persona=persona, human=human, core=core_from(persona, human, 2000))
     preamble = system.parts["preamble"]
     for text in ("You are Mira Vale.", "Write Mira Vale's lines only.", "patient, wry, curious",
-                 "User arrives at Mira Vale's lighthouse", 'User: "Who are you?" → Mira Vale: "Just the keeper."'):
+                 "Ken arrives at Mira Vale's lighthouse", 'User: "Who are you?" → Mira Vale: "Just the keeper."'):
         assert text in preamble, text
     assert "Keep replies under three sentences." not in system.text  # it goes after the history instead
     assert PromptLibrary(paths, "en").render("post_history.j2", persona=persona) == (
@@ -195,16 +196,17 @@ def test_japanese_card_in_png(runner: CliRunner, paths: Paths, tmp_path: Path) -
 
     persona = load_persona(paths, "hiyori")
     assert persona.language == "ja" and persona.name == "ひより"
-    assert persona.text == "ひよりは喫茶店「こもれび」の店主。ユーザーの幼なじみ。"
-    assert persona.first_message == "いらっしゃい、ユーザー。今日は何にする？"
+    assert persona.text == "ひよりは喫茶店「こもれび」の店主。{{user}}の幼なじみ。"
+    assert persona.first_message == "いらっしゃい、{{user}}。今日は何にする？"
     assert [(e.user, e.char) for e in persona.examples] == [("おすすめは？", "今日はほうじ茶ラテかな。")]
     personas = paths.user_resource_dir("personas")
     assert "喫茶店「こもれび」" in (personas / "hiyori.md").read_text(encoding="utf-8")
     assert "未知の拡張も残る" in (personas / "hiyori.card.json").read_text(encoding="utf-8")  # not \\u escapes
 
-    human = load_human(paths, "default")
-    system = PromptLibrary(paths, "ja").render_system(persona=persona, human=human, core=core_from(persona, human, 2000))
-    assert "雨の午後、ユーザーが店にやって来る。" in system.parts["preamble"]
+    human = load_human(paths, "default")  # nothing known yet: the character says 「あなた」
+    addressed = persona.addressing_user(human.name)
+    system = PromptLibrary(paths, "ja").render_system(persona=addressed, human=human, core=core_from(addressed, human, 2000))
+    assert "雨の午後、あなたが店にやって来る。" in system.parts["preamble"]
     assert "おっとり、世話好き" in system.parts["preamble"]
 
     exported = tmp_path / "out.json"
@@ -228,7 +230,7 @@ def test_v1_card_without_spec(runner: CliRunner, paths: Paths, tmp_path: Path) -
           "scenario": "", "first_mes": "Your move.", "mes_example": ""}
     ok(runner, "persona", "import", str(write_json(tmp_path / "rook.json", v1)))
     persona = load_persona(paths, "rook")
-    assert persona.text == "Rook plays chess with User." and persona.first_message == "Your move."
+    assert persona.text == "Rook plays chess with {{user}}." and persona.first_message == "Your move."
 
 
 def test_examples_parsing() -> None:
@@ -290,7 +292,7 @@ def test_edits_to_the_persona_are_exported(runner: CliRunner, paths: Paths, tmp_
     ok(runner, "persona", "import", str(write_json(tmp_path / "mira.json", v2_card())), "--name", "mira")
     path = paths.user_resource_dir("personas") / "mira.md"
     text = path.read_text(encoding="utf-8").replace(
-        "first_message: Come in out of the rain, User. I'm Mira Vale.", "first_message: Hello, stranger.")
+        "first_message: Come in out of the rain, {{user}}. I'm Mira Vale.", "first_message: Hello, stranger.")
     path.write_text(text.replace("tags:", "rules:\n- Never leave the lamp\ntags:"), encoding="utf-8")
     exported = tmp_path / "edited.json"
     ok(runner, "persona", "export", "mira", "--format", "json", "-o", str(exported))

@@ -345,3 +345,18 @@ def test_earlier_questions_and_replaced_facts_are_not_surfaced(make_agent):
     agent.send("私って今どこに住んでるんだっけ？", events)
     [recalled] = events.of("recalled")
     assert [m["text"] for m in recalled.data["memories"]] == ["住んでいる所: 大阪"]
+
+
+def test_a_cards_user_placeholder_becomes_the_name_the_user_gave(make_agent):
+    agent, llm = make_agent([say("よろしくね、美咲ちゃん！"), facts(("name", "美咲")), say("うん！")])
+    agent.persona = agent.persona.model_copy(update={
+        "first_message": "いらっしゃい、{{user}}。今日は何にする？", "scenario": "雨の午後、{{user}}が店にやって来る。"})
+    events = Recorder()
+    agent.greet(events)
+    assert events.replies == ["いらっしゃい、あなた。今日は何にする？"]  # nothing known yet: the default profile's word
+    assert "雨の午後、あなたが店にやって来る。" in agent.context.system().text
+    agent.send("私の名前は美咲です", Recorder())
+    agent.context.invalidate_system()  # the next rebuild (a summary, a memory edit) uses the name
+    agent.send("よろしく", Recorder())
+    assert "雨の午後、美咲が店にやって来る。" in llm.requests[-1].prompt
+    assert "{{user}}" in agent.persona.scenario  # the persona keeps its placeholder

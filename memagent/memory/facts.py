@@ -11,6 +11,9 @@ from .db import Database, rows_affected
 from .models import FactRow, utc_now
 from .records import Fact
 
+# The fact kind (facts.toml) that holds the user's own name: the persona's `{{user}}` becomes it.
+USER_NAME_KIND = "name"
+
 
 def _view(row: FactRow) -> Fact:
     return Fact(id=row.id, kind=row.kind, label=row.label, value=row.value, line=row.line, block=row.block,
