@@ -88,6 +88,7 @@ def run_script(script: dict[str, Any], *, mode: str, model_path: Path, context_l
     settings = load_settings(paths, environ={}, overrides=overrides)
     turns: list[dict[str, Any]] = []
     replies: list[str] = []
+    said: list[str] = []  # the user's lines so far: a reply that is one of them is junk too
     writes = 0
     for session_index, session_turns in enumerate(script["sessions"]):
         with AgentSession(paths, settings, "bench", progress=False) as session:
@@ -105,7 +106,7 @@ def run_script(script: dict[str, Any], *, mode: str, model_path: Path, context_l
                 record = {
                     "session": session_index, "say": turn["say"], "reply": reply,
                     "asks": turn.get("asks"), "states": turn.get("states"),
-                    "junk": junk_kind(reply, replies) if reply is not None else None,
+                    "junk": junk_kind(reply, replies, said) if reply is not None else None,
                     "notices": [e.data.get("reason") for e in events if e.type == "notice"],
                     "recalled": [m["text"] for e in events if e.type == "recalled" for m in e.data["memories"]],
                     "captured": [f["line"] for e in events if e.type == "captured" for f in e.data["facts"]],
@@ -116,6 +117,7 @@ def run_script(script: dict[str, Any], *, mode: str, model_path: Path, context_l
                 }
                 if reply is not None:
                     replies.append(reply)
+                said.append(turn["say"])
                 turns.append(record)
                 print(f"  [{mode}] {turn['say'][:30]} → {(reply or '—')[:60]}", file=sys.stderr, flush=True)
     with AgentSession(paths, settings, "bench", progress=False) as session:

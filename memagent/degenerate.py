@@ -126,15 +126,19 @@ def detect_degenerate(
     return None
 
 
-def junk_kind(reply: str, earlier: list[str]) -> str | None:
-    """How a reply that was shown counts as junk, for the benchmarks: "empty", "system_note", or
-    "repeat" of any earlier reply (the agent checks its last RECENT_REPLIES, a few hundred)."""
+def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) -> str | None:
+    """How a reply that was shown counts as junk, for the benchmarks: "empty", "system_note",
+    "repeat" of any earlier reply (the agent checks its last RECENT_REPLIES, a few hundred), or
+    "parrot": the same as one of `user_lines` (the user's lines so far)."""
     if not normalise_text(reply):
         return "empty"
     if is_system_note(reply):
         return "system_note"
-    if any(nearly_equal(normalise_text(reply), normalise_text(old), REPEAT_MIN_CHARS) for old in earlier):
+    mine = normalise_text(reply)
+    if any(nearly_equal(mine, normalise_text(old), REPEAT_MIN_CHARS) for old in earlier):
         return "repeat"
+    if any(nearly_equal(mine, normalise_text(line), PARROT_MIN_CHARS) for line in user_lines):
+        return "parrot"
     return None
 
 

@@ -12,7 +12,7 @@ from .agent_deps import AgentDeps
 from .config import SamplerPreset
 from .context import ContextWindow
 from .conversation import ChatMessage, FunctionCall
-from .degenerate import copies_any, detect_degenerate
+from .degenerate import PARROT_MIN_CHARS, copies_any, detect_degenerate, nearly_equal, normalise_text
 from .events import AgentEvent, EventSink, TurnStats
 from .functions.grammar import call_gbnf
 from .functions.schemas import call_json_schema
@@ -106,10 +106,18 @@ class ReplyGenerator:
         if kind in (None, "thoughts_equal_message"):
             # Small models also copy a corrective note, an example reply or any other text the
             # system wrote into the prompt.
+            message = str(call.arguments.get("message", ""))
             shown = [c.content for c in corrections[-1:]] + self._system_texts(recalled)
-            if copies_any(str(call.arguments.get("message", "")), shown):
+            if copies_any(message, shown) or self._repeats_an_earlier_user_line(message):
                 return "parrots_user"
         return kind
+
+    def _repeats_an_earlier_user_line(self, message: str) -> bool:
+        """Asked 「うちの猫の名前は？」, the 1.5B model answered with the user's earlier line
+        「おはよう！私の名前、覚えてる？」. The newest user line has the parrot rules of its own."""
+        lines = [m.content for m in self.deps.store.recall.in_context() if m.kind == MessageKind.USER][:-1]
+        mine = normalise_text(message)
+        return any(nearly_equal(normalise_text(line), mine, PARROT_MIN_CHARS) for line in lines)
 
     def _recent_replies(self) -> list[str]:
         return self.deps.store.recall.recent_replies(RECENT_REPLIES)

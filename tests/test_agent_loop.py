@@ -262,6 +262,16 @@ def test_copying_an_example_reply_from_the_prompt_is_regenerated(make_agent):
     assert stats.degenerate_kinds == ["parrots_user"]
 
 
+def test_a_reply_that_copies_an_earlier_line_of_the_users_is_regenerated(make_agent):
+    agent, _ = make_agent([say("Morning! Lovely to see you."), say("Good morning! Do you remember my name?"),
+                           say("Of course I do, you told me yesterday.")])
+    agent.send("Good morning! Do you remember my name?", Recorder())
+    events = Recorder()
+    stats = agent.send("And my cat's name?", events)  # the model answers with the user's earlier line
+    assert events.replies == ["Of course I do, you told me yesterday."]
+    assert stats.degenerate_kinds == ["parrots_user"]
+
+
 def test_post_history_instructions_come_right_before_the_reply(make_agent):
     agent, llm = make_agent([say("Short answer here.")])
     agent.persona = agent.persona.model_copy(update={"post_history_instructions": "Answer in one sentence."})
