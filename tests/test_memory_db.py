@@ -107,3 +107,43 @@ def test_a_version_1_database_is_migrated_and_uses_the_in_context_index(tmp_path
             "EXPLAIN QUERY PLAN SELECT id FROM message WHERE message.in_context = 1 ORDER BY message.id"))
     database.close()
     assert "ix_message_in_context" in plan
+
+
+def test_a_version_4_database_is_reindexed_width_folded(tmp_path: Path) -> None:
+    """Made before the trigram indexes read NFKC-folded text: once opened, ＡＢＣ is found by ABC,
+    and the delete trigger gives the index back what it was given."""
+    from sqlalchemy import create_engine, event
+
+    from memagent.memory.fts import SHORT_TOKENS_FUNCTION, short_tokens
+    from memagent.memory.migrations import MIGRATIONS
+
+    path = tmp_path / "agent.db"
+    engine = create_engine(f"sqlite:///{path}")
+    event.listen(engine, "connect", lambda connection, _: connection.create_function(
+        SHORT_TOKENS_FUNCTION, 1, short_tokens, deterministic=True))
+    with engine.begin() as connection:
+        for migrate in MIGRATIONS[:4]:
+            migrate(connection)
+        connection.exec_driver_sql(
+            "INSERT INTO message (turn_id, role, kind, content, time) VALUES "
+            "(1, 'user', 'user_message', 'ＡＢＣ商事で働いてるよ', '2025-01-02T03:04:05.000000')")
+        connection.exec_driver_sql("INSERT INTO passage (text, time) VALUES ('ｶﾀｶﾅの看板', '2025-01-02T03:04:05.000000')")
+        connection.exec_driver_sql("PRAGMA user_version = 4")
+    engine.dispose()
+    database = Database(path)
+    assert database.schema_version == SCHEMA_VERSION >= 5
+
+    def found(table: str, query: str) -> list[int]:
+        with database.engine.connect() as connection:
+            return [row[0] for row in connection.exec_driver_sql(
+                f"SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?", (f'"{query}"',))]
+
+    assert found("message", "ABC商事") == [1] and found("passage", "カタカナ") == [1]
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM message")
+        connection.exec_driver_sql("DELETE FROM passage")
+        integrity = "INSERT INTO {0}_fts({0}_fts) VALUES ('integrity-check')"
+        connection.exec_driver_sql(integrity.format("message"))
+        connection.exec_driver_sql(integrity.format("passage"))
+    assert found("message", "ABC商事") == [] and found("passage", "カタカナ") == []
+    database.close()

@@ -228,3 +228,20 @@ def test_bad_jsonl_line_names_file_and_line_and_imports_nothing(
         assert f"{path}:3:" in str(caught.value) and problem in str(caught.value)
         assert "\n" not in str(caught.value)
         assert store.recall.count() == 0
+
+
+@pytest.mark.parametrize(("said", "query"), [
+    ("ＡＢＣ商事で働いてるよ", "ABC商事"),      # full-width Latin → ASCII
+    ("ABC商事で働いてるよ", "ＡＢＣ商事"),
+    ("ｶﾀｶﾅで書いた店の名前", "カタカナで"),      # half-width kana → full-width
+    ("カタカナで書いた店の名前", "ｶﾀｶﾅで"),
+    ("ＣＯＦＦＥＥ ＳＨＯＰ ＭＯＯＮ", "coffee shop"),  # and case
+])
+def test_search_ignores_width_both_ways(paths: Paths, said: str, query: str) -> None:
+    with make_store(paths) as store:
+        store.recall.add("user", said, kind="user_message", turn_id=1)
+        store.recall.add("user", "関係のない話", kind="user_message", turn_id=2)
+        store.archival.insert(said)
+        assert [h.text for h in store.recall.search(query, literal=True).hits] == [said]
+        assert store.recall.search(query).hits[0].text == said  # by words and meaning
+        assert store.archival.search(query).hits[0].text == said

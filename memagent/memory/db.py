@@ -16,7 +16,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from ..errors import MemagentError
-from .fts import SHORT_TOKENS_FUNCTION, short_tokens
+from .fts import FOLD_FUNCTION, SHORT_TOKENS_FUNCTION, fold, short_tokens
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 
 DB_FILENAME = "agent.db"
@@ -68,8 +68,9 @@ def _configure_connection(dbapi_connection: sqlite3.Connection, _record: Any) ->
     cursor.execute("PRAGMA synchronous = NORMAL")  # durable at each checkpoint; WAL keeps it consistent
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
-    # The short-query indexes' triggers call it (migrations _V4).
+    # The index triggers call them (migrations _V4, _V5).
     dbapi_connection.create_function(SHORT_TOKENS_FUNCTION, 1, short_tokens, deterministic=True)
+    dbapi_connection.create_function(FOLD_FUNCTION, 1, fold, deterministic=True)
 
 
 def _begin(connection: Any) -> None:

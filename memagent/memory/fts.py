@@ -13,6 +13,7 @@ LIKE_ESCAPE = "\\"
 # in the short-query index, so 「猫」 or 「夏休」 is found as characters in a row.
 _UNSPACED = re.compile(r"([\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af])")
 SHORT_TOKENS_FUNCTION = "memagent_short_tokens"
+FOLD_FUNCTION = "memagent_fold"
 
 
 def fts_string(text: str) -> str:
@@ -65,6 +66,13 @@ def query_trigrams(text: str) -> list[str]:
 
 def count_occurrences(text: str, needle: str) -> int:
     return text.lower().count(needle.lower()) if needle else 0
+
+
+def fold(text: str | None) -> str:
+    """What the trigram indexes read for `text` (registered in SQLite as FOLD_FUNCTION), and how a
+    query reads before it meets them: NFKC, so ＡＢＣ is ABC and ｶﾀｶﾅ is カタカナ (the tokenizer
+    folds case)."""
+    return unicodedata.normalize("NFKC", text) if text else ""
 
 
 def short_tokens(text: str | None) -> str:

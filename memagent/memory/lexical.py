@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
-from .fts import chunks, query_trigrams
+from .fts import chunks, fold, query_trigrams
 
 MAX_QUERY_TRIGRAMS = 64
 MAX_QUERY_CHARS = 2000  # the first 64 distinct trigrams are in here; a 1 MB message is not scanned whole
@@ -78,7 +78,7 @@ class Vocabulary:
         """The query's trigrams with their IDF and document frequency; for a query too short for
         trigrams, its words (weighted equally)."""
         needle = needle[:MAX_QUERY_CHARS]
-        trigrams = query_trigrams(needle)[:MAX_QUERY_TRIGRAMS]
+        trigrams = query_trigrams(fold(needle))[:MAX_QUERY_TRIGRAMS]  # the index reads folded text
         if not trigrams:
             return QueryTerms({word.lower(): 1.0 for word in chunks(needle) or [needle]}, {}, 0, like=True)
         documents = int(session.execute(self._documents).scalar_one())
@@ -104,5 +104,5 @@ def coverage(terms: QueryTerms, body: str) -> float:
     total = sum(terms.weights.values())
     if not total:
         return 0.0
-    lowered = body.lower()
+    lowered = (body if terms.like else fold(body)).lower()
     return sum(weight for term, weight in terms.weights.items() if term in lowered) / total

@@ -155,6 +155,33 @@ def _short_index(table: str, column: str) -> list[str]:
 _V4 = _short_index("message", "content") + _short_index("passage", "text")
 
 
+# The trigram indexes read NFKC-folded text (fts.fold, SQLite function memagent_fold), and queries
+# are folded the same way: ＡＢＣ finds ABC, ｶﾀｶﾅ finds カタカナ. External content stays (the text is
+# stored once); the triggers give the index the folded text, and a delete gives back the same.
+def _folded_trigram_index(table: str, column: str) -> list[str]:
+    index = f"{table}_fts"
+    return [
+        f"DROP TRIGGER {index}_insert",
+        f"DROP TRIGGER {index}_delete",
+        f"DROP TRIGGER {index}_update",
+        f"INSERT INTO {index}({index}) VALUES ('delete-all')",
+        f"INSERT INTO {index}(rowid, {column}) SELECT id, memagent_fold({column}) FROM {table}",
+        f"""CREATE TRIGGER {index}_insert AFTER INSERT ON {table} BEGIN
+            INSERT INTO {index}(rowid, {column}) VALUES (new.id, memagent_fold(new.{column}));
+        END""",
+        f"""CREATE TRIGGER {index}_delete AFTER DELETE ON {table} BEGIN
+            INSERT INTO {index}({index}, rowid, {column}) VALUES ('delete', old.id, memagent_fold(old.{column}));
+        END""",
+        f"""CREATE TRIGGER {index}_update AFTER UPDATE OF {column} ON {table} BEGIN
+            INSERT INTO {index}({index}, rowid, {column}) VALUES ('delete', old.id, memagent_fold(old.{column}));
+            INSERT INTO {index}(rowid, {column}) VALUES (new.id, memagent_fold(new.{column}));
+        END""",
+    ]
+
+
+_V5 = _folded_trigram_index("message", "content") + _folded_trigram_index("passage", "text")
+
+
 def _run_all(statements: list[str]) -> Callable[[Connection], None]:
     def migrate(connection: Connection) -> None:
         for statement in statements:
@@ -168,6 +195,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _run_all(_V2),
     _run_all(_V3),
     _run_all(_V4),
+    _run_all(_V5),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -17,7 +17,18 @@ from .dates import DateLike, NamedDay, days_named_in, utc_range
 from .db import Database, rows_affected, trigger_suspended
 from .embeddings import Embedder
 from .errors import QueryError
-from .fts import LIKE_ESCAPE, MIN_FTS_CHARS, count_occurrences, fts_any, fts_string, like_pattern, short_match, short_phrase, short_tokens
+from .fts import (
+    LIKE_ESCAPE,
+    MIN_FTS_CHARS,
+    count_occurrences,
+    fold,
+    fts_any,
+    fts_string,
+    like_pattern,
+    short_match,
+    short_phrase,
+    short_tokens,
+)
 from .fusion import fuse
 from .hybrid import CANDIDATE_POOL, Candidates, candidates
 from .kinds import CONVERSATION_KINDS, MessageKind
@@ -138,7 +149,8 @@ def bulk_insert_messages(connection: Connection, rows: Iterable[dict[str, Any]],
             connection.execute(insert(MessageRow), batch)
             count += len(batch)
         connection.exec_driver_sql(
-            "INSERT INTO message_fts(rowid, content) SELECT id, content FROM message WHERE id > ?", (last_id,)
+            "INSERT INTO message_fts(rowid, content) SELECT id, memagent_fold(content) FROM message WHERE id > ?",
+            (last_id,)
         )
         connection.exec_driver_sql(
             "INSERT INTO message_short(rowid, content) SELECT id, memagent_short_tokens(content) FROM message "
@@ -459,8 +471,8 @@ class RecallStore:
         if kinds is not None:
             params["kinds"] = list(kinds)
         with self._db.read() as session:
-            if len(needle) >= MIN_FTS_CHARS:
-                params["match"] = fts_string(needle)
+            if len(fold(needle)) >= MIN_FTS_CHARS:
+                params["match"] = fts_string(fold(needle))
                 total = session.execute(_sql(_FTS_COUNT, kinds), params).scalar_one()
                 rows = session.execute(_sql(_FTS_HITS, kinds, typed=True), params).all()
                 hits = [_hit(row, float(row.score)) for row in rows]
