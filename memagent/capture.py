@@ -223,7 +223,7 @@ def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocab
     kinds = vocabulary.kinds
     text = normalised(message)
     lowered = _lower(text)
-    grounded: list[GroundedFact] = []
+    grounded: list[tuple[int, GroundedFact]] = []  # (characters between the value and its cue, fact)
     seen: set[str] = set()
     for _, raw_value in proposals:
         value = vocabulary.trimmed(normalised(raw_value).strip(_TRIM)).strip(_TRIM)
@@ -249,12 +249,31 @@ def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocab
         local = sentence.find(value, local)
         gaps = [(min(abs(local - end), abs(start - (local + len(value)))), kind) for start, end, kind in spans]
         nearby = [(gap, kind) for gap, kind in gaps if gap <= CUE_WINDOW]
-        kind = min(nearby, key=lambda item: (item[0], kinds.index(item[1])))[1] if nearby else None
+        gap, kind = min(nearby, key=lambda item: (item[0], kinds.index(item[1]))) if nearby else (0, None)
         if kind is not None and len(value) > kind.max_chars:
             continue
         seen.add(_lower(value))
-        grounded.append(GroundedFact(kind=kind, value=value, sentence=sentence.strip()))
-    return grounded
+        grounded.append((gap, GroundedFact(kind=kind, value=value, sentence=sentence.strip())))
+    return _one_value_per_single_kind(grounded)
+
+
+def _one_value_per_single_kind(grounded: list[tuple[int, GroundedFact]]) -> list[GroundedFact]:
+    """A message states one value of a single-valued kind: the one nearest its cue. "I work as a
+    nurse at a city hospital" gave "nurse" and "a city hospital", both near "work as", and the
+    second replaced the first."""
+    nearest: dict[str, int] = {}
+    for gap, fact in grounded:
+        if fact.kind is not None and fact.kind.replace:
+            nearest[fact.kind.key] = min(gap, nearest.get(fact.kind.key, gap))
+    kept: list[GroundedFact] = []
+    taken: set[str] = set()
+    for gap, fact in grounded:
+        if fact.kind is not None and fact.kind.replace:
+            if fact.kind.key in taken or gap != nearest[fact.kind.key]:
+                continue
+            taken.add(fact.kind.key)
+        kept.append(fact)
+    return kept
 
 
 def promised_sentences(reply: str, rule: PromiseRule) -> list[str]:

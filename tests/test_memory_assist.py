@@ -47,6 +47,15 @@ def test_the_kind_comes_from_the_cue_words_not_from_the_model(ja_vocabulary):
         ("name", "美咲"), ("pet_name", "タマ")]
 
 
+def test_a_message_states_one_value_of_a_single_valued_kind(en_vocabulary, ja_vocabulary):
+    # The 1.5B model proposed both; as two values of one kind the second replaced the first.
+    assert grounded("I work as a nurse at a city hospital.", [("job", "nurse"), ("job", "a city hospital")],
+                    en_vocabulary) == [("job", "nurse")]
+    # Kinds that hold several values keep them all.
+    assert grounded("妹は由香、弟は健太。", [("family", "由香"), ("family", "健太")], ja_vocabulary) == [
+        ("family", "由香"), ("family", "健太")]
+
+
 def test_sentence_endings_are_not_part_of_a_value(ja_vocabulary):
     assert grounded("うちの猫の名前はミケだよ", [("pet_name", "ミケだよ")], ja_vocabulary) == [("pet_name", "ミケ")]
 
