@@ -61,6 +61,18 @@ class FactKind:
     cues: tuple[str, ...]
     replace: bool = True
     max_chars: int = MAX_VALUE_CHARS
+    # The line is labelled with the cue found next to the value (「妹: 由香」, "Sister's name: Yuka"),
+    # not with `label`: "Family member's name: Yuka" does not answer "what's my sister's name?".
+    label_from_cue: bool = False
+
+    def label_for(self, cue: str) -> str:
+        if not self.label_from_cue or not cue:
+            return self.label
+        words = cue.split()
+        if len(words) > 1 and words[0].lower() in ("my", "our"):
+            words = words[1:]
+        label = " ".join(words)
+        return label[0].upper() + label[1:]
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,7 @@ class GroundedFact:
     kind: FactKind | None
     value: str
     sentence: str
+    cue: str = ""  # the cue word next to the value, as the user wrote it
 
 
 @dataclass(frozen=True)
@@ -112,7 +125,8 @@ def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         kinds = [
             FactKind(key=str(entry["key"]), label=str(entry["label"]), cues=tuple(str(c) for c in entry["cues"]),
-                     replace=bool(entry.get("replace", True)), max_chars=int(entry.get("max_chars", MAX_VALUE_CHARS)))
+                     replace=bool(entry.get("replace", True)), max_chars=int(entry.get("max_chars", MAX_VALUE_CHARS)),
+                     label_from_cue=bool(entry.get("label_from_cue", False)))
             for entry in data.get("kind", [])
         ]
         endings = tuple(str(ending) for ending in data.get("endings", []))
@@ -247,13 +261,14 @@ def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocab
         if not value or _lower(value) in seen:
             continue
         local = sentence.find(value, local)
-        gaps = [(min(abs(local - end), abs(start - (local + len(value)))), kind) for start, end, kind in spans]
-        nearby = [(gap, kind) for gap, kind in gaps if gap <= CUE_WINDOW]
-        gap, kind = min(nearby, key=lambda item: (item[0], kinds.index(item[1]))) if nearby else (0, None)
+        gaps = [(min(abs(local - end), abs(start - (local + len(value)))), kind, sentence[start:end])
+                for start, end, kind in spans]
+        nearby = [(gap, kind, cue) for gap, kind, cue in gaps if gap <= CUE_WINDOW]
+        gap, kind, cue = min(nearby, key=lambda item: (item[0], kinds.index(item[1]))) if nearby else (0, None, "")
         if kind is not None and len(value) > kind.max_chars:
             continue
         seen.add(_lower(value))
-        grounded.append((gap, GroundedFact(kind=kind, value=value, sentence=sentence.strip())))
+        grounded.append((gap, GroundedFact(kind=kind, value=value, sentence=sentence.strip(), cue=cue)))
     return _one_value_per_single_kind(grounded)
 
 
@@ -410,10 +425,11 @@ class FactCapture:
         current = self.store.facts.current(kind.key)
         if any(_lower(old.value) == _lower(fact.value) for old in current):
             return None  # already known
-        line = self.prompts.render("fact_line.j2", label=kind.label, value=fact.value)
+        label = kind.label_for(fact.cue)
+        line = self.prompts.render("fact_line.j2", label=label, value=fact.value)
         replaced = current[-1] if kind.replace and current else None
         block, passage_id = self._write_line(HUMAN_BLOCK, line, replaced, message)
-        record = self.store.facts.add(kind=kind.key, label=kind.label, value=fact.value, line=line, block=block,
+        record = self.store.facts.add(kind=kind.key, label=label, value=fact.value, line=line, block=block,
                                       passage_id=passage_id, message_id=message.id, turn_id=message.turn_id,
                                       replaces=replaced.id if replaced else None)
         return Captured(record, replaced)

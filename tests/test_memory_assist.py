@@ -56,6 +56,16 @@ def test_a_message_states_one_value_of_a_single_valued_kind(en_vocabulary, ja_vo
         ("family", "由香"), ("family", "健太")]
 
 
+def test_a_family_members_line_says_who_they_are(make_agent):
+    # 「家族の名前: 由香」 did not answer 「妹の名前、覚えてる？」 on the 1.5B model; the cue names the relation.
+    agent, _ = make_agent([say("由香ちゃんっていうんだ！"), facts(("family", "由香"))])
+    agent.send("妹の名前は由香っていうの。", Recorder())
+    assert "妹の名前: 由香" in agent.store.core.get("human").value
+    agent, _ = make_agent([say("Nice name!"), facts(("family", "Yuka"))], language="en")
+    agent.send("My sister is called Yuka.", Recorder())
+    assert "Sister: Yuka" in agent.store.core.get("human").value
+
+
 def test_sentence_endings_are_not_part_of_a_value(ja_vocabulary):
     assert grounded("うちの猫の名前はミケだよ", [("pet_name", "ミケだよ")], ja_vocabulary) == [("pet_name", "ミケ")]
 
