@@ -78,6 +78,7 @@ class ReplyGenerator:
                 note = self.deps.prompts.render("parse_error.j2", error=attempt.error)
                 corrections = _correction(attempt.raw, note)
                 continue
+            _unwrap_message(attempt.call)
             kind = self._junk_kind(attempt.call, last_user, recent, corrections, recalled)
             if kind is None:
                 return attempt
@@ -169,6 +170,29 @@ class ReplyGenerator:
             error = CallError(kind="truncated", allowed_functions=list(allowed or self.deps.functions))
         return Attempt(call=outcome.call, raw=wrapper.prefill + completion.text, error=error,
                        streamed=bool(streamer and streamer.shown))
+
+
+_BRACKET_PAIRS = {"(": ")", "（": "）", "[": "]", "［": "］", "【": "】"}
+
+
+def _unwrap_message(call: FunctionCall) -> None:
+    """A reply wrapped whole in brackets, 「(お腹がすいた。どうするん？)」, copies the bracketed
+    recalled-memory line (the 1.5B model did it for a whole session once it started): the words are
+    the reply, the brackets are not — kept, they would prime the next reply to do the same."""
+    message = call.arguments.get("message") if call.function == "send_message" else None
+    if not isinstance(message, str):
+        return
+    text = message.strip()
+    if len(text) < 3 or _BRACKET_PAIRS.get(text[0]) != text[-1]:
+        return
+    depth = 0
+    for position, char in enumerate(text):
+        depth += (char == text[0]) - (char == text[-1])
+        if depth == 0 and position < len(text) - 1:
+            return  # "(笑) いいね (照)": two pairs, not one wrapping the reply
+    inner = text[1:-1].strip()
+    if inner:
+        call.arguments["message"] = inner
 
 
 def _retract(attempt: Attempt, emit: EventSink) -> None:

@@ -272,6 +272,20 @@ def test_a_reply_that_copies_an_earlier_line_of_the_users_is_regenerated(make_ag
     assert stats.degenerate_kinds == ["parrots_user"]
 
 
+@pytest.mark.parametrize(("said", "shown"), [
+    ("(Oh, I'm hungry too. What shall we eat?)", "Oh, I'm hungry too. What shall we eat?"),
+    ("（お腹がすいた。どうするん？）", "お腹がすいた。どうするん？"),
+    ("(smiles) Sure, let's go! (waves)", "(smiles) Sure, let's go! (waves)"),  # not one pair around it all
+    ("Sure (I think).", "Sure (I think)."),
+])
+def test_a_reply_wrapped_whole_in_brackets_is_unwrapped(make_agent, said, shown):
+    agent, _ = make_agent([say(said)])
+    events = Recorder()
+    agent.send("I skipped breakfast", events)
+    assert events.replies == [shown]
+    assert agent.store.recall.recent_replies(1) == [shown]  # stored as shown: no bracket to copy next time
+
+
 def test_post_history_instructions_come_right_before_the_reply(make_agent):
     agent, llm = make_agent([say("Short answer here.")])
     agent.persona = agent.persona.model_copy(update={"post_history_instructions": "Answer in one sentence."})
