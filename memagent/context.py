@@ -63,7 +63,7 @@ class ContextWindow:
 
     def user_name(self) -> str:
         """What the character calls the user: the name they gave (a captured fact), else the human
-        profile's name (the default profiles: 「あなた」, "you")."""
+        profile's name (the default profiles: 「あなた」, "friend")."""
         named = self.deps.store.facts.current(USER_NAME_KIND)
         return named[-1].value if named else self.deps.human.name
 
@@ -143,9 +143,9 @@ class ContextWindow:
 
 def with_recalled(history: list[ChatMessage], recalled: list[ChatMessage]) -> list[ChatMessage]:
     """The conversation with the surfaced memories at its end. When it ends with a user turn (the
-    user's message, or a heartbeat) they join that turn, in the prompt only: measured on the 1.5B model, a reply held the remembered
-    value 12 of 15 times that way against 6 of 15 as a turn of their own (Japanese; English 15 vs 14).
-    After a function result they stay a turn of their own."""
+    user's message, or a heartbeat) they join that turn, in the prompt only: measured on the 1.5B
+    model, a reply held the remembered value 12 of 15 times that way against 6 of 15 as a turn of
+    their own (Japanese; English 15 vs 14). After a function result they stay a turn of their own."""
     if not recalled:
         return history
     if history and history[-1].role == "user" and history[-1].call is None:

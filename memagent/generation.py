@@ -78,7 +78,8 @@ class ReplyGenerator:
                 note = self.deps.prompts.render("parse_error.j2", error=attempt.error)
                 corrections = _correction(attempt.raw, note)
                 continue
-            _unwrap_message(attempt.call)
+            if _unwrap_message(attempt.call):
+                _retract(attempt, emit)  # shown with its brackets while it streamed: shown again without
             kind = self._junk_kind(attempt.call, last_user, recent, corrections, recalled)
             if kind is None:
                 return attempt
@@ -175,24 +176,27 @@ class ReplyGenerator:
 _BRACKET_PAIRS = {"(": ")", "（": "）", "[": "]", "［": "］", "【": "】"}
 
 
-def _unwrap_message(call: FunctionCall) -> None:
+def _unwrap_message(call: FunctionCall) -> bool:
     """A reply wrapped whole in brackets, 「(お腹がすいた。どうするん？)」, copies the bracketed
     recalled-memory line (the 1.5B model did it for a whole session once it started): the words are
-    the reply, the brackets are not — kept, they would prime the next reply to do the same."""
+    the reply, the brackets are not — kept, they would prime the next reply to do the same.
+    Returns whether the message changed."""
     message = call.arguments.get("message") if call.function == "send_message" else None
     if not isinstance(message, str):
-        return
+        return False
     text = message.strip()
     if len(text) < 3 or _BRACKET_PAIRS.get(text[0]) != text[-1]:
-        return
+        return False
     depth = 0
     for position, char in enumerate(text):
         depth += (char == text[0]) - (char == text[-1])
         if depth == 0 and position < len(text) - 1:
-            return  # "(笑) いいね (照)": two pairs, not one wrapping the reply
+            return False  # "(笑) いいね (照)": two pairs, not one wrapping the reply
     inner = text[1:-1].strip()
-    if inner:
-        call.arguments["message"] = inner
+    if not inner:
+        return False
+    call.arguments["message"] = inner
+    return True
 
 
 def _retract(attempt: Attempt, emit: EventSink) -> None:

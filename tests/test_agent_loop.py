@@ -286,6 +286,16 @@ def test_a_reply_wrapped_whole_in_brackets_is_unwrapped(make_agent, said, shown)
     assert agent.store.recall.recent_replies(1) == [shown]  # stored as shown: no bracket to copy next time
 
 
+def test_a_streamed_reply_that_is_unwrapped_is_shown_again(make_agent):
+    agent, _ = make_agent([say("(Oh, I'm hungry too.)")])
+    agent.stream_replies = True
+    events = Recorder()
+    agent.send("I skipped breakfast", events)
+    kinds = [e.type for e in events if e.type in ("assistant_delta", "retract", "assistant_message")]
+    assert kinds.index("assistant_delta") < kinds.index("retract") < kinds.index("assistant_message")
+    assert events.replies == ["Oh, I'm hungry too."]
+
+
 def test_post_history_instructions_come_right_before_the_reply(make_agent):
     agent, llm = make_agent([say("Short answer here.")])
     agent.persona = agent.persona.model_copy(update={"post_history_instructions": "Answer in one sentence."})
