@@ -32,20 +32,23 @@ class ContextWindow:
         self.deps = deps
         self.summarizer = summarizer
         self._system: SystemPrompt | None = None
+        self._persona: Persona | None = None  # the persona as the snapshot addresses the user
 
     # --- the system prompt snapshot -----------------------------------------------------------
     def invalidate_system(self) -> None:
         self._system = None
+        self._persona = None
 
     def system(self) -> SystemPrompt:
         if self._system is None:
             store = self.deps.store
             user_name = self.user_name()
+            self._persona = self.deps.persona.addressing_user(user_name)
             # The persona block starts as the persona's text, placeholder included.
             core = {block.label: {"value": fill_user(block.value, user_name), "limit": block.limit}
                     for block in store.core.list()}
             self._system = self.deps.prompts.render_system(
-                persona=self.deps.persona.addressing_user(user_name),
+                persona=self._persona,
                 human=self.deps.human,
                 core=core,
                 recall_count=store.recall.count(),
@@ -58,8 +61,12 @@ class ContextWindow:
         return self._system
 
     def persona(self) -> Persona:
-        """The persona as the model reads it, `{{user}}` filled (see user_name)."""
-        return self.deps.persona.addressing_user(self.user_name())
+        """The persona as the model reads it, `{{user}}` filled (see user_name): the same as in the
+        system prompt snapshot, so the name changes everywhere at the next rebuild."""
+        if self._persona is None:
+            self.system()
+        assert self._persona is not None
+        return self._persona
 
     def user_name(self) -> str:
         """What the character calls the user: the name they gave (a captured fact), else the human

@@ -18,6 +18,7 @@ from .functions.grammar import call_gbnf
 from .functions.schemas import call_json_schema
 from .llm.base import GenerationRequest
 from .memory.kinds import MessageKind
+from .memory.records import StoredMessage
 from .parsing import CallError, parse_call
 from .streaming import MessageStreamer
 from .summarizer import Summarizer
@@ -109,29 +110,23 @@ class ReplyGenerator:
             # Small models also copy a corrective note, an example reply or any other text the
             # system wrote into the prompt.
             message = str(call.arguments.get("message", ""))
-            shown = [c.content for c in corrections[-1:]] + self._system_texts(recalled)
-            if copies_any(message, shown) or self._repeats_an_earlier_user_line(message):
+            in_view = self.deps.store.recall.in_context()
+            shown = [c.content for c in corrections[-1:]] + self._system_texts(recalled, in_view)
+            if copies_any(message, shown) or _repeats_an_earlier_user_line(message, in_view):
                 return "parrots_user"
         return kind
-
-    def _repeats_an_earlier_user_line(self, message: str) -> bool:
-        """Asked 「うちの猫の名前は？」, the 1.5B model answered with the user's earlier line
-        「おはよう！私の名前、覚えてる？」. The newest user line has the parrot rules of its own."""
-        lines = [m.content for m in self.deps.store.recall.in_context() if m.kind == MessageKind.USER][:-1]
-        mine = normalise_text(message)
-        return any(nearly_equal(normalise_text(line), mine, PARROT_MIN_CHARS) for line in lines)
 
     def _recent_replies(self) -> list[str]:
         return self.deps.store.recall.recent_replies(RECENT_REPLIES)
 
-    def _system_texts(self, recalled: list[ChatMessage]) -> list[str]:
+    def _system_texts(self, recalled: list[ChatMessage], in_view: list[StoredMessage]) -> list[str]:
         """Texts the system wrote into the prompt, which a reply must not copy: example replies (persona
         example lines, the templates' example calls), the system prompt itself, alerts in the history,
         this turn's recalled memories (a reply that only copies one of them is not a reply)."""
         system = self.context.system()
         texts = [example.char for example in self.context.persona().examples]
         texts += [*system.example_replies, system.text, *(m.content for m in recalled)]
-        texts += [m.content for m in self.deps.store.recall.in_context() if m.kind == MessageKind.SYSTEM_ALERT]
+        texts += [m.content for m in in_view if m.kind == MessageKind.SYSTEM_ALERT]
         return texts
 
     def _call_model(self, stats: TurnStats, extra: list[ChatMessage], sampling: SamplerPreset, emit: EventSink,
@@ -171,6 +166,14 @@ class ReplyGenerator:
             error = CallError(kind="truncated", allowed_functions=list(allowed or self.deps.functions))
         return Attempt(call=outcome.call, raw=wrapper.prefill + completion.text, error=error,
                        streamed=bool(streamer and streamer.shown))
+
+
+def _repeats_an_earlier_user_line(message: str, in_view: list[StoredMessage]) -> bool:
+    """Asked 「うちの猫の名前は？」, the 1.5B model answered with the user's earlier line
+    「おはよう！私の名前、覚えてる？」. The newest user line has the parrot rules of its own."""
+    lines = [m.content for m in in_view if m.kind == MessageKind.USER][:-1]
+    mine = normalise_text(message)
+    return any(nearly_equal(normalise_text(line), mine, PARROT_MIN_CHARS) for line in lines)
 
 
 _BRACKET_PAIRS = {"(": ")", "（": "）", "[": "]", "［": "］", "【": "】"}
