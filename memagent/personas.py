@@ -74,7 +74,7 @@ class Persona(_Profile):
     rules: list[str] = Field(default_factory=list)
     color: str | None = None
     description: str = ""
-    # Fields a character card brings (see cards.py); the preamble renders the ones the model needs.
+    # Fields a character card brings (see cards/); the preamble renders the ones the model needs.
     personality: str = ""
     scenario: str = ""
     system_prompt: str = ""

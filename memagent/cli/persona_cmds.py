@@ -1,5 +1,5 @@
 """`memagent persona …` and `memagent human …`: list, show, new, edit, delete profile files;
-`memagent persona import|export|lorebook` for character cards (see memagent/cards.py)."""
+`memagent persona import|export|lorebook` for character cards (see memagent/cards/)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ class NewPassage:
 
 
 def _view(row: PassageRow) -> Passage:
-    return Passage(id=row.id, text=row.text, time=row.time, source=row.source, external_id=row.external_id)
+    return Passage.model_validate(row)
 
 
 class ArchivalStore:

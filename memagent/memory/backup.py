@@ -16,13 +16,12 @@ from sqlalchemy.orm import Session
 from ..files import atomic_writer
 from .db import Database
 from .jsonl import EXPORT_FORMAT, ImportFileError
-from .kinds import MessageKind
 from .migrations import SCHEMA_VERSION
 from .models import AgentRow, BlockHistoryRow, BlockRow, FactRow, MessageRow, PassageRow, utc_now
-from .recall import bulk_insert_messages
+from .recall_sql import bulk_insert_messages
+from .records import Fact, Passage, Record, StoredMessage
 
 EXPORT_VERSION = 1
-ScalarId = str | int | float | bool | None
 
 
 class _Record(BaseModel):
@@ -57,43 +56,6 @@ class ExportedBlock(_Record):
     history: list[ExportedEdit]
 
 
-class ExportedMessage(_Record):
-    id: int
-    turn_id: int
-    role: str
-    kind: MessageKind
-    content: str
-    function_name: str | None
-    function_args: dict[str, Any] | None
-    inner_thoughts: str | None
-    time: datetime
-    in_context: bool
-    token_count: int | None
-    external_id: ScalarId
-
-
-class ExportedPassage(_Record):
-    id: int
-    text: str
-    time: datetime
-    source: str
-    external_id: ScalarId
-
-
-class ExportedFact(_Record):
-    id: int
-    kind: str
-    label: str
-    value: str
-    line: str
-    block: str | None
-    passage_id: int | None
-    message_id: int | None
-    turn_id: int
-    time: datetime
-    superseded_by: int | None
-
-
 class ExportFile(_Record):
     format: str
     version: int
@@ -101,9 +63,9 @@ class ExportFile(_Record):
     exported_at: datetime
     agent: ExportedAgent
     blocks: list[ExportedBlock]
-    messages: list[ExportedMessage]
-    passages: list[ExportedPassage]
-    facts: list[ExportedFact] = []  # captured facts with their source message ids (absent before schema 3)
+    messages: list[StoredMessage]
+    passages: list[Passage]
+    facts: list[Fact] = []  # captured facts with their source message ids (absent before schema 3)
 
 
 def _json(model: BaseModel) -> str:
@@ -128,23 +90,6 @@ def _blocks(session: Session) -> list[ExportedBlock]:
     return blocks
 
 
-def _message(row: MessageRow) -> ExportedMessage:
-    return ExportedMessage(id=row.id, turn_id=row.turn_id, role=row.role, kind=row.kind, content=row.content,
-                           function_name=row.function_name, function_args=row.function_args,
-                           inner_thoughts=row.inner_thoughts, time=row.time, in_context=row.in_context,
-                           token_count=row.token_count, external_id=row.external_id)
-
-
-def _passage(row: PassageRow) -> ExportedPassage:
-    return ExportedPassage(id=row.id, text=row.text, time=row.time, source=row.source, external_id=row.external_id)
-
-
-def _fact(row: FactRow) -> ExportedFact:
-    return ExportedFact(id=row.id, kind=row.kind, label=row.label, value=row.value, line=row.line, block=row.block,
-                        passage_id=row.passage_id, message_id=row.message_id, turn_id=row.turn_id, time=row.time,
-                        superseded_by=row.superseded_by)
-
-
 def write_export(db: Database, path: Path) -> dict[str, int]:
     """Stream the export to `path` (written beside it, then moved into place); returns counts."""
     counts = {"blocks": 0, "messages": 0, "passages": 0, "facts": 0}
@@ -155,14 +100,14 @@ def write_export(db: Database, path: Path) -> dict[str, int]:
         out.write(f'{{"format": "{EXPORT_FORMAT}", "version": {EXPORT_VERSION}, "schema_version": {SCHEMA_VERSION},\n')
         out.write(f'"exported_at": {json.dumps(utc_now().isoformat())},\n"agent": {_json(_agent(agent))},\n')
         out.write('"blocks": [' + ",\n".join(_json(block) for block in blocks) + "],\n")
-        # (key, ORM class, converter): the classes differ, so the row type is Any here.
-        tables: tuple[tuple[str, Any, Callable[[Any], BaseModel]], ...] = (
-            ("messages", MessageRow, _message), ("passages", PassageRow, _passage), ("facts", FactRow, _fact))
-        for key, row_type, convert in tables:
+        # (key, ORM class, record): the classes differ, so the row type is Any here.
+        tables: tuple[tuple[str, Any, type[Record]], ...] = (
+            ("messages", MessageRow, StoredMessage), ("passages", PassageRow, Passage), ("facts", FactRow, Fact))
+        for key, row_type, record in tables:
             out.write(f'"{key}": [\n')
             query = select(row_type).order_by(row_type.id).execution_options(yield_per=5000)
             for number, row in enumerate(session.scalars(query)):
-                out.write((",\n" if number else "") + _json(convert(row)))
+                out.write((",\n" if number else "") + _json(record.model_validate(row)))
                 counts[key] += 1
             out.write("]" + (",\n" if key != "facts" else "}\n"))
     return counts
@@ -174,9 +119,9 @@ def export_data(db: Database) -> dict[str, Any]:
         data = ExportFile(
             format=EXPORT_FORMAT, version=EXPORT_VERSION, schema_version=SCHEMA_VERSION, exported_at=utc_now(),
             agent=_agent(session.scalars(select(AgentRow)).one()), blocks=_blocks(session),
-            messages=[_message(row) for row in session.scalars(select(MessageRow).order_by(MessageRow.id))],
-            passages=[_passage(row) for row in session.scalars(select(PassageRow).order_by(PassageRow.id))],
-            facts=[_fact(row) for row in session.scalars(select(FactRow).order_by(FactRow.id))],
+            messages=[StoredMessage.model_validate(row) for row in session.scalars(select(MessageRow).order_by(MessageRow.id))],
+            passages=[Passage.model_validate(row) for row in session.scalars(select(PassageRow).order_by(PassageRow.id))],
+            facts=[Fact.model_validate(row) for row in session.scalars(select(FactRow).order_by(FactRow.id))],
         )
     return data.model_dump(mode="json")
 

@@ -16,9 +16,7 @@ USER_NAME_KIND = "name"
 
 
 def _view(row: FactRow) -> Fact:
-    return Fact(id=row.id, kind=row.kind, label=row.label, value=row.value, line=row.line, block=row.block,
-                passage_id=row.passage_id, message_id=row.message_id, turn_id=row.turn_id, time=row.time,
-                superseded_by=row.superseded_by)
+    return Fact.model_validate(row)
 
 
 class FactStore:

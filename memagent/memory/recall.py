@@ -3,14 +3,13 @@ archival), literally (FTS5 trigram; a word index for 1-2 character queries) and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import aliased
-from sqlalchemy.types import TypeEngine
 
 from .chroma_index import IndexLocation, Where
 from .dates import DateLike, NamedDay, days_named_in, utc_range
@@ -18,7 +17,6 @@ from .db import Database, rows_affected, trigger_suspended
 from .embeddings import Embedder
 from .errors import QueryError
 from .fts import (
-    LIKE_ESCAPE,
     MIN_FTS_CHARS,
     count_occurrences,
     fold,
@@ -33,7 +31,22 @@ from .fusion import fuse
 from .hybrid import CANDIDATE_POOL, Candidates, candidates
 from .kinds import CONVERSATION_KINDS, MessageKind
 from .lexical import QueryTerms, Vocabulary
-from .models import MessageRow, UTCDateTime, to_db_time, utc_now
+from .models import MessageRow, to_db_time, utc_now
+from .recall_sql import (
+    COUNT_CAP,
+    FTS_COUNT,
+    FTS_HITS,
+    LEXICAL_POOL,
+    LEXICAL_POOL_DATED,
+    LEXICAL_TOP,
+    LIKE_COUNT,
+    LIKE_HITS,
+    SHORT_COUNT,
+    SHORT_HITS,
+    SHORT_TOP,
+    bulk_insert_messages,
+    hits_sql,
+)
 from .records import HitId, SearchHit, SearchPage, StoredMessage
 from .vector_index import IndexRow, VectorIndex
 
@@ -66,97 +79,7 @@ class NewMessage:
 
 
 def to_stored(row: MessageRow) -> StoredMessage:
-    return StoredMessage(
-        id=row.id, turn_id=row.turn_id, role=row.role, kind=MessageKind(row.kind), content=row.content, time=row.time,
-        function_name=row.function_name, function_args=row.function_args, inner_thoughts=row.inner_thoughts,
-        in_context=row.in_context, token_count=row.token_count, external_id=row.external_id,
-    )
-
-
-def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-_HIT_COLUMNS: dict[str, TypeEngine[Any]] = {"time": UTCDateTime(), "external_id": JSON(none_as_null=True)}
-
-_FTS_HITS = """
-SELECT m.id, m.content, m.time, m.role, m.external_id, -bm25(message_fts) AS score
-FROM message_fts JOIN message AS m ON m.id = message_fts.rowid
-WHERE message_fts MATCH :match {kind_filter}
-ORDER BY message_fts.rowid DESC LIMIT :limit OFFSET :offset
-"""
-# Counts stop at COUNT_CAP: a word in most messages would otherwise be counted row by row (≈0.3 s
-# at 1M messages) for a figure nobody pages through.
-COUNT_CAP = 1000
-_FTS_COUNT = """
-SELECT count(*) FROM (SELECT 1 FROM message_fts JOIN message AS m ON m.id = message_fts.rowid
-WHERE message_fts MATCH :match {kind_filter} LIMIT :cap)
-"""
-_LIKE_HITS = f"""
-SELECT m.id, m.content, m.time, m.role, m.external_id
-FROM message AS m WHERE m.content LIKE :pattern ESCAPE '{LIKE_ESCAPE}' {{kind_filter}}
-ORDER BY m.id DESC LIMIT :limit OFFSET :offset
-"""
-_LIKE_COUNT = (f"SELECT count(*) FROM (SELECT 1 FROM message AS m WHERE m.content LIKE :pattern ESCAPE '{LIKE_ESCAPE}' "
-               "{kind_filter} LIMIT :cap)")
-# Queries of 1-2 characters: the word index (each kana/kanji its own word; migrations._V4).
-_SHORT_HITS = """
-SELECT m.id, m.content, m.time, m.role, m.external_id
-FROM message_short JOIN message AS m ON m.id = message_short.rowid
-WHERE message_short MATCH :match {kind_filter}
-ORDER BY message_short.rowid DESC LIMIT :limit OFFSET :offset
-"""
-_SHORT_COUNT = """
-SELECT count(*) FROM (SELECT 1 FROM message_short JOIN message AS m ON m.id = message_short.rowid
-WHERE message_short MATCH :match {kind_filter} LIMIT :cap)
-"""
-# Hybrid search's lexical candidates: the best BM25 matches, then the caller's filters.
-_LEXICAL_TOP = """
-SELECT m.id FROM message AS m
-JOIN (SELECT rowid, rank FROM message_fts WHERE message_fts MATCH :match ORDER BY rank LIMIT :pool) AS f ON m.id = f.rowid
-WHERE 1 {filters} ORDER BY f.rank LIMIT :limit
-"""
-_SHORT_TOP = """
-SELECT m.id FROM message_short JOIN message AS m ON m.id = message_short.rowid
-WHERE message_short MATCH :match {filters} ORDER BY message_short.rowid DESC LIMIT :limit
-"""
-# Before the kind and date filters, this many BM25 matches are taken (more when a date range is given).
-_LEXICAL_POOL = 200
-_LEXICAL_POOL_DATED = 2000
-
-
-def _sql(template: str, kinds: Sequence[str] | None, typed: bool = False) -> Any:
-    statement = text(template.format(kind_filter="AND m.kind IN :kinds" if kinds is not None else ""))
-    if kinds is not None:
-        statement = statement.bindparams(bindparam("kinds", expanding=True))
-    return statement.columns(**_HIT_COLUMNS) if typed else statement
-
-
-def bulk_insert_messages(connection: Connection, rows: Iterable[dict[str, Any]], batch_size: int = 10_000) -> int:
-    """executemany in batches. The trigram index is filled by one INSERT … SELECT once the rows are
-    in, instead of by the per-row trigger: about five times faster for large imports."""
-    count = 0
-    last_id = connection.execute(select(func.max(MessageRow.id))).scalar() or 0
-    with trigger_suspended(connection, "message_fts_insert"), trigger_suspended(connection, "message_short_insert"):
-        for batch in _batches(rows, batch_size):
-            connection.execute(insert(MessageRow), batch)
-            count += len(batch)
-        connection.exec_driver_sql(
-            "INSERT INTO message_fts(rowid, content) SELECT id, memagent_fold(content) FROM message WHERE id > ?",
-            (last_id,)
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO message_short(rowid, content) SELECT id, memagent_short_tokens(content) FROM message "
-            "WHERE id > ?", (last_id,)
-        )
-    return count
+    return StoredMessage.model_validate(row)
 
 
 def _hit(row: Any, score: float) -> SearchHit:
@@ -415,7 +338,7 @@ class RecallStore:
         where: Where | None = ({"$and": [{"t": {"$gte": bounds[0].timestamp()}}, {"t": {"$lt": bounds[1].timestamp()}}]}
                                if bounds is not None else None)
         narrowed = kinds is not None and not set(CONVERSATION_KINDS) <= {str(kind) for kind in kinds}
-        pool = _LEXICAL_POOL_DATED if bounds is not None else _LEXICAL_POOL
+        pool = LEXICAL_POOL_DATED if bounds is not None else LEXICAL_POOL
 
         def lexical_top(terms: QueryTerms, limit: int) -> list[int]:
             return self._lexical_top(terms, limit, filters, params, pool)
@@ -442,10 +365,10 @@ class RecallStore:
 
     def _lexical_top(self, terms: QueryTerms, limit: int, filters: str, params: dict[str, Any], pool: int) -> list[int]:
         if terms.like:
-            match, template = short_match(list(terms.weights)), _SHORT_TOP
+            match, template = short_match(list(terms.weights)), SHORT_TOP
         else:
             searchable = terms.informative()
-            match, template = (fts_any(searchable) if searchable else None), _LEXICAL_TOP
+            match, template = (fts_any(searchable) if searchable else None), LEXICAL_TOP
         if match is None:
             return []
         statement = text(template.format(filters=filters))
@@ -473,20 +396,20 @@ class RecallStore:
         with self._db.read() as session:
             if len(fold(needle)) >= MIN_FTS_CHARS:
                 params["match"] = fts_string(fold(needle))
-                total = session.execute(_sql(_FTS_COUNT, kinds), params).scalar_one()
-                rows = session.execute(_sql(_FTS_HITS, kinds, typed=True), params).all()
+                total = session.execute(hits_sql(FTS_COUNT, kinds), params).scalar_one()
+                rows = session.execute(hits_sql(FTS_HITS, kinds, typed=True), params).all()
                 hits = [_hit(row, float(row.score)) for row in rows]
             elif (phrase := short_phrase(needle)) is not None:
                 params["match"] = phrase
-                total = session.execute(_sql(_SHORT_COUNT, kinds), params).scalar_one()
-                rows = session.execute(_sql(_SHORT_HITS, kinds, typed=True), params).all()
+                total = session.execute(hits_sql(SHORT_COUNT, kinds), params).scalar_one()
+                rows = session.execute(hits_sql(SHORT_HITS, kinds, typed=True), params).all()
                 folded = short_tokens(needle).replace(" ", "")
                 hits = [_hit(row, float(max(1, count_occurrences(short_tokens(row.content).replace(" ", ""), folded))))
                         for row in rows]
             else:
                 params["pattern"] = like_pattern(needle)
-                total = session.execute(_sql(_LIKE_COUNT, kinds), params).scalar_one()
-                rows = session.execute(_sql(_LIKE_HITS, kinds, typed=True), params).all()
+                total = session.execute(hits_sql(LIKE_COUNT, kinds), params).scalar_one()
+                rows = session.execute(hits_sql(LIKE_HITS, kinds, typed=True), params).all()
                 hits = [_hit(row, float(count_occurrences(row.content, needle))) for row in rows]
         return SearchPage(hits=hits, total=min(int(total), COUNT_CAP), page=page, page_size=page_size,
                           capped=int(total) > COUNT_CAP)

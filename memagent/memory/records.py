@@ -1,4 +1,9 @@
-"""Plain, immutable views of stored rows. Callers never hold ORM objects (no detached-state surprises)."""
+"""Immutable records of what is stored. Callers never hold ORM objects (no detached-state surprises).
+
+A message, passage or fact has one record shape: read from its row (`model_validate(row)`), written
+to and read back from an export file (memory/backup.py) as it is. Only the ORM row (the schema) and
+the insert input without an id yet (`NewMessage`, `NewPassage`) differ from it.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from .kinds import MessageKind
 
 # An id the caller sees: the `id` given at import time (any JSON scalar) or the row id.
 HitId = int | str | float | bool
+
+
+class Record(BaseModel):
+    """A stored thing as callers and export files see it: frozen, read from its ORM row by attribute."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True, extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -37,17 +50,16 @@ class BlockEdit:
     undone: bool
 
 
-@dataclass(frozen=True)
-class StoredMessage:
+class StoredMessage(Record):
     id: int
     turn_id: int
     role: str
     kind: MessageKind
     content: str
-    time: datetime
     function_name: str | None = None
     function_args: dict[str, Any] | None = None
     inner_thoughts: str | None = None
+    time: datetime
     in_context: bool = True
     token_count: int | None = None
     external_id: HitId | None = None
@@ -60,8 +72,7 @@ class StoredMessage:
         return str((self.function_args or {}).get("message", ""))
 
 
-@dataclass(frozen=True)
-class Passage:
+class Passage(Record):
     id: int
     text: str
     time: datetime
@@ -69,8 +80,7 @@ class Passage:
     external_id: HitId | None = None
 
 
-@dataclass(frozen=True)
-class Fact:
+class Fact(Record):
     """A fact captured from what was said, with where it came from and where it was written."""
 
     id: int
