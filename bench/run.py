@@ -99,6 +99,11 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"{get('p4_conversation', 'parroting_rate', fmt='{:.0%}')} "
          f"({get('p4_conversation', 'answered')}/{get('p4_conversation', 'turns')} answered, "
          f"{get('p4_conversation', 'parse_retries')} parse retries, {get('p4_conversation', 'seconds_per_turn', fmt='{:.1f}')} s/turn)"),
+        ("Long Japanese conversation in a 2048-token window", "embedded model",
+         f"{get('p4_long_conversation', 'answered')}/{get('p4_long_conversation', 'turns')} answered, "
+         f"{get('p4_long_conversation', 'summaries')} summaries, {get('p4_long_conversation', 'junk_shown')} junk shown, "
+         f"{get('p4_long_conversation', 'stored_user_messages')} user messages stored, "
+         f"{get('p4_long_conversation', 'seconds_per_turn', fmt='{:.1f}')} s/turn"),
         ("Japanese retrieval R@1 / R@3 (paraphrased)", f"{r['ja_retrieval'].get('passages', '?')} passages",
          f"dense {get('ja_retrieval', 'paraphrase', 'dense', 'r1')}/{get('ja_retrieval', 'paraphrase', 'dense', 'r3')} · "
          f"lexical {get('ja_retrieval', 'paraphrase', 'lexical', 'r1')}/{get('ja_retrieval', 'paraphrase', 'lexical', 'r3')} · "
@@ -169,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     conversation = timed("P4 conversation (embedded model)", lambda: agent_bench.run_conversation(lines, context_length=4096))
     conversation.pop("transcript", None)
     results["p4_conversation"] = conversation
+    long_lines = [f"{i + 1}回目: " + line for i, line in enumerate(agent_bench.japanese_script() * 3)][: 15 if quick else 30]
+    long_run = timed("P4 long conversation in a 2048 window (embedded model)",
+                     lambda: agent_bench.run_conversation(long_lines, context_length=2048))
+    long_run.pop("transcript", None)
+    results["p4_long_conversation"] = long_run
     results["memory_e2e"] = timed("memory end to end (embedded models, assisted vs agent)", lambda: memory_runs(
         ["0.5b"] if quick else args.memory_models.split(",")))
     args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
