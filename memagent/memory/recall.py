@@ -449,6 +449,23 @@ class RecallStore:
         """Rebuild the messages' vector index; how many were indexed (None: recall_embeddings is off)."""
         return self.vectors.reindex(progress) if self.vectors is not None else None
 
+    def refresh_index(self, progress: bool = False) -> None:
+        """Bring the messages' index level with SQLite now (after a bulk change); a failure only defers it."""
+        if self.vectors is not None:
+            self.vectors.refresh(progress)
+
+    def wipe_index(self) -> None:
+        """Drop the messages' collection (on a Chroma server, where it outlives the agent's folder)."""
+        if self.vectors is not None:
+            self.vectors.chroma.wipe()
+
+    def index_status(self) -> dict[str, int | None] | None:
+        """Messages embedded vs embeddable; None when recall_embeddings is off."""
+        if self.vectors is None:
+            return None
+        count = (self.vectors.chroma.peek() or {}).get("count")
+        return {"embedded": count if isinstance(count, int) else None, "embeddable": self.indexable_count()}
+
     def close(self) -> None:
         if self.vectors is not None:
             self.vectors.close()

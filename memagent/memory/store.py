@@ -207,8 +207,7 @@ class AgentStore:
         with cls.open(paths, settings, name) as store:
             if settings.memory.chroma == "server":
                 store.archival.index.wipe()
-                if store.recall.vectors is not None:
-                    store.recall.vectors.chroma.wipe()
+                store.recall.wipe_index()
         shutil.rmtree(paths.agent_dir(name))
 
     @classmethod
@@ -291,8 +290,7 @@ class AgentStore:
 
     def _refresh_indexes(self, progress: bool) -> None:
         self.archival.refresh_index(progress)
-        if self.recall.vectors is not None:
-            self.recall.vectors.refresh(progress)
+        self.recall.refresh_index(progress)
 
     def stats(self) -> dict[str, Any]:
         index = self.archival.index.peek()
@@ -308,9 +306,7 @@ class AgentStore:
             "passages": self.archival.count(),
             "captured_facts": len(self.facts.current()),
             "index": {"location": self.archival.index.location.description, **(index or {"count": None})},
-            "recall_index": ({"embedded": (self.recall.vectors.chroma.peek() or {"count": None})["count"],
-                              "embeddable": self.recall.indexable_count()}
-                             if self.recall.vectors is not None else None),
+            "recall_index": self.recall.index_status(),
             "database_bytes": sum(f.stat().st_size for f in db_files if f.exists()),
         }
 
