@@ -350,7 +350,7 @@ class RecallStore:
             terms = self._vocabulary.terms(session, query)
         vectors = self.vectors if self.vectors is not None and self.dense_weight > 0 else None
         return candidates(query, terms, vectors, lexical_top, texts, where=where,
-                          dense_pool=CANDIDATE_POOL * (3 if narrowed else 1))
+                          dense_pool=CANDIDATE_POOL * (3 if narrowed else 1), parallel=not self._db.in_transaction)
 
     @staticmethod
     def _filters(kinds: Sequence[str] | None, bounds: tuple[datetime, datetime] | None) -> tuple[str, dict[str, Any]]:
