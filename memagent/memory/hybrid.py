@@ -16,8 +16,8 @@ from .vector_index import VectorIndex
 CANDIDATE_POOL = 50
 
 # The lexical query (SQLite) runs here while the caller's thread asks the vector index: both release
-# the GIL, so the two rankers take the time of the slower one instead of the sum (~6 ms of ~20 at
-# 100k passages on 2 cores). Not during the query embedding: its threads already use every core.
+# the GIL (archival at 100k passages, 2 cores, cached query vector: p50 13.2 ms against 14.1 ms one
+# after the other). Not during the query embedding: its threads already use every core.
 _LEXICAL_WORKER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memagent-lexical")
 
 
