@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.exc import DatabaseError
@@ -18,6 +20,8 @@ from sqlalchemy.orm import Session
 from ..errors import MemagentError
 from .fts import FOLD_FUNCTION, SHORT_TOKENS_FUNCTION, fold, short_tokens
 from .migrations import MIGRATIONS, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
 
 DB_FILENAME = "agent.db"
 BUSY_TIMEOUT_MS = 10_000
@@ -68,9 +72,27 @@ def _configure_connection(dbapi_connection: sqlite3.Connection, _record: Any) ->
     cursor.execute("PRAGMA synchronous = NORMAL")  # durable at each checkpoint; WAL keeps it consistent
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+    _add_functions(dbapi_connection)
+
+
+def _configure_read_only(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    _add_functions(dbapi_connection)
+
+
+def _add_functions(dbapi_connection: sqlite3.Connection) -> None:
     # The index triggers call them (migrations _V4, _V5).
     dbapi_connection.create_function(SHORT_TOKENS_FUNCTION, 1, short_tokens, deterministic=True)
     dbapi_connection.create_function(FOLD_FUNCTION, 1, fold, deterministic=True)
+
+
+def read_only_disk(path: Path) -> bool:
+    """True when the folder of `path` cannot be written (a read-only mount, a backup medium)."""
+    return not os.access(path.parent, os.W_OK)
+
+
+def _shared_memory_file(path: Path) -> Path:
+    return path.with_name(path.name + "-shm")
 
 
 def _begin(connection: Any) -> None:
@@ -93,15 +115,30 @@ class Database:
     """One agent's database. `transaction()` nests: inner blocks join the outermost one, so an agent
     step that adds messages and edits memory commits once, or not at all."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """`read_only`: for a database on a disk that cannot be written; reading works, and any
+        transaction fails with one line saying the disk is read-only."""
         self.path = path
-        self.engine: Engine = create_engine(f"sqlite:///{path}")
-        event.listen(self.engine, "connect", _configure_connection)
+        self.read_only = read_only
+        if read_only:
+            # A WAL database opens read-only when its -shm file exists; on a read-only disk it may
+            # not (a clean close removes it), and then only as immutable, which is what such a disk is.
+            uri = f"file:{quote(str(path))}?mode=ro" + ("" if _shared_memory_file(path).exists() else "&immutable=1")
+            self.engine: Engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(
+                uri, uri=True, check_same_thread=False))
+            event.listen(self.engine, "connect", _configure_read_only)
+        else:
+            self.engine = create_engine(f"sqlite:///{path}")
+            event.listen(self.engine, "connect", _configure_connection)
         event.listen(self.engine, "begin", _begin)
         # Writers take the lock up front so a read-then-write never fails half way with SQLITE_BUSY.
         self._write_engine = self.engine.execution_options(memagent_begin="BEGIN IMMEDIATE")
         self._local = threading.local()
-        self._migrate()
+        if read_only:
+            log.warning("%s is on a read-only disk: memory can be read and searched by words, not changed", path)
+            self._check_version()
+        else:
+            self._migrate()
 
     def _migrate(self) -> None:
         try:
@@ -119,6 +156,16 @@ class Database:
         except (DatabaseError, sqlite3.DatabaseError) as exc:
             mapped = storage_error(self.path, exc)
             raise mapped or MemagentError(f"{self.path}: cannot open the memory database ({getattr(exc, 'orig', exc)})") from None
+
+    def _check_version(self) -> None:
+        try:
+            version = self.schema_version
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
+            mapped = storage_error(self.path, exc)
+            raise mapped or MemagentError(f"{self.path}: cannot open the memory database ({getattr(exc, 'orig', exc)})") from None
+        if version != SCHEMA_VERSION:
+            raise MemagentError(f"{self.path} is on a read-only disk and has schema {version}, this memagent "
+                                f"reads {SCHEMA_VERSION}; open it once where it can be written to upgrade it")
 
     @property
     def schema_version(self) -> int:

@@ -348,7 +348,8 @@ class RecallStore:
 
         with self._db.read() as session:
             terms = self._vocabulary.terms(session, query)
-        vectors = self.vectors if self.vectors is not None and self.dense_weight > 0 else None
+        # On a read-only disk the vector index cannot be opened (Chroma writes as it opens): words only.
+        vectors = self.vectors if self.vectors is not None and self.dense_weight > 0 and not self._db.read_only else None
         return candidates(query, terms, vectors, lexical_top, texts, where=where,
                           dense_pool=CANDIDATE_POOL * (3 if narrowed else 1), parallel=not self._db.in_transaction)
 

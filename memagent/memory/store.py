@@ -24,7 +24,7 @@ from .archival import ArchivalStore, NewPassage
 from .backup import parse_export, restore, write_export
 from .chroma_index import IndexLocation
 from .core import CoreMemory
-from .db import DB_FILENAME, Database
+from .db import DB_FILENAME, Database, read_only_disk
 from .embeddings import make_embedder
 from .facts import FactStore
 from .jsonl import read_export, read_messages, read_passages
@@ -148,7 +148,8 @@ class AgentStore:
                 cls.require(paths, name)
             return cls.create(paths, settings, name, persona=persona, human=human, persona_name=persona_name,
                               human_name=human_name, language=language)
-        db = Database(_db_path(paths, name))
+        path = _db_path(paths, name)
+        db = Database(path, read_only=read_only_disk(path))
         try:
             return cls(paths, settings, name, db)
         except BaseException:
