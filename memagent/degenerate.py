@@ -126,6 +126,26 @@ def detect_degenerate(
     return None
 
 
+# A sentence: text up to its closing punctuation (Japanese or Latin), or the rest of a line.
+_SENTENCE = re.compile(r"[^。！？!?.…\n]+[。！？!?.…]*\s*|[。！？!?.…\n]+\s*")
+
+
+def without_closing_cliches(text: str, cliches: Sequence[str]) -> str | None:
+    """`text` without its closing sentences that hold an assistant cliché — the tail small models add
+    to a real answer (「はい、ミケだよ。何か他にもお手伝いできることはありますか？」) — or None when
+    there is none, or when nothing of the reply would be left (a reply that is only a cliché is
+    regenerated instead)."""
+    folded = [c for c in (normalise_text(c) for c in cliches) if c]
+    sentences = _SENTENCE.findall(text)
+    kept = list(sentences)
+    while kept and any(cliche in normalise_text(kept[-1]) for cliche in folded):
+        kept.pop()
+    rest = "".join(kept).strip()
+    if len(kept) == len(sentences) or not normalise_text(rest):
+        return None
+    return rest
+
+
 def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) -> str | None:
     """How a reply that was shown counts as junk, for the benchmarks: "empty", "system_note",
     "repeat" of any earlier reply (the agent checks its last RECENT_REPLIES, a few hundred), or

@@ -12,7 +12,14 @@ from .agent_deps import AgentDeps
 from .config import SamplerPreset
 from .context import ContextWindow
 from .conversation import ChatMessage, FunctionCall
-from .degenerate import PARROT_MIN_CHARS, copies_any, detect_degenerate, nearly_equal, normalise_text
+from .degenerate import (
+    PARROT_MIN_CHARS,
+    copies_any,
+    detect_degenerate,
+    nearly_equal,
+    normalise_text,
+    without_closing_cliches,
+)
 from .events import AgentEvent, EventSink, TurnStats
 from .functions.grammar import call_gbnf
 from .functions.schemas import call_json_schema
@@ -79,8 +86,8 @@ class ReplyGenerator:
                 note = self.deps.prompts.render("parse_error.j2", error=attempt.error)
                 corrections = _correction(attempt.raw, note)
                 continue
-            if _unwrap_message(attempt.call):
-                _retract(attempt, emit)  # shown with its brackets while it streamed: shown again without
+            if _unwrap_message(attempt.call) | _drop_closing_cliches(attempt.call, self.deps.prompts.word_list(CLICHES_FILE)):
+                _retract(attempt, emit)  # shown as it streamed: shown again as it is kept
             kind = self._junk_kind(attempt.call, last_user, recent, corrections, recalled)
             if kind is None:
                 return attempt
@@ -199,6 +206,19 @@ def _unwrap_message(call: FunctionCall) -> bool:
     if not inner:
         return False
     call.arguments["message"] = inner
+    return True
+
+
+def _drop_closing_cliches(call: FunctionCall, cliches: list[str]) -> bool:
+    """A real answer with an assistant phrase tacked on (「…。何か他にもお手伝いできますか？」) is
+    kept without the phrase rather than regenerated whole. Returns whether the message changed."""
+    message = call.arguments.get("message") if call.function == "send_message" else None
+    if not isinstance(message, str):
+        return False
+    trimmed = without_closing_cliches(message, cliches)
+    if trimmed is None:
+        return False
+    call.arguments["message"] = trimmed
     return True
 
 

@@ -327,12 +327,26 @@ def test_a_huge_failed_attempt_never_overflows_the_window(make_agent):
 
 
 def test_an_assistant_cliche_is_regenerated(make_agent):
-    agent, llm = make_agent([say("Of course! How can I assist you today?"), say("Hmph. Lighthouses again?")])
+    agent, llm = make_agent([say("How can I assist you today?"), say("Hmph. Lighthouses again?")])
     events = Recorder()
     stats = agent.send("Tell me about your day", events)
     assert events.replies == ["Hmph. Lighthouses again?"]
     assert stats.degenerate_kinds == ["assistant_cliche"]
     assert "not an assistant but the character" in llm.requests[1].prompt
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_with_an_assistant_phrase_tacked_on_is_kept_without_it(make_agent, stream):
+    agent, _ = make_agent([say("Mike, of course! Is there anything else I can help you with?")])
+    agent.stream_replies = stream
+    events = Recorder()
+    stats = agent.send("What's my cat's name?", events)
+    assert events.replies == ["Mike, of course!"]
+    assert agent.store.recall.recent_replies(1) == ["Mike, of course!"]  # stored as shown
+    assert stats.degenerate_kinds == [] and stats.degenerate_retries == 0  # no regeneration for a tail
+    if stream:
+        kinds = [e.type for e in events if e.type in ("assistant_delta", "retract", "assistant_message")]
+        assert kinds.index("assistant_delta") < kinds.index("retract") < kinds.index("assistant_message")
 
 
 def test_a_message_too_long_for_the_window_is_refused_before_anything_is_summarised(make_agent):

@@ -170,6 +170,25 @@ def test_assistant_cliches_from_the_editable_list(message: str, expected: str | 
     assert detect_degenerate(_reply(message), "ねえ", [], cliches) == expected
 
 
+@pytest.mark.parametrize(
+    ("message", "kept"),
+    [
+        ("はい、ミケだよ。何か他にもお手伝いできるんですか？", "はい、ミケだよ。"),
+        ("こんにちは！美咲さんだよね。お手伝いできる事があれば、どうぞお知らせください。", "こんにちは！美咲さんだよね。"),
+        ("Mike! Is there anything else I can help you with? How can I assist you?", "Mike!"),
+        ("何かお手伝いできることはありますか？", None),  # nothing else: regenerated, not emptied
+        ("何かお手伝いできることはありますか？ミケだよ。", None),  # not closing: regenerated
+        ("ミケだよ。カレーうどん食べたい！", None),  # nothing to drop
+    ],
+)
+def test_closing_assistant_phrases_are_dropped_from_a_real_answer(message: str, kept: str | None, paths) -> None:
+    from memagent.degenerate import without_closing_cliches
+    from memagent.prompts import PromptLibrary
+
+    cliches = PromptLibrary(paths, "ja").word_list("cliches.txt") + PromptLibrary(paths, "en").word_list("cliches.txt")
+    assert without_closing_cliches(message, cliches) == kept
+
+
 def test_a_users_own_cliche_list_shadows_the_packaged_one(paths) -> None:
     from memagent.prompts import PromptLibrary
 
