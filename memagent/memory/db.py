@@ -163,7 +163,10 @@ class Database:
         except (DatabaseError, sqlite3.DatabaseError) as exc:
             mapped = storage_error(self.path, exc)
             raise mapped or MemagentError(f"{self.path}: cannot open the memory database ({getattr(exc, 'orig', exc)})") from None
-        if version != SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:
+            raise MemagentError(f"{self.path} was written by a newer memagent (schema {version}, this one knows "
+                                f"{SCHEMA_VERSION}); upgrade memagent")
+        if version < SCHEMA_VERSION:
             raise MemagentError(f"{self.path} is on a read-only disk and has schema {version}, this memagent "
                                 f"reads {SCHEMA_VERSION}; open it once where it can be written to upgrade it")
 
