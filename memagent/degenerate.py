@@ -43,6 +43,9 @@ DEGENERATE_KINDS: tuple[DegenerateKind, ...] = (
 # message of some length; a repeated reply is flagged sooner.
 PARROT_MIN_CHARS = 8
 REPEAT_MIN_CHARS = 4
+# A shorter reply ("どうぞ", "え？") is a repeat when it equals one of the last few: the 0.5B model
+# answered nine turns in a row with 「どうぞ」, under the length any repeat was flagged at.
+SHORT_REPEAT_WINDOW = 3
 # A reply that contains the user's whole line is parroting once that line is a real sentence (a short
 # "Nice to meet you" echoed in "Nice to meet you too!" is natural). A CJK character counts double: it
 # carries about what two Latin letters do.
@@ -118,12 +121,20 @@ def detect_degenerate(
             return "parrots_user"
         if _weight(user_text) >= PARROT_LINE_MIN_WEIGHT and user_text in message_text:
             return "parrots_user"  # the user's whole line inside a reply of its own
-    for reply in recent_replies:
-        if nearly_equal(normalise_text(reply), message_text, REPEAT_MIN_CHARS):
-            return "repeated_reply"
+    if _repeats(message_text, recent_replies):
+        return "repeated_reply"
     if any(cliche in message_text for cliche in (normalise_text(c) for c in cliches) if cliche):
         return "assistant_cliche"
     return None
+
+
+def _repeats(message_text: str, earlier_replies: Sequence[str]) -> bool:
+    """`message_text` (normalised) repeats one of `earlier_replies` (oldest first): any of them when
+    it is long enough to mean something, the last SHORT_REPEAT_WINDOW when it is shorter."""
+    recent = len(earlier_replies) - SHORT_REPEAT_WINDOW
+    return any(nearly_equal(normalise_text(reply), message_text, REPEAT_MIN_CHARS)
+               or (position >= recent and normalise_text(reply) == message_text)
+               for position, reply in enumerate(earlier_replies))
 
 
 # A sentence: text up to its closing punctuation (Japanese or Latin), or the rest of a line.
@@ -155,7 +166,7 @@ def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) ->
     if is_system_note(reply):
         return "system_note"
     mine = normalise_text(reply)
-    if any(nearly_equal(mine, normalise_text(old), REPEAT_MIN_CHARS) for old in earlier):
+    if _repeats(mine, earlier):
         return "repeat"
     if any(nearly_equal(mine, normalise_text(line), PARROT_MIN_CHARS) for line in user_lines):
         return "parrot"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memagent.conversation import FunctionCall
-from memagent.degenerate import DEGENERATE_KINDS, detect_degenerate, nearly_equal, normalise_text
+from memagent.degenerate import DEGENERATE_KINDS, detect_degenerate, junk_kind, nearly_equal, normalise_text
 
 
 def _reply(message: str, thoughts: str = "ユーザーに返事をする。") -> FunctionCall:
@@ -73,6 +73,17 @@ def test_natural_replies_are_not_parroting(user: str, message: str) -> None:
 def test_repeated_reply() -> None:
     recent = ["ふーん、それで?", "別にいいけど。"]
     assert detect_degenerate(_reply("別に、いいけど"), "じゃあ行こう", recent) == "repeated_reply"
+
+
+def test_a_short_reply_repeating_one_of_the_last_few_is_a_repeat() -> None:
+    # The 0.5B model answered nine turns in a row with 「どうぞ」, under the length a repeat needed.
+    assert detect_degenerate(_reply("どうぞ。"), "好きな食べ物はいちご大福！", ["ふーん、それで?", "どうぞ"]) == "repeated_reply"
+    assert junk_kind("どうぞ", ["どうぞ"]) == "repeat"
+    assert junk_kind("え？", ["え?", "ええと、それでね"]) == "repeat"
+    # Said once long ago, a short reply is a natural thing to say again.
+    older = ["うん", "それは大変だったね。", "ケーキ食べたい!", "またね、気をつけて帰ってね。"]
+    assert detect_degenerate(_reply("うん"), "疲れたー", older) is None
+    assert junk_kind("うん", older) is None
 
 
 def test_nearly_repeated_long_reply() -> None:
