@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -40,7 +41,19 @@ class IndexLocation:
         return str(self.local_dir) if self.local_dir else f"chroma server {self.host}:{self.port}"
 
 
+# chromadb shares one System per folder between clients and counts them without a lock; the
+# archival and recall indexes of one agent live in one folder and open or close their clients from
+# their own indexer threads, and an unlucky interleaving stopped the System under the other client
+# ("'RustBindingsAPI' object has no attribute 'bindings'"). So clients are made and closed one at a time.
+_SYSTEMS_LOCK = threading.RLock()
+
+
 def _client(location: IndexLocation) -> Any:
+    with _SYSTEMS_LOCK:
+        return _new_client(location)
+
+
+def _new_client(location: IndexLocation) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -128,7 +141,8 @@ class ChromaIndex:
     def close(self) -> None:
         if self._client is not None:
             try:
-                self._client.close()
+                with _SYSTEMS_LOCK:
+                    self._client.close()
             except Exception as exc:  # closing must never hide the caller's own outcome
                 log.debug("closing chroma client: %s", exc)
         self._client = None
@@ -160,7 +174,8 @@ class ChromaIndex:
             return None
         finally:
             if client is not None and client is not self._client:
-                client.close()
+                with _SYSTEMS_LOCK:
+                    client.close()
 
     @property
     def is_open(self) -> bool:
