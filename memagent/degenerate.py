@@ -132,9 +132,11 @@ def _repeats(message_text: str, earlier_replies: Sequence[str]) -> bool:
     """`message_text` (normalised) repeats one of `earlier_replies` (oldest first): any of them when
     it is long enough to mean something, the last SHORT_REPEAT_WINDOW when it is shorter."""
     recent = len(earlier_replies) - SHORT_REPEAT_WINDOW
-    return any(nearly_equal(normalise_text(reply), message_text, REPEAT_MIN_CHARS)
-               or (position >= recent and normalise_text(reply) == message_text)
-               for position, reply in enumerate(earlier_replies))
+    for position, reply in enumerate(earlier_replies):
+        earlier = normalise_text(reply)
+        if nearly_equal(earlier, message_text, REPEAT_MIN_CHARS) or (position >= recent and earlier == message_text):
+            return True
+    return False
 
 
 # A sentence: text up to its closing punctuation (Japanese or Latin), or the rest of a line.
