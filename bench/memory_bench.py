@@ -97,6 +97,18 @@ def _timed(action: Callable[[], Any], repeats: int) -> list[float]:
     return times
 
 
+def _searched_new_and_again(questions: Sequence[str], search: Callable[[str], Any]) -> tuple[list[float], list[float]]:
+    """Milliseconds per search of each question new (its vector is computed) and again straight
+    after (the query-vector cache answers, as when surfacing searches recall and archival with one
+    message): interleaved, so a busy moment of the machine touches both kinds alike."""
+    new: list[float] = []
+    again: list[float] = []
+    for question in questions:
+        new.extend(_timed(lambda q=question: search(q), 1))
+        again.extend(_timed(lambda q=question: search(q), 1))
+    return new, again
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -212,14 +224,15 @@ def recall_hybrid_latency(n_messages: int = 100_000, embedded: int = 1000, queri
             index_synthetically(store, list(range(first_synthetic, first_synthetic + len(bulk))))
         questions = [synthetic_sentence(rng) for _ in range(queries)]
         embed_ms = _timed(lambda: vectors.embedder.embed_query(questions[0]), queries)
-        search_ms = [t for q in questions for t in _timed(lambda q=q: recall.search(q, page_size=5), 1)]
+        search_ms, cached_vector_ms = _searched_new_and_again(questions, lambda q: recall.search(q, page_size=5))
         return {
             "messages": recall.count(),
             "embedded_for_real": embedded,
             "query_embedding_ms_p50": round(statistics.median(embed_ms), 2),
             "search_ms_p50": round(statistics.median(search_ms), 2),
             "search_ms_p95": round(_percentile(search_ms, 95), 2),
-            "search_without_embedding_ms_p50": round(statistics.median(search_ms) - statistics.median(embed_ms), 2),
+            "search_without_embedding_ms_p50": round(statistics.median(cached_vector_ms), 2),
+            "search_without_embedding_ms_p95": round(_percentile(cached_vector_ms, 95), 2),
         }
 
 
@@ -246,9 +259,7 @@ def archival_latency(
             _fill_synthetic(store, texts[embedded:], np.random.default_rng(seed))
         questions = [synthetic_sentence(rng) for _ in range(queries)]
         embed_ms = _timed(lambda: archival.embedder.embed_query(questions[0]), queries)
-        search_ms = []
-        for question in questions:
-            search_ms.extend(_timed(lambda q=question: archival.search(q, page_size=5), 1))
+        search_ms, cached_vector_ms = _searched_new_and_again(questions, lambda q: archival.search(q, page_size=5))
         searched_over = archival.count()
         # The timed searches must also be right: a passage searched by its own words comes first
         # (the numbered suffix makes every text unique), at the full index size.
@@ -265,7 +276,8 @@ def archival_latency(
             "query_embedding_ms_p50": round(statistics.median(embed_ms), 2),
             "search_ms_p50": round(statistics.median(search_ms), 2),
             "search_ms_p95": round(_percentile(search_ms, 95), 2),
-            "search_without_embedding_ms_p50": round(statistics.median(search_ms) - statistics.median(embed_ms), 2),
+            "search_without_embedding_ms_p50": round(statistics.median(cached_vector_ms), 2),
+            "search_without_embedding_ms_p95": round(_percentile(cached_vector_ms, 95), 2),
             "self_hit_rate": round(self_hits / len(probes), 3) if probes else None,
         }
 

@@ -79,8 +79,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("P3 archival hybrid search", f"{p3.get('passages', '?'):,} passages ({p3.get('embedded_for_real', '?'):,} embedded for real)",
          f"p50 {get('p3_archival', 'search_ms_p50')} ms · p95 {get('p3_archival', 'search_ms_p95')} ms "
          f"(query embedding {get('p3_archival', 'query_embedding_ms_p50')} ms)"),
-        ("P3 archival hybrid search without the query embedding", f"{p3.get('passages', '?'):,} passages",
-         f"p50 {get('p3_archival', 'search_without_embedding_ms_p50')} ms"),
+        ("P3 archival hybrid search without the query embedding (cached vector)", f"{p3.get('passages', '?'):,} passages",
+         f"p50 {get('p3_archival', 'search_without_embedding_ms_p50')} ms · "
+         f"p95 {get('p3_archival', 'search_without_embedding_ms_p95')} ms"),
         ("P3 archival insert throughput", p3.get("embedder", ""), f"{get('p3_archival', 'insert_passages_per_s')} passages/s"),
         ("P4 tokens evaluated ÷ new tokens, embedded model", f"{p4.get('turns', '?')} turns",
          f"{get('p4_conversation', 'eval_to_new_ratio', fmt='{:.2f}')} "

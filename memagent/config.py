@@ -148,6 +148,9 @@ class AgentSettings(_Section):
     max_steps: int = Field(6, ge=1, le=50)
     parse_retries: int = Field(2, ge=0, le=10)
     degenerate_retries: int = Field(3, ge=0, le=10)
+    # A reply's wording is steered away from the persona's last this many replies while it is
+    # generated (embedded model; words from the user's message and from memory stay free); 0: off.
+    avoid_repeats: int = Field(2, ge=0, le=10)
     first_message: Literal["persona", "generate"] = "persona"
 
 

@@ -23,7 +23,7 @@ from .degenerate import (
 from .events import AgentEvent, EventSink, TurnStats
 from .functions.grammar import call_gbnf
 from .functions.schemas import call_json_schema
-from .llm.base import GenerationRequest
+from .llm.base import GenerationRequest, RepeatGuard
 from .memory.kinds import MessageKind
 from .memory.records import StoredMessage
 from .parsing import CallError, parse_call
@@ -75,8 +75,10 @@ class ReplyGenerator:
         degenerate_left = settings.agent.degenerate_retries
         recent = self._recent_replies()
         flawed: list[tuple[int, Attempt, str]] = []
+        rejected: list[str] = []  # this turn's junk messages: a regeneration must not say them again
         while True:
-            attempt = self._call_model(stats, extra + corrections, sampling, emit, allowed, recalled)
+            guard = self._repeat_guard(recent, rejected, last_user, recalled)
+            attempt = self._call_model(stats, extra + corrections, sampling, emit, allowed, recalled, guard)
             if attempt.call is None:
                 _retract(attempt, emit)
                 if parse_left <= 0:
@@ -92,6 +94,7 @@ class ReplyGenerator:
             if kind is None:
                 return attempt
             stats.degenerate_kinds.append(kind)
+            rejected.append(str(attempt.call.arguments.get("message", "")))
             flawed.append((DEGENERATE_SEVERITY[kind], attempt, kind))
             if degenerate_left <= 0:
                 chosen = _least_flawed(flawed)
@@ -123,6 +126,20 @@ class ReplyGenerator:
                 return "parrots_user"
         return kind
 
+    def _repeat_guard(self, recent: list[str], rejected: list[str], last_user: str | None,
+                      recalled: list[ChatMessage]) -> RepeatGuard | None:
+        """The last replies and this turn's rejected ones, to be worded differently; the user's lines
+        in view, this turn's recalled memories and core memory hold the words a reply may repeat —
+        the facts it is asked for, the user's and the persona's own."""
+        count = self.deps.settings.agent.avoid_repeats
+        avoid = (recent[-count:] if count else []) + rejected
+        if not avoid:
+            return None
+        keep = [m.content for m in self.deps.store.recall.in_context() if m.kind == MessageKind.USER]
+        keep += [last_user or "", *(m.content for m in recalled)]
+        keep += [block.value for block in self.deps.store.core.list()]
+        return RepeatGuard(avoid=tuple(avoid), keep=tuple(keep))
+
     def _recent_replies(self) -> list[str]:
         return self.deps.store.recall.recent_replies(RECENT_REPLIES)
 
@@ -137,7 +154,7 @@ class ReplyGenerator:
         return texts
 
     def _call_model(self, stats: TurnStats, extra: list[ChatMessage], sampling: SamplerPreset, emit: EventSink,
-                    allowed: list[str] | None, recalled: list[ChatMessage]) -> Attempt:
+                    allowed: list[str] | None, recalled: list[ChatMessage], guard: RepeatGuard | None) -> Attempt:
         def summarised(count: int, summary: str) -> None:
             emit(AgentEvent("notice", f"summarised {count} older messages to make room",
                             {"reason": "summary", "summary": summary}))
@@ -156,7 +173,7 @@ class ReplyGenerator:
             prompt=built.prompt, messages=built.messages, on_text=streamer.feed if streamer else None,
             schema=call_json_schema(names) if constrained else None,
             grammar=call_gbnf(names) if constrained else None,
-            stop=wrapper.stop, sampling=sampling, max_tokens=self.deps.settings.llm.max_tokens,
+            stop=wrapper.stop, sampling=sampling, max_tokens=self.deps.settings.llm.max_tokens, repeat_guard=guard,
         )
         completion = self.deps.backend.generate(request)
         stats.llm_calls += 1

@@ -131,3 +131,34 @@ def test_twenty_constrained_calls_with_the_agent_prompt_are_all_valid(paths, emb
             if outcome.call is None or outcome.repaired:
                 invalid.append((text, completion.text))
     assert invalid == []
+
+
+
+def test_the_repeat_guard_makes_the_model_word_its_reply_differently(paths, embedded):
+    """A prompt recorded from a real conversation where the 0.5B copies its previous reply: with the
+    repeat guard avoiding it, the reply shares no run of 8 characters with it, and is a valid call."""
+    import json
+    from difflib import SequenceMatcher
+    from pathlib import Path
+
+    from memagent.functions.grammar import call_gbnf
+    from memagent.llm.base import RepeatGuard
+
+    recorded = json.loads((Path(__file__).parent / "data" / "repeat_guard_prompt_ja.json").read_text(encoding="utf-8"))
+    greedy = SamplerPreset(temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0, seed=0)
+
+    def longest_copy(guard: RepeatGuard | None) -> tuple[int, str]:
+        completion = embedded.generate(GenerationRequest(
+            prompt=recorded["prompt"], grammar=call_gbnf(), stop=recorded["stop"], sampling=greedy, max_tokens=200,
+            repeat_guard=guard))
+        outcome = parse_call(completion.text)
+        assert outcome.call is not None, completion.text
+        message = str(outcome.call.arguments.get("message"))
+        runs = [SequenceMatcher(None, message, old, autojunk=False).find_longest_match(0, len(message), 0, len(old)).size
+                for old in recorded["avoid"]]
+        return max(runs), message
+
+    unguarded, copied = longest_copy(None)
+    assert unguarded >= 8, copied  # the habit the guard is for
+    guarded, message = longest_copy(RepeatGuard(avoid=tuple(recorded["avoid"]), keep=tuple(recorded["keep"])))
+    assert guarded < 8 and message.strip(), message

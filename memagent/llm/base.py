@@ -12,6 +12,17 @@ from ..config import SamplerPreset
 TextCallback = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class RepeatGuard:
+    """Wording a reply must not reuse: while the call's `field` string is written, the backend pushes
+    down a token that would continue a run copied from one of `avoid`, never one found in `keep`
+    (see llm/repeat_guard.py). A backend that cannot steer decoding ignores it."""
+
+    avoid: tuple[str, ...]
+    keep: tuple[str, ...] = ()
+    field: str = "message"
+
+
 @dataclass
 class GenerationRequest:
     """Either a raw `prompt` (completion mode, rendered by a wrapper) or chat `messages`."""
@@ -24,6 +35,7 @@ class GenerationRequest:
     sampling: SamplerPreset = field(default_factory=SamplerPreset)
     max_tokens: int = 512
     on_text: TextCallback | None = None  # called with each streamed text delta
+    repeat_guard: RepeatGuard | None = None
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):

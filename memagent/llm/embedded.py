@@ -17,7 +17,8 @@ from typing import Any
 
 from ..config import LLMSettings, SamplerPreset
 from ..errors import LLMError
-from .base import Completion, GenerationRequest, LLMBackend
+from .base import Completion, GenerationRequest, LLMBackend, RepeatGuard
+from .repeat_guard import RepeatGuardProcessor, closing_quote_tokens
 
 log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 4096
@@ -131,6 +132,7 @@ class EmbeddedBackend(LLMBackend):
             )
         except (ValueError, RuntimeError) as exc:
             raise LLMError(f"llama.cpp could not load {model_path} ({exc}); check that it is a valid GGUF model") from None
+        self._closing_quotes: list[int] | None = None
 
     @property
     def context_length(self) -> int:
@@ -145,6 +147,14 @@ class EmbeddedBackend(LLMBackend):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
+    def _repeat_guard(self, guard: RepeatGuard) -> RepeatGuardProcessor:
+        if self._closing_quotes is None:  # one pass over the vocabulary, the first time it is needed
+            self._closing_quotes = closing_quote_tokens(self._llm.n_vocab(), self._detokenize)
+        return RepeatGuardProcessor(guard, self.tokenize, self._detokenize, self._closing_quotes)
+
+    def _detokenize(self, tokens: list[int]) -> bytes:
+        return self._llm.detokenize(tokens)
+
     def _cached_prefix(self, prompt: str) -> tuple[int, int]:
         """(prompt tokens, tokens llama-cpp-python will reuse from its KV cache)."""
         tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
@@ -158,6 +168,11 @@ class EmbeddedBackend(LLMBackend):
         kwargs = sampler_kwargs(request.sampling) | {"max_tokens": request.max_tokens, "stream": True}
         if request.stop:
             kwargs["stop"] = request.stop
+        guard = self._repeat_guard(request.repeat_guard) if request.repeat_guard else None
+        if guard is not None:
+            from llama_cpp import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList([guard])
         prompt_tokens = cached = None
         try:
             if request.prompt is not None:
@@ -183,6 +198,8 @@ class EmbeddedBackend(LLMBackend):
             raise
         except (ValueError, RuntimeError) as exc:
             raise LLMError(f"the embedded model failed to generate ({exc})") from None
+        if guard is not None and guard.pushed:
+            log.debug("repeat guard pushed down %d tokens", guard.pushed)
         return Completion(
             text=text,
             finish_reason=finish,
