@@ -38,13 +38,13 @@ def final_parroting(messages: list[Any]) -> int:
 
 
 def run_conversation(lines: list[str], *, context_length: int = 4096, home: Path | None = None,
-                     agent: str = "bench", model_path: str = "", avoid_repeats: int | None = None) -> dict[str, Any]:
+                     agent: str = "bench", model_path: str = "", repeat_guard: str | None = None) -> dict[str, Any]:
     """Chat through `lines` with the embedded model; count what went wrong and how the cache did."""
     home = home or Path(tempfile.mkdtemp(prefix="memagent-bench-"))
     paths = resolve_paths(home)
     overrides: dict[str, dict[str, Any]] = {"llm": {"context_length": context_length, "model_path": model_path or None}}
-    if avoid_repeats is not None:
-        overrides["agent"] = {"avoid_repeats": avoid_repeats}
+    if repeat_guard is not None:
+        overrides["agent"] = {"repeat_guard": repeat_guard}
     settings = load_settings(paths, environ={}, overrides=overrides)
     replies: list[str] = []
     notices: list[AgentEvent] = []

@@ -148,9 +148,11 @@ class AgentSettings(_Section):
     max_steps: int = Field(6, ge=1, le=50)
     parse_retries: int = Field(2, ge=0, le=10)
     degenerate_retries: int = Field(3, ge=0, le=10)
-    # A reply's wording is steered away from the persona's last this many replies while it is
-    # generated (embedded model; words from the user's message and from memory stay free); 0: off.
-    avoid_repeats: int = Field(2, ge=0, le=10)
+    # Steer a reply's wording away from the persona's last replies while it is generated (embedded
+    # model; words from the user's lines and from memory stay free). retry: only when regenerating a
+    # rejected reply; always: every reply (fewer partial copies, but small models then write
+    # mixed-script words: 12 of 50 replies on the 0.5B); off.
+    repeat_guard: Literal["retry", "always", "off"] = "retry"
     first_message: Literal["persona", "generate"] = "persona"
 
 

@@ -58,9 +58,11 @@ SIMILARITY_RATIO = 0.9
 # The opening of the system's own bracketed notes, in every language we ship (degenerate.j2,
 # alert_memory_pressure.j2, post_history.j2, recalled.j2, capture.j2).
 # A reply that opens with a time stamp copies how the system writes messages and memories
-# ("[2025-01-02 21:03] …", "(2025-01-02 21:03) …").
+# ("[2025-01-02 21:03] …", "(2025-01-02 21:03) …"). Quoted or braced, it is the same tag: the 0.5B
+# answered 「'[System]'」 and 「'{System}' + '…'」.
 _SYSTEM_NOTE = re.compile(
-    r"^\s*(-\s*)?[\[【［(（]\s*(システム|system|思い出した|recalled|メモ係|note-taker|\d{4}-\d{2}-\d{2})", re.IGNORECASE)
+    r"^\s*(-\s*)?['\"`「『]*\s*[\[【［(（{]\s*(システム|system|思い出した|recalled|メモ係|note-taker|\d{4}-\d{2}-\d{2})",
+    re.IGNORECASE)
 
 
 # One to four characters repeated eight or more times in a row (after normalisation).

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # said twice an hour apart as much as two in a row. Comparing is cheap (exact match first, difflib
 # only between long texts).
 RECENT_REPLIES = 300
+GUARDED_REPLIES = 2  # the repeat guard steers a reply away from this many of the last replies
 CORRECTION_CHARS = 600  # of a failed attempt shown back to the model with its corrective note
 CLICHES_FILE = "cliches.txt"  # per language, editable: assistant phrases a character never says
 
@@ -131,8 +132,10 @@ class ReplyGenerator:
         """The last replies and this turn's rejected ones, to be worded differently; the user's lines
         in view, this turn's recalled memories and core memory hold the words a reply may repeat —
         the facts it is asked for, the user's and the persona's own."""
-        count = self.deps.settings.agent.avoid_repeats
-        avoid = (recent[-count:] if count else []) + rejected
+        mode = self.deps.settings.agent.repeat_guard
+        if mode == "off" or (mode == "retry" and not rejected):
+            return None
+        avoid = recent[-GUARDED_REPLIES:] + rejected
         if not avoid:
             return None
         keep = [m.content for m in self.deps.store.recall.in_context() if m.kind == MessageKind.USER]

@@ -373,3 +373,15 @@ def test_a_repeat_does_not_slip_through_behind_thoughts_equal_to_the_message(mak
     assert events.replies == [] and stats.failed
     assert set(stats.degenerate_kinds) == {"repeated_reply"}
     assert [e.data.get("reason") for e in events.of("notice")] == ["no_usable_reply"]
+
+
+def test_a_regeneration_is_steered_away_from_the_repeat_it_replaces(make_agent):
+    """The first attempt is free; once it is rejected as a repeat, the next one carries a repeat guard
+    avoiding the last replies and the rejected text, and keeping the user's words free."""
+    agent, llm = make_agent([say("Same old answer"), say("Same old answer"), say("Something new at last")])
+    agent.send("first", Recorder())
+    agent.send("tell me about Mochi", Recorder())
+    guards = [request.repeat_guard for request in llm.requests]
+    assert guards[:2] == [None, None]
+    assert guards[2] is not None and guards[2].avoid == ("Same old answer", "Same old answer")
+    assert any("tell me about Mochi" in kept for kept in guards[2].keep)

@@ -210,3 +210,11 @@ def test_a_users_own_cliche_list_shadows_the_packaged_one(paths) -> None:
     assert cliches == ["かしこまりました"]
     assert detect_degenerate(_reply("かしこまりました！"), "お茶ちょうだい", [], cliches) == "assistant_cliche"
     assert detect_degenerate(_reply("何かお手伝いできることはありますか？"), "ねえ", [], cliches) is None
+
+
+def test_a_quoted_or_braced_system_tag_is_a_system_note() -> None:
+    """What the 0.5B wrote when pushed off its copies, and would have been shown."""
+    assert detect_degenerate(_reply("'[System]'"), None, []) == "system_note"
+    assert detect_degenerate(_reply("'{System}' + '何かお手伝いできることは？'"), None, []) == "system_note"
+    assert detect_degenerate(_reply("「[システム]」"), None, []) == "system_note"
+    assert detect_degenerate(_reply("'さくら' だよ"), None, []) is None

@@ -79,3 +79,18 @@ def test_an_escaped_quote_does_not_end_the_message():
 def test_the_message_does_not_loop_on_its_own_words():
     assert pushed_after(processor(("どうぞ",)), CALL + "ミケはかわいいね。ミケは") == {"か": 1.0}
     assert pushed_after(processor(("どうぞ",)), CALL + "ミケはかわいいね。ミケはかわ") == {"い": 4.0}
+
+
+def test_a_copy_that_is_the_only_sensible_continuation_is_left_alone():
+    """In the middle of a word (お|手伝い) nothing else comes close; pushing the copy there made the
+    0.5B write 「お_hand伝い」."""
+    quotes = closing_quote_tokens(len(VOCABULARY), detokenize)
+    margin = RepeatPenalty(multiplier=1.0, base=2.0, allowed=3, margin=5.0)
+    for lead, expected in ((10.0, 10.0), (4.0, 3.0)):
+        guard = RepeatGuardProcessor(RepeatGuard(avoid=("どうぞ",)), tokenize, detokenize, quotes, margin)
+        prompt = tokenize("ab")
+        guard(np.array(prompt, dtype=np.intc), np.zeros(len(VOCABULARY), dtype=np.single))
+        scores = np.zeros(len(VOCABULARY), dtype=np.single)
+        scores[IDS["ど"]] = lead
+        after = guard(np.array(prompt + tokenize(CALL), dtype=np.intc), scores)
+        assert after[IDS["ど"]] == expected
