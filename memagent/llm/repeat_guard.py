@@ -45,11 +45,11 @@ class RepeatPenalty:
     from its first character (starting a reply the same way is the habit to break).
 
     Measured by replaying the prompts of real 12-turn conversations (2 seeds each; a copy is a reply
-    sharing 8+ characters with an avoided one): 0.5B, 25 prompts, 42/50 copies without the guard,
-    39/50 at 1.0/1.6/3, 8/50 at 3.0/1.8/2 (no exact copy, no odd script); 1.5B, 14 prompts, 12/28
+    sharing 8+ characters with an avoided one): 0.5B, 25 prompts, 42/50 copies without the guard
+    (33 exact), 39/50 at 1.0/1.6/3, 8-9/50 at 3.0/1.8/2 (no exact copy); 1.5B, 14 prompts, 12/28
     without, 5/28 at 2.0/1.6/2, 3/28 at 3.0/1.8/2, with no slower tokens. But pushed off its copies,
-    the 0.5B wrote words in another script (「猫が appearingSF」, 「お_hand伝い」) in 12/50 replies
-    (0/50 without); with `margin` 5: 29/50 copies (1 exact, against 33), 6/50 odd. Hence the agent
+    the 0.5B wrote words in another script (「猫が appearingSF」, 「お_hand伝い」) in 12/50 replies at
+    3.0/1.8/2 (0/50 without); with `margin` 5: 29/50 copies (1 exact), 6/50 odd. Hence the agent
     guards regenerations only unless told otherwise (`[agent] repeat_guard`)."""
 
     multiplier: float = 3.0
@@ -78,19 +78,17 @@ class RepeatGuardProcessor:
         self._closing = list(closing_quote_tokens)
         self._penalty = penalty or RepeatPenalty()
         self._opening = re.compile(r'"' + re.escape(guard.field) + r'"\s*:\s*"')
-        self._prompt_length: int | None = None
         self._generated = bytearray()
-        self._seen = 0
+        self._seen: int | None = None  # tokens already read: the prompt's length at the first call
         self.pushed = 0  # how many times a token was pushed down (for the debug log and tests)
 
     def __call__(self, input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
         if not self._avoid:
             return scores
-        if self._prompt_length is None:
-            self._prompt_length = self._seen = len(input_ids)
-        new = [int(token) for token in input_ids[self._seen:]]
-        if new:
-            self._generated += self._detokenize(new)
+        if self._seen is None:
+            self._seen = len(input_ids)
+        if len(input_ids) > self._seen:
+            self._generated += self._detokenize([int(token) for token in input_ids[self._seen:]])
             self._seen = len(input_ids)
         message = self._message_so_far()
         if message is None:
