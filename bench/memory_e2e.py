@@ -47,6 +47,14 @@ MODELS: dict[str, PackagedModel] = {
     ),
 }
 MODEL_CACHE = Path.home() / ".cache" / "memagent-bench"
+# What each mode of a run sets in [memory]: the memory modes, and assisted without steering replies
+# towards the remembered values they are asked for (to measure what the nudge adds).
+MODES: dict[str, dict[str, Any]] = {
+    "assisted": {"mode": "assisted"},
+    "agent": {"mode": "agent"},
+    "off": {"mode": "off"},
+    "assisted-no-nudge": {"mode": "assisted", "recall_nudge": False},
+}
 
 
 def load_script(language: str) -> dict[str, Any]:
@@ -77,7 +85,7 @@ def run_script(script: dict[str, Any], *, mode: str, model_path: Path, context_l
     paths = resolve_paths(home)
     overrides: dict[str, dict[str, Any]] = {
         "llm": {"model_path": str(model_path), "context_length": context_length, "backend": "embedded"},
-        "memory": {"mode": mode},
+        "memory": MODES[mode],
         "agent": {"language": script["language"], "persona": script["persona"]},
     }
     if preset:
@@ -228,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="0.5b", help="comma-separated: 0.5b, 1.5b")
     parser.add_argument("--langs", default="ja,en")
-    parser.add_argument("--modes", default="assisted,agent")
+    parser.add_argument("--modes", default="assisted,agent", help="comma-separated: " + ", ".join(MODES))
     parser.add_argument("--scenario", choices=["long", "in_view"], default="long")
     parser.add_argument("--context", type=int, default=2048)
     parser.add_argument("--preset", default="", help="sampler fields for every run, e.g. 'repeat_penalty=1.0,top_k=40'")
@@ -237,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     preset = {k: float(v) if "." in v else int(v) for k, v in (p.split("=") for p in args.preset.split(",") if p)} or None
     seeds = [int(s) for s in args.seeds.split(",") if s] or None
+    if unknown := set(args.modes.split(",")) - set(MODES):
+        parser.error(f"unknown mode {', '.join(sorted(unknown))}; choose from {', '.join(MODES)}")
     results = run(args.models.split(","), args.langs.split(","), args.modes.split(","), args.scenario,
                   args.context, preset, seeds)
     if args.out:

@@ -143,9 +143,10 @@ class Agent:
                 emit(event)
 
     # --- memory the system keeps (mode assisted) ----------------------------------------------
-    def _surface(self, user_text: str, emit: EventSink, stats: TurnStats) -> list[ChatMessage]:
+    def _surface(self, user_text: str, emit: EventSink, stats: TurnStats) -> tuple[list[ChatMessage], tuple[str, ...]]:
+        """The recalled-memory line for the prompt, and the remembered values the message asks for."""
         if self.surfacer is None:
-            return []
+            return [], ()
         started = time.perf_counter()
         try:
             memories = self.surfacer.surface(user_text)
@@ -156,13 +157,13 @@ class Agent:
         stats.surface_seconds = time.perf_counter() - started
         stats.recalled = len(memories)
         if not memories:
-            return []
+            return [], ()
         shown = [memory.to_json_obj() for memory in memories]
         emit(AgentEvent("recalled", " · ".join(memory.text for memory in memories), {"memories": shown}))
         # Joined to the user's message in the prompt (context.with_recalled); a system turn where it
         # stands alone, since the user did not say it.
         text = self.prompts.render("recalled.j2", memories=shown, persona_name=self.persona.name).strip()
-        return [ChatMessage(role="system", content=text)]
+        return [ChatMessage(role="system", content=text)], self.surfacer.asked_values(user_text, memories)
 
     def _after_reply(self, message: StoredMessage, stats: TurnStats, emit: EventSink) -> None:
         """Capture runs whether or not the model managed a reply: what the user said is what counts."""
@@ -232,15 +233,15 @@ class Agent:
         stats = TurnStats()
         self.last_stats = stats
         started = time.perf_counter()
-        recalled = self._surface(user_text, emit, stats)
+        recalled, asked = self._surface(user_text, emit, stats)
         try:
-            self._steps(turn_id, user_text, emit, stats, extra_note, sampling, recalled)
+            self._steps(turn_id, user_text, emit, stats, extra_note, sampling, recalled, asked)
         finally:
             stats.reply_seconds = time.perf_counter() - started
         return stats
 
     def _steps(self, turn_id: int, user_text: str, emit: EventSink, stats: TurnStats, extra_note: str | None,
-               sampling: SamplerPreset | None, recalled: list[ChatMessage]) -> None:
+               sampling: SamplerPreset | None, recalled: list[ChatMessage], asked: tuple[str, ...]) -> None:
         max_steps = self.settings.agent.max_steps
         first_step_extra = [ChatMessage(role="user", content=extra_note)] if extra_note else []
         while stats.steps < max_steps:
@@ -250,7 +251,7 @@ class Agent:
             last_chance = stats.steps == max_steps and not stats.replied
             attempt = self.generator.generate(stats, first_step_extra, emit,
                                               allowed=["send_message"] if last_chance else None,
-                                              last_user=user_text, sampling=sampling, recalled=recalled)
+                                              last_user=user_text, sampling=sampling, recalled=recalled, asked=asked)
             first_step_extra = []
             if attempt is None or attempt.call is None:
                 stats.failed = True

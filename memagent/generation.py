@@ -23,7 +23,7 @@ from .degenerate import (
 from .events import AgentEvent, EventSink, TurnStats
 from .functions.grammar import call_gbnf
 from .functions.schemas import call_json_schema
-from .llm.base import GenerationRequest, RepeatGuard
+from .llm.base import GenerationRequest, RecallNudge, RepeatGuard
 from .memory.kinds import MessageKind
 from .memory.records import StoredMessage
 from .parsing import CallError, parse_call
@@ -66,9 +66,12 @@ class ReplyGenerator:
     def generate(
         self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, *, allowed: list[str] | None,
         last_user: str | None, sampling: SamplerPreset | None = None, recalled: list[ChatMessage] | None = None,
+        asked: tuple[str, ...] = (),
     ) -> Attempt | None:
-        """Call the model until it yields a valid, non-degenerate call, within the configured bounds."""
+        """Call the model until it yields a valid, non-degenerate call, within the configured bounds.
+        `asked`: remembered values the user's message asks for, which the reply is steered towards."""
         recalled = recalled or []
+        nudge = RecallNudge(values=asked) if asked else None
         corrections: list[ChatMessage] = []
         settings = self.deps.settings
         sampling = sampling or settings.preset()
@@ -79,7 +82,7 @@ class ReplyGenerator:
         rejected: list[str] = []  # this turn's junk messages: a regeneration must not say them again
         while True:
             guard = self._repeat_guard(recent, rejected, last_user, recalled)
-            attempt = self._call_model(stats, extra + corrections, sampling, emit, allowed, recalled, guard)
+            attempt = self._call_model(stats, extra + corrections, sampling, emit, allowed, recalled, guard, nudge)
             if attempt.call is None:
                 _retract(attempt, emit)
                 if parse_left <= 0:
@@ -157,7 +160,8 @@ class ReplyGenerator:
         return texts
 
     def _call_model(self, stats: TurnStats, extra: list[ChatMessage], sampling: SamplerPreset, emit: EventSink,
-                    allowed: list[str] | None, recalled: list[ChatMessage], guard: RepeatGuard | None) -> Attempt:
+                    allowed: list[str] | None, recalled: list[ChatMessage], guard: RepeatGuard | None,
+                    nudge: RecallNudge | None) -> Attempt:
         def summarised(count: int, summary: str) -> None:
             emit(AgentEvent("notice", f"summarised {count} older messages to make room",
                             {"reason": "summary", "summary": summary}))
@@ -177,6 +181,7 @@ class ReplyGenerator:
             schema=call_json_schema(names) if constrained else None,
             grammar=call_gbnf(names) if constrained else None,
             stop=wrapper.stop, sampling=sampling, max_tokens=self.deps.settings.llm.max_tokens, repeat_guard=guard,
+            recall_nudge=nudge,
         )
         completion = self.deps.backend.generate(request)
         stats.llm_calls += 1

@@ -42,14 +42,29 @@ class Memory:
     text: str
     time: str  # local time it was said or stored; "" for facts (they are current by definition)
     score: float
+    value: str = ""  # a fact's value ("ミケ"); "" for messages and passages
 
     def to_json_obj(self) -> dict[str, Any]:
         return {"source": self.source, "id": self.ref, "text": self.text, "time": self.time, "score": self.score}
 
 
-def _mentions(text: str, kind: FactKind) -> bool:
+def mentioned_kinds(text: str, kinds: dict[str, FactKind]) -> set[str]:
+    """The kinds whose cue words (or label) `text` holds. Where cues of two kinds overlap the longer one
+    wins, as in capture: 「うちの猫の名前は？」 asks for the pet's name (猫の名前), not the user's (名前は)."""
     lowered = normalised(text).lower()
-    return any(normalised(word).lower() in lowered for word in (*kind.cues, kind.label))
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for key, kind in kinds.items():
+        for word in {normalised(word).lower() for word in (*kind.cues, kind.label)} - {""}:
+            start = lowered.find(word)
+            while start >= 0:
+                spans.setdefault(key, []).append((start, start + len(word)))
+                start = lowered.find(word, start + 1)
+
+    def overlaps_a_longer_cue(key: str, span: tuple[int, int]) -> bool:
+        return any(other != key and start < span[1] and span[0] < end and end - start > span[1] - span[0]
+                   for other, found in spans.items() for start, end in found)
+
+    return {key for key, found in spans.items() if any(not overlaps_a_longer_cue(key, span) for span in found)}
 
 
 class Surfacer:
@@ -58,6 +73,7 @@ class Surfacer:
         self.prompts = prompts
         self.limit = settings.surface_limit
         self.floor = settings.surface_min_score
+        self.nudge = settings.recall_nudge
         self._kinds: dict[str, FactKind] | None = None
 
     @property
@@ -83,12 +99,19 @@ class Surfacer:
                 unique.append(memory)
         return unique[: self.limit]
 
+    def asked_values(self, query: str, memories: list[Memory]) -> tuple[str, ...]:
+        """The values of the surfaced facts that `query` asks for (「うちの猫の名前は？」 → ミケ), which the
+        reply is steered towards saying (llm/recall_nudge.py); none for a statement."""
+        if not self.nudge or not is_question(query):
+            return ()
+        return tuple(memory.value for memory in memories if memory.source == "fact" and memory.value)
+
     def _facts(self, query: str) -> list[Memory]:
-        kinds = self.kinds
+        asked = mentioned_kinds(query, self.kinds)
         return [
-            Memory("fact", fact.id, fact.line, "", FACT_SCORE)
+            Memory("fact", fact.id, fact.line, "", FACT_SCORE, fact.value)
             for fact in self.store.facts.current()
-            if fact.kind in kinds and _mentions(query, kinds[fact.kind])
+            if fact.kind in asked
         ]
 
     def _recall(self, query: str) -> list[Memory]:

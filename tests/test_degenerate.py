@@ -218,3 +218,13 @@ def test_a_quoted_or_braced_system_tag_is_a_system_note() -> None:
     assert detect_degenerate(_reply("'{System}' + '何かお手伝いできることは？'"), None, []) == "system_note"
     assert detect_degenerate(_reply("「[システム]」"), None, []) == "system_note"
     assert detect_degenerate(_reply("'さくら' だよ"), None, []) is None
+
+
+def test_a_system_note_on_a_later_line_of_the_reply_is_a_system_note() -> None:
+    # The 0.5B wrote a reply, then a separator and a copy of the corrective note below it.
+    copied = "3月14日だよ。\n\n---\n\n[システム] さっきと同じ返事になっている。"
+    assert detect_degenerate(_reply(copied), None, []) == "system_note"
+    assert junk_kind(copied, [], []) == "system_note"
+    # Brackets inside a line are words, not a note.
+    assert detect_degenerate(_reply("ミケ（システムエンジニアの猫）だよ"), None, []) is None
+

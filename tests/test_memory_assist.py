@@ -10,6 +10,7 @@ import pytest
 from memagent.agent import Agent
 from memagent.capture import FactVocabulary, ground, load_vocabulary, parse_proposals
 from memagent.prompts import PromptLibrary
+from memagent.surfacing import mentioned_kinds
 
 from .fake_llm import ScriptedLLM, say
 from .test_agent_loop import Recorder
@@ -95,9 +96,9 @@ def test_malformed_extraction_output_yields_nothing(text):
 @pytest.fixture
 def make_agent(scripted_agent):
     def make(replies, *, mode: str = "assisted", language: str = "ja", core_limit: int = 2000,
-             context_length: int = 8192) -> tuple[Agent, ScriptedLLM]:
+             context_length: int = 8192, recall_nudge: bool = True) -> tuple[Agent, ScriptedLLM]:
         return scripted_agent(replies, context_length=context_length, language=language,
-                              memory={"mode": mode, "core_limit": core_limit})
+                              memory={"mode": mode, "core_limit": core_limit, "recall_nudge": recall_nudge})
 
     return make
 
@@ -244,6 +245,43 @@ def test_surfaced_memories_join_the_users_message_right_before_the_reply(make_ag
     # The next turn's prompt no longer holds it.
     agent.send("ありがとう", events)
     assert "さくらが覚えていること" not in llm.requests[-1].prompt
+
+
+def test_a_question_asks_for_the_kind_of_its_longest_cue(ja_vocabulary, en_vocabulary):
+    ja = {kind.key: kind for kind in ja_vocabulary.kinds}
+    en = {kind.key: kind for kind in en_vocabulary.kinds}
+    # 「名前は」 is a cue of the user's name, but inside 「猫の名前は」 it is the pet's.
+    assert mentioned_kinds("うちの猫の名前は？", ja) == {"pet_name"}
+    assert mentioned_kinds("私の名前と猫の名前、覚えてる？", ja) == {"name", "pet_name"}
+    assert mentioned_kinds("Do you remember my name?", en) == {"name"}
+    assert mentioned_kinds("What's my cat called?", en) == {"pet_name"}
+    assert mentioned_kinds("Where do I live now?", en) == {"home"}
+    assert mentioned_kinds("今日はいい天気だね", ja) == set()
+
+
+def _cat_named_mike(agent: Agent) -> None:
+    message = agent.store.recall.add("user", "うちの猫の名前はミケだよ", kind="user_message", turn_id=1)
+    agent.store.facts.add(kind="pet_name", label="ペットの名前", value="ミケ", line="ペットの名前: ミケ", block="human",
+                          turn_id=1, message_id=message.id)
+
+
+def test_a_question_for_a_remembered_fact_steers_the_reply_towards_its_value(make_agent):
+    agent, llm = make_agent([say("ミケだよね！"), facts(), say("ミケ、かわいいよね"), facts()])
+    _cat_named_mike(agent)
+    agent.send("うちの猫の名前は？", Recorder())
+    nudge = llm.requests[0].recall_nudge
+    assert nudge is not None and nudge.values == ("ミケ",)
+    # A statement that mentions the cat asks for nothing: no steering.
+    agent.send("猫の名前、変えようかな。", Recorder())
+    assert llm.requests[-2].recall_nudge is None
+
+
+def test_the_recall_nudge_can_be_turned_off(make_agent):
+    agent, llm = make_agent([say("ミケだよね！"), facts()], recall_nudge=False)
+    _cat_named_mike(agent)
+    events = Recorder()
+    agent.send("うちの猫の名前は？", events)
+    assert events.of("recalled") and llm.requests[0].recall_nudge is None
 
 
 def test_earlier_messages_that_left_the_window_are_surfaced_by_their_words(make_agent):

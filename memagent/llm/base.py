@@ -23,6 +23,17 @@ class RepeatGuard:
     field: str = "message"
 
 
+@dataclass(frozen=True)
+class RecallNudge:
+    """Remembered values the reply was asked for (「ミケ」 for 「うちの猫の名前は？」): while the call's
+    `field` string is written and a value has not been said yet, the backend pushes up the token that
+    starts it, and harder the one that continues it once begun (see llm/recall_nudge.py). A backend
+    that cannot steer decoding ignores it."""
+
+    values: tuple[str, ...]
+    field: str = "message"
+
+
 @dataclass
 class GenerationRequest:
     """Either a raw `prompt` (completion mode, rendered by a wrapper) or chat `messages`."""
@@ -36,6 +47,7 @@ class GenerationRequest:
     max_tokens: int = 512
     on_text: TextCallback | None = None  # called with each streamed text delta
     repeat_guard: RepeatGuard | None = None
+    recall_nudge: RecallNudge | None = None
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):

@@ -18,6 +18,7 @@ from typing import Any
 from ..config import LLMSettings, SamplerPreset
 from ..errors import LLMError
 from .base import Completion, GenerationRequest, LLMBackend, RepeatGuard
+from .recall_nudge import RecallNudgeProcessor
 from .repeat_guard import RepeatGuardProcessor, closing_quote_tokens
 
 log = logging.getLogger(__name__)
@@ -169,10 +170,13 @@ class EmbeddedBackend(LLMBackend):
         if request.stop:
             kwargs["stop"] = request.stop
         guard = self._repeat_guard(request.repeat_guard) if request.repeat_guard else None
-        if guard is not None:
+        nudge = (RecallNudgeProcessor(request.recall_nudge, self.tokenize, self._detokenize)
+                 if request.recall_nudge else None)
+        if guard is not None or nudge is not None:
             from llama_cpp import LogitsProcessorList
 
-            kwargs["logits_processor"] = LogitsProcessorList([guard])
+            # The nudge after the guard: a value asked for wins over the push away from a repeat.
+            kwargs["logits_processor"] = LogitsProcessorList([p for p in (guard, nudge) if p is not None])
         prompt_tokens = cached = None
         try:
             if request.prompt is not None:
@@ -200,6 +204,8 @@ class EmbeddedBackend(LLMBackend):
             raise LLMError(f"the embedded model failed to generate ({exc})") from None
         if guard is not None and guard.pushed:
             log.debug("repeat guard pushed down %d tokens", guard.pushed)
+        if nudge is not None and nudge.pushed:
+            log.debug("recall nudge pushed up %d tokens", nudge.pushed)
         return Completion(
             text=text,
             finish_reason=finish,

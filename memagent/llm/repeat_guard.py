@@ -20,18 +20,14 @@ maintained package does; it is a logits processor llama-cpp-python calls once pe
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from .base import RepeatGuard
-
-Tokenize = Callable[[str], list[int]]
-Detokenize = Callable[[list[int]], bytes]
+from .message_field import Detokenize, FieldReader, Tokenize
 
 MAX_RUN = 24  # characters: longer copied runs are pushed down no harder (the penalty is already huge)
 CONTINUATION_CHARS = 12  # enough text after a copied run to tokenize the token that would continue it
@@ -74,23 +70,15 @@ class RepeatGuardProcessor:
         self._avoid = [text for text in dict.fromkeys(guard.avoid) if text.strip()]
         self._keep = [text for text in guard.keep if text]
         self._tokenize = tokenize
-        self._detokenize = detokenize
         self._closing = list(closing_quote_tokens)
         self._penalty = penalty or RepeatPenalty()
-        self._opening = re.compile(r'"' + re.escape(guard.field) + r'"\s*:\s*"')
-        self._generated = bytearray()
-        self._seen: int | None = None  # tokens already read: the prompt's length at the first call
+        self._reader = FieldReader(guard.field, detokenize)
         self.pushed = 0  # how many times a token was pushed down (for the debug log and tests)
 
     def __call__(self, input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
         if not self._avoid:
             return scores
-        if self._seen is None:
-            self._seen = len(input_ids)
-        if len(input_ids) > self._seen:
-            self._generated += self._detokenize([int(token) for token in input_ids[self._seen:]])
-            self._seen = len(input_ids)
-        message = self._message_so_far()
+        message = self._reader.read(input_ids)
         if message is None:
             return scores
         penalties = self._penalties(message)
@@ -103,26 +91,6 @@ class RepeatGuardProcessor:
                 scores[token] -= logits
                 self.pushed += 1
         return scores
-
-    def _message_so_far(self) -> str | None:
-        """The message string's text while it is being written, else None (before it, or closed)."""
-        text = self._generated.decode("utf-8", errors="ignore")
-        opening = self._opening.search(text)
-        if opening is None:
-            return None
-        body = text[opening.end():]
-        escaped = False
-        for char in body:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                return None
-        try:
-            return str(json.loads('"' + body.rstrip("\\") + '"'))
-        except json.JSONDecodeError:  # a half-written escape such as \u30
-            return body
 
     def _penalties(self, message: str) -> dict[int, float]:
         """The token that would continue each copied run, with how hard to push it down. The message
