@@ -182,11 +182,12 @@ def mentions_a_cue(message: str, kinds: list[FactKind]) -> bool:
 
 
 def cue_sentences(message: str, kinds: list[FactKind]) -> str:
-    """Only the sentences that hold a cue word: a small model extracts from 「うちの猫の名前はミケだよ。」
-    what it misses in a longer message with a greeting in front."""
+    """Only the statements that hold a cue word: a small model extracts from 「うちの猫の名前はミケだよ。」
+    what it misses in a longer message with a greeting in front. "" when there is none: a question
+    (「猫の名前、覚えてる？」) states nothing, and grounding would drop whatever was proposed for it."""
     text = normalised(message)
     chosen = [body.strip() for _, body in _sentences(text) if mentions_a_cue(body, kinds) and not is_question(body)]
-    return "".join(chosen) or text
+    return "".join(chosen)
 
 
 def _sentences(text: str) -> list[tuple[int, str]]:
@@ -339,9 +340,10 @@ class FactCapture:
 
     def capture(self, message: StoredMessage) -> list[Captured]:
         """Extract, ground and store the facts of one user message. Returns what was stored."""
-        if not mentions_a_cue(message.content, self.vocabulary.kinds):
+        statements = cue_sentences(message.content, self.vocabulary.kinds)
+        if not statements:  # no model call for a message that states nothing we keep
             return []
-        proposals = self._propose(cue_sentences(message.content, self.vocabulary.kinds))
+        proposals = self._propose(statements)
         grounded = ground(message.content, proposals, self.vocabulary)
         if not grounded:
             return []

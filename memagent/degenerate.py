@@ -191,6 +191,22 @@ COPY_FRAGMENT_MIN_CHARS = 8
 COPY_FRAGMENT_SHARE = 0.7
 
 
+# A corrective note is an instruction; no run of it this long belongs in a reply, however much else
+# the reply says (the 0.5B wrote 「さっき同じ返事をになっている。同じ言葉は使わず、…ごめん！」).
+NOTE_RUN_CHARS = 14  # "something new" (12) may be said; "say something new that fits" may not
+
+
+def quotes_a_note(message: str, notes: list[str]) -> bool:
+    """True when `message` holds a run of NOTE_RUN_CHARS or more characters of one of `notes`."""
+    mine = normalise_text(message)
+    for note in notes:
+        theirs = normalise_text(note)
+        matcher = SequenceMatcher(None, mine, theirs, autojunk=False)
+        if matcher.find_longest_match(0, len(mine), 0, len(theirs)).size >= NOTE_RUN_CHARS:
+            return True
+    return False
+
+
 def copies_any(message: str, shown_texts: list[str]) -> bool:
     """True when `message` is (nearly) one of `shown_texts`, or mostly a fragment of one."""
     mine = normalise_text(message)

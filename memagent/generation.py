@@ -18,6 +18,7 @@ from .degenerate import (
     detect_degenerate,
     nearly_equal,
     normalise_text,
+    quotes_a_note,
     without_closing_cliches,
 )
 from .events import AgentEvent, EventSink, TurnStats
@@ -125,8 +126,10 @@ class ReplyGenerator:
             # system wrote into the prompt.
             message = str(call.arguments.get("message", ""))
             in_view = self.deps.store.recall.in_context()
-            shown = [c.content for c in corrections[-1:]] + self._system_texts(recalled, in_view)
-            if copies_any(message, shown) or _repeats_an_earlier_user_line(message, in_view):
+            notes = [c.content for c in corrections[-1:]]
+            shown = notes + self._system_texts(recalled, in_view)
+            if (copies_any(message, shown) or quotes_a_note(message, notes)
+                    or _repeats_an_earlier_user_line(message, in_view)):
                 return "parrots_user"
         return kind
 

@@ -220,6 +220,18 @@ def test_a_copied_corrective_note_is_not_accepted(make_agent, paths):
     assert stats.degenerate_kinds == ["repeated_reply", "system_note"]
 
 
+def test_a_reply_quoting_part_of_the_corrective_note_is_not_accepted(make_agent, paths):
+    # The 0.5B wrote the note's instruction, slightly changed, then a reply of its own after it.
+    agent, llm = make_agent([say("Same old answer"), say("Same old answer"),
+                             say("Sorry! I say something new that fits the conversation. My cat is Mike."),
+                             say("Mike says hi!")])
+    agent.send("first", Recorder())
+    events = Recorder()
+    stats = agent.send("second", events)
+    assert events.replies == ["Mike says hi!"]
+    assert stats.degenerate_kinds == ["repeated_reply", "parrots_user"]
+
+
 def test_when_all_regenerations_fail_the_least_harmful_reply_is_kept(make_agent):
     agent, llm = make_agent([
         say("You said hello to me just now", inner="x"),

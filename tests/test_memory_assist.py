@@ -379,7 +379,7 @@ def test_only_the_sentences_with_cue_words_are_sent_for_extraction(ja_vocabulary
 
     kinds = ja_vocabulary.kinds
     assert cue_sentences("こんにちは！わたしはゆい。うちの猫の名前はミケだよ。", kinds) == "うちの猫の名前はミケだよ。"
-    assert cue_sentences("猫の名前、覚えてる？", kinds) == "猫の名前、覚えてる?"  # nothing better to send (NFKC)
+    assert cue_sentences("猫の名前、覚えてる？", kinds) == ""  # a question states nothing: no model call
 
 
 def test_a_cue_word_at_the_edge_of_a_value_is_cut_off(ja_vocabulary, en_vocabulary):
