@@ -21,7 +21,7 @@ import logging
 import re
 import tomllib
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import json_repair
@@ -211,6 +211,13 @@ def _cue_spans(sentence: str, kinds: list[FactKind]) -> list[tuple[int, int, Fac
         if all(end <= other_start or start >= other_end for other_start, other_end, _ in kept):
             kept.append((start, end, kind))
     return kept
+
+
+def mentioned_kinds(text: str, kinds: list[FactKind]) -> set[str]:
+    """The kinds whose cue words (or label) `text` holds; of overlapping cues the longer wins, as in
+    grounding: 「うちの猫の名前は？」 asks for the pet's name (猫の名前), not the user's (名前は)."""
+    labelled = [replace(kind, cues=(*kind.cues, kind.label)) for kind in kinds]
+    return {kind.key for _, _, kind in _cue_spans(normalised(text), labelled)}
 
 
 def _without_cues(start: int, length: int, spans: list[tuple[int, int, FactKind]]) -> tuple[int, int] | None:

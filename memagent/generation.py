@@ -6,6 +6,7 @@ attempts and corrective notes are shown to the model but never stored."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, replace
 
 from .agent_deps import AgentDeps
@@ -93,7 +94,8 @@ class ReplyGenerator:
                 note = self.deps.prompts.render("parse_error.j2", error=attempt.error)
                 corrections = _correction(attempt.raw, note)
                 continue
-            if _unwrap_message(attempt.call) | _drop_closing_cliches(attempt.call, self.deps.prompts.word_list(CLICHES_FILE)):
+            cliches = self.deps.prompts.word_list(CLICHES_FILE)
+            if _drop_json_tail(attempt.call) | _unwrap_message(attempt.call) | _drop_closing_cliches(attempt.call, cliches):
                 _retract(attempt, emit)  # shown as it streamed: shown again as it is kept
             kind = self._junk_kind(attempt.call, last_user, recent, corrections, recalled)
             if kind is None:
@@ -209,6 +211,23 @@ def _repeats_an_earlier_user_line(message: str, in_view: list[StoredMessage]) ->
     lines = [m.content for m in in_view if m.kind == MessageKind.USER][:-1]
     mine = normalise_text(message)
     return any(nearly_equal(normalise_text(line), mine, PARROT_MIN_CHARS) for line in lines)
+
+
+# The call's closing braces written inside the message string: 「はい、看護師として働いています。}}」,
+# 「…教えてくれましたか？”}}.」 (1.5B and 0.5B). Only where the message opens no brace of its own.
+_JSON_TAIL = re.compile(r"\s*[\"”]?\s*\}+[\s.。]*$")
+
+
+def _drop_json_tail(call: FunctionCall) -> bool:
+    """Returns whether the message changed."""
+    message = call.arguments.get("message") if call.function == "send_message" else None
+    if not isinstance(message, str) or "{" in message:
+        return False
+    trimmed = _JSON_TAIL.sub("", message)
+    if trimmed == message or not trimmed.strip():
+        return False
+    call.arguments["message"] = trimmed
+    return True
 
 
 _BRACKET_PAIRS = {"(": ")", "（": "）", "[": "]", "［": "］", "【": "】"}

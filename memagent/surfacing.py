@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .capture import FactKind, is_question, load_vocabulary, normalised
+from .capture import FactKind, is_question, load_vocabulary, mentioned_kinds, normalised
 from .config import MemorySettings
 from .context import local_time_text
 from .memory.hybrid import Candidates
@@ -48,25 +48,6 @@ class Memory:
         return {"source": self.source, "id": self.ref, "text": self.text, "time": self.time, "score": self.score}
 
 
-def mentioned_kinds(text: str, kinds: dict[str, FactKind]) -> set[str]:
-    """The kinds whose cue words (or label) `text` holds. Where cues of two kinds overlap the longer one
-    wins, as in capture: 「うちの猫の名前は？」 asks for the pet's name (猫の名前), not the user's (名前は)."""
-    lowered = normalised(text).lower()
-    spans: dict[str, list[tuple[int, int]]] = {}
-    for key, kind in kinds.items():
-        for word in {normalised(word).lower() for word in (*kind.cues, kind.label)} - {""}:
-            start = lowered.find(word)
-            while start >= 0:
-                spans.setdefault(key, []).append((start, start + len(word)))
-                start = lowered.find(word, start + 1)
-
-    def overlaps_a_longer_cue(key: str, span: tuple[int, int]) -> bool:
-        return any(other != key and start < span[1] and span[0] < end and end - start > span[1] - span[0]
-                   for other, found in spans.items() for start, end in found)
-
-    return {key for key, found in spans.items() if any(not overlaps_a_longer_cue(key, span) for span in found)}
-
-
 class Surfacer:
     def __init__(self, store: AgentStore, prompts: PromptLibrary, settings: MemorySettings) -> None:
         self.store = store
@@ -74,12 +55,12 @@ class Surfacer:
         self.limit = settings.surface_limit
         self.floor = settings.surface_min_score
         self.nudge = settings.recall_nudge
-        self._kinds: dict[str, FactKind] | None = None
+        self._kinds: list[FactKind] | None = None
 
     @property
-    def kinds(self) -> dict[str, FactKind]:
+    def kinds(self) -> list[FactKind]:
         if self._kinds is None:
-            self._kinds = {kind.key: kind for kind in load_vocabulary(self.prompts).kinds}
+            self._kinds = load_vocabulary(self.prompts).kinds
         return self._kinds
 
     def surface(self, query: str) -> list[Memory]:

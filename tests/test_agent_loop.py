@@ -298,6 +298,20 @@ def test_a_reply_wrapped_whole_in_brackets_is_unwrapped(make_agent, said, shown)
     assert agent.store.recall.recent_replies(1) == [shown]  # stored as shown: no bracket to copy next time
 
 
+@pytest.mark.parametrize(("said", "shown"), [
+    ("はい、看護師として働いています。}}", "はい、看護師として働いています。"),
+    ("その物を教えてくれましたか？”}}.  ", "その物を教えてくれましたか？"),
+    ('Sure!"}', "Sure!"),
+    ("Use {braces} like this }", "Use {braces} like this }"),  # the message opens braces of its own
+])
+def test_the_calls_closing_braces_written_into_the_message_are_dropped(make_agent, said, shown):
+    agent, _ = make_agent([say(said)])
+    events = Recorder()
+    agent.send("What do you do?", events)
+    assert events.replies == [shown]
+    assert agent.store.recall.recent_replies(1) == [shown]
+
+
 def test_a_streamed_reply_that_is_unwrapped_is_shown_again(make_agent):
     agent, _ = make_agent([say("(Oh, I'm hungry too.)")])
     agent.stream_replies = True

@@ -162,3 +162,29 @@ def test_the_repeat_guard_makes_the_model_word_its_reply_differently(paths, embe
     assert copied in recorded["avoid"]  # the habit the guard is for
     guarded, message = longest_copy(RepeatGuard(avoid=tuple(recorded["avoid"]), keep=tuple(recorded["keep"])))
     assert guarded < 8 and message.strip() and message not in recorded["avoid"], message
+
+
+def test_the_recall_nudge_makes_the_model_say_the_value_it_was_asked_for(paths, embedded):
+    """A prompt recorded from a real conversation where the 0.5B, asked for the user's favourite food
+    with the fact right before the reply, answers with another fact: nudged towards the remembered
+    value, the reply says it, in a valid call."""
+    import json
+    from pathlib import Path
+
+    from memagent.functions.grammar import call_gbnf
+    from memagent.llm.base import RecallNudge
+
+    recorded = json.loads((Path(__file__).parent / "data" / "recall_nudge_prompt_ja.json").read_text(encoding="utf-8"))
+    greedy = SamplerPreset(temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0, seed=0)
+
+    def reply(nudge: RecallNudge | None) -> str:
+        completion = embedded.generate(GenerationRequest(
+            prompt=recorded["prompt"], grammar=call_gbnf(), stop=recorded["stop"], sampling=greedy, max_tokens=200,
+            recall_nudge=nudge))
+        outcome = parse_call(completion.text)
+        assert outcome.call is not None, completion.text
+        return str(outcome.call.arguments.get("message"))
+
+    [value] = recorded["values"]
+    assert value not in reply(None)  # the miss the nudge is for
+    assert value in reply(RecallNudge(values=(value,)))

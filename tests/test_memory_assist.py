@@ -8,9 +8,8 @@ import json
 import pytest
 
 from memagent.agent import Agent
-from memagent.capture import FactVocabulary, ground, load_vocabulary, parse_proposals
+from memagent.capture import FactVocabulary, ground, load_vocabulary, mentioned_kinds, parse_proposals
 from memagent.prompts import PromptLibrary
-from memagent.surfacing import mentioned_kinds
 
 from .fake_llm import ScriptedLLM, say
 from .test_agent_loop import Recorder
@@ -248,8 +247,7 @@ def test_surfaced_memories_join_the_users_message_right_before_the_reply(make_ag
 
 
 def test_a_question_asks_for_the_kind_of_its_longest_cue(ja_vocabulary, en_vocabulary):
-    ja = {kind.key: kind for kind in ja_vocabulary.kinds}
-    en = {kind.key: kind for kind in en_vocabulary.kinds}
+    ja, en = ja_vocabulary.kinds, en_vocabulary.kinds
     # 「名前は」 is a cue of the user's name, but inside 「猫の名前は」 it is the pet's.
     assert mentioned_kinds("うちの猫の名前は？", ja) == {"pet_name"}
     assert mentioned_kinds("私の名前と猫の名前、覚えてる？", ja) == {"name", "pet_name"}
