@@ -8,7 +8,8 @@ model's initiative, so the system leans on decoding as well as on the prompt:
   user's question asked for (surfacing.py finds them; they are the user's own words, so nothing new
   is invented);
 - a token that would start a value not said yet is pushed up by `start` logits — enough to win where
-  the model already finds the value a likely next word, too little to break into the middle of one;
+  the model already finds the value a likely next word, meant to be too little to break into the
+  middle of another word (the in-view runs measured in README showed no junk reply from it);
 - once a value has begun where it was offered, the token continuing it is pushed up by `follow`
   logits, so a begun name is finished rather than left half-written;
 - a value already said is left alone: saying it once answers the question.
@@ -47,7 +48,7 @@ class RecallNudgeProcessor:
         self._strength = strength or NudgeStrength()
         self._reader = FieldReader(nudge.field, detokenize)
         # Where in the message each value was offered to start, with the length of the token offered
-        # there: a value is followed only once the model took that whole token (「サ」 then 「ム」 of
+        # there: a value is followed only once the model took that whole token (the 'Sa' of
         # 'Saturday' has not begun 'Sam', whose first token is 'Sam').
         self._offered: dict[str, dict[int, int]] = {value: {} for value in self._values}
         self.pushed = 0  # how many times a token was pushed up (for the debug log and tests)
