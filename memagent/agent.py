@@ -163,7 +163,7 @@ class Agent:
         # Joined to the user's message in the prompt (context.with_recalled); a system turn where it
         # stands alone, since the user did not say it.
         text = self.prompts.render("recalled.j2", memories=shown, persona_name=self.persona.name).strip()
-        return [ChatMessage(role="system", content=text)], self.surfacer.asked_values(user_text, memories)
+        return [ChatMessage(role="system", content=text)], self.surfacer.asked_values(user_text, memories, self.persona.name)
 
     def _after_reply(self, message: StoredMessage, stats: TurnStats, emit: EventSink) -> None:
         """Capture runs whether or not the model managed a reply: what the user said is what counts."""

@@ -92,6 +92,15 @@ class FactVocabulary:
     kinds: list[FactKind]
     endings: tuple[str, ...] = ()
     promise: PromiseRule | None = None
+    # Words that make a question about the persona, not the user (「あなたの好きな食べ物は？」): the
+    # user's facts of that kind are not pushed into the reply (see surfacing.asked_values).
+    about_persona: tuple[str, ...] = ()
+
+    def asks_about_persona(self, question: str, persona_name: str) -> bool:
+        text = _lower(normalised(question))
+        name = _lower(normalised(persona_name)).strip()
+        words = [*self.about_persona, *((name + ending for ending in PERSONA_NAME_ENDINGS) if name else ())]
+        return any(_holds_word(text, _lower(normalised(word))) for word in words)
 
     def trimmed(self, value: str) -> str:
         for ending in sorted(self.endings, key=len, reverse=True):
@@ -130,6 +139,7 @@ def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
             for entry in data.get("kind", [])
         ]
         endings = tuple(str(ending) for ending in data.get("endings", []))
+        about_persona = tuple(str(word) for word in data.get("about_persona", []))
         promise_table = data.get("promise")
         promise = None
         if promise_table and promise_table.get("cues"):
@@ -140,7 +150,20 @@ def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
                           "and [promise] a label and cues") from None
     if not kinds:
         raise PromptError(f"{path}: no [[kind]] entries; add at least one, or set [memory] mode = agent")
-    return FactVocabulary(kinds, endings, promise)
+    return FactVocabulary(kinds, endings, promise, about_persona)
+
+
+# After the persona's name, these make it the owner: 「さくらの好きな食べ物は？」, "Sakura's favorite food?"
+PERSONA_NAME_ENDINGS = ("の", "は", "って", "ちゃんの", "ちゃんは", "さんの", "さんは", "'s")
+
+
+def _holds_word(text: str, word: str) -> bool:
+    """`word` in `text`; a Latin word only as a whole word ("your" is not in "yourself")."""
+    if not word:
+        return False
+    if word.isascii():
+        return re.search(r"(?<![a-z0-9])" + re.escape(word) + r"(?![a-z0-9])", text) is not None
+    return word in text
 
 
 def extraction_schema(kinds: list[FactKind]) -> dict[str, Any]:

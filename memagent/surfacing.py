@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .capture import FactKind, is_question, load_vocabulary, mentioned_kinds, normalised
+from .capture import FactVocabulary, is_question, load_vocabulary, mentioned_kinds, normalised
 from .config import MemorySettings
 from .context import local_time_text
 from .memory.hybrid import Candidates
@@ -55,13 +55,13 @@ class Surfacer:
         self.limit = settings.surface_limit
         self.floor = settings.surface_min_score
         self.nudge = settings.recall_nudge
-        self._kinds: list[FactKind] | None = None
+        self._vocabulary: FactVocabulary | None = None
 
     @property
-    def kinds(self) -> list[FactKind]:
-        if self._kinds is None:
-            self._kinds = load_vocabulary(self.prompts).kinds
-        return self._kinds
+    def vocabulary(self) -> FactVocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = load_vocabulary(self.prompts)
+        return self._vocabulary
 
     def surface(self, query: str) -> list[Memory]:
         """Up to surface_limit memories for `query`, most relevant first."""
@@ -80,15 +80,16 @@ class Surfacer:
                 unique.append(memory)
         return unique[: self.limit]
 
-    def asked_values(self, query: str, memories: list[Memory]) -> tuple[str, ...]:
+    def asked_values(self, query: str, memories: list[Memory], persona_name: str) -> tuple[str, ...]:
         """The values of the surfaced facts that `query` asks for (「うちの猫の名前は？」 → ミケ), which the
-        reply is steered towards saying (llm/recall_nudge.py); none for a statement."""
-        if not self.nudge or not is_question(query):
+        reply is steered towards saying (llm/recall_nudge.py); none for a statement, nor for a
+        question about the persona (「さくらの好きな食べ物は？」 is not answered with the user's)."""
+        if not self.nudge or not is_question(query) or self.vocabulary.asks_about_persona(query, persona_name):
             return ()
         return tuple(memory.value for memory in memories if memory.source == "fact" and memory.value)
 
     def _facts(self, query: str) -> list[Memory]:
-        asked = mentioned_kinds(query, self.kinds)
+        asked = mentioned_kinds(query, self.vocabulary.kinds)
         return [
             Memory("fact", fact.id, fact.line, "", FACT_SCORE, fact.value)
             for fact in self.store.facts.current()

@@ -274,6 +274,23 @@ def test_a_question_for_a_remembered_fact_steers_the_reply_towards_its_value(mak
     assert llm.requests[-2].recall_nudge is None
 
 
+def test_a_question_about_the_persona_is_not_steered_towards_the_users_fact(make_agent):
+    agent, llm = make_agent([say("私は猫飼ってないよ〜"), say("わたしはいちご大福！"), say("ミケだよね！")])
+    _cat_named_mike(agent)
+    agent.send("あなたの猫の名前は？", Recorder())
+    agent.send("さくらの猫の名前は？", Recorder())
+    agent.send("私の猫の名前は？", Recorder())
+    assert [request.recall_nudge for request in llm.requests[:2]] == [None, None]
+    assert llm.requests[2].recall_nudge is not None and llm.requests[2].recall_nudge.values == ("ミケ",)
+
+
+def test_english_questions_about_the_persona_are_told_apart(en_vocabulary):
+    assert en_vocabulary.asks_about_persona("What's your cat's name?", "Sakura")
+    assert en_vocabulary.asks_about_persona("What is Sakura's favorite food?", "Sakura")
+    assert not en_vocabulary.asks_about_persona("Do you remember my cat's name?", "Sakura")
+    assert not en_vocabulary.asks_about_persona("Do you know it yourself? My cat's name?", "Sakura")
+
+
 def test_the_recall_nudge_can_be_turned_off(make_agent):
     agent, llm = make_agent([say("ミケだよね！"), facts()], recall_nudge=False)
     _cat_named_mike(agent)
