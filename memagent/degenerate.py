@@ -75,8 +75,13 @@ def _weight(text: str) -> int:
     return len(text) + sum(1 for char in text if ord(char) >= 0x2E80)
 
 
+# A reply that is nothing but a role or tag word: the 0.5B answered "system" (after two regenerations).
+_BARE_TAG = re.compile(r"^\W*(system|システム|assistant|アシスタント|user|ユーザー)\W*$", re.IGNORECASE)
+
+
 def is_system_note(message: str) -> bool:
-    return bool(_SYSTEM_NOTE.search(unicodedata.normalize("NFKC", message)))
+    text = unicodedata.normalize("NFKC", message)
+    return bool(_SYSTEM_NOTE.search(text) or _BARE_TAG.match(text))
 
 
 def normalise_text(text: str) -> str:

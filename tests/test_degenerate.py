@@ -228,3 +228,10 @@ def test_a_system_note_on_a_later_line_of_the_reply_is_a_system_note() -> None:
     # Brackets inside a line are words, not a note.
     assert detect_degenerate(_reply("ミケ（システムエンジニアの猫）だよ"), None, []) is None
 
+
+def test_a_reply_that_is_only_a_role_word_is_a_system_note() -> None:
+    for reply in ("system", "System.", "「システム」", "assistant", "ユーザー"):
+        assert detect_degenerate(_reply(reply), None, []) == "system_note", reply
+        assert junk_kind(reply, [], []) == "system_note", reply
+    assert detect_degenerate(_reply("The system is down again, ugh."), None, []) is None
+
