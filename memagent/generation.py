@@ -94,8 +94,7 @@ class ReplyGenerator:
                 note = self.deps.prompts.render("parse_error.j2", error=attempt.error)
                 corrections = _correction(attempt.raw, note)
                 continue
-            cliches = self.deps.prompts.word_list(CLICHES_FILE)
-            if _drop_json_tail(attempt.call) | _unwrap_message(attempt.call) | _drop_closing_cliches(attempt.call, cliches):
+            if _tidy_message(attempt.call, self.deps.prompts.word_list(CLICHES_FILE)):
                 _retract(attempt, emit)  # shown as it streamed: shown again as it is kept
             kind = self._junk_kind(attempt.call, last_user, recent, corrections, recalled)
             if kind is None:
@@ -218,55 +217,47 @@ def _repeats_an_earlier_user_line(message: str, in_view: list[StoredMessage]) ->
 _JSON_TAIL = re.compile(r"\s*[\"”]?\s*\}+[\s.。]*$")
 
 
-def _drop_json_tail(call: FunctionCall) -> bool:
-    """Returns whether the message changed."""
+def _tidy_message(call: FunctionCall, cliches: list[str]) -> bool:
+    """Trims what is not the reply off a send_message, in this order: the call's closing braces, the
+    brackets wrapping it whole, and an assistant phrase tacked on (「…。何か他にもお手伝いできますか？」:
+    the real answer is kept rather than regenerated whole). Returns whether the message changed."""
     message = call.arguments.get("message") if call.function == "send_message" else None
-    if not isinstance(message, str) or "{" in message:
+    if not isinstance(message, str):
         return False
-    trimmed = _JSON_TAIL.sub("", message)
-    if trimmed == message or not trimmed.strip():
+    tidied = message
+    for tidy in (_without_json_tail, _unwrapped, lambda text: without_closing_cliches(text, cliches)):
+        changed = tidy(tidied)
+        if changed is not None:
+            tidied = changed
+    if tidied == message:
         return False
-    call.arguments["message"] = trimmed
+    call.arguments["message"] = tidied
     return True
+
+
+def _without_json_tail(message: str) -> str | None:
+    if "{" in message:
+        return None
+    trimmed = _JSON_TAIL.sub("", message)
+    return trimmed if trimmed != message and trimmed.strip() else None
 
 
 _BRACKET_PAIRS = {"(": ")", "（": "）", "[": "]", "［": "］", "【": "】"}
 
 
-def _unwrap_message(call: FunctionCall) -> bool:
+def _unwrapped(message: str) -> str | None:
     """A reply wrapped whole in brackets, 「(お腹がすいた。どうするん？)」, copies the bracketed
     recalled-memory line (the 1.5B model did it for a whole session once it started): the words are
-    the reply, the brackets are not — kept, they would prime the next reply to do the same.
-    Returns whether the message changed."""
-    message = call.arguments.get("message") if call.function == "send_message" else None
-    if not isinstance(message, str):
-        return False
+    the reply, the brackets are not — kept, they would prime the next reply to do the same."""
     text = message.strip()
     if len(text) < 3 or _BRACKET_PAIRS.get(text[0]) != text[-1]:
-        return False
+        return None
     depth = 0
     for position, char in enumerate(text):
         depth += (char == text[0]) - (char == text[-1])
         if depth == 0 and position < len(text) - 1:
-            return False  # "(笑) いいね (照)": two pairs, not one wrapping the reply
-    inner = text[1:-1].strip()
-    if not inner:
-        return False
-    call.arguments["message"] = inner
-    return True
-
-
-def _drop_closing_cliches(call: FunctionCall, cliches: list[str]) -> bool:
-    """A real answer with an assistant phrase tacked on (「…。何か他にもお手伝いできますか？」) is
-    kept without the phrase rather than regenerated whole. Returns whether the message changed."""
-    message = call.arguments.get("message") if call.function == "send_message" else None
-    if not isinstance(message, str):
-        return False
-    trimmed = without_closing_cliches(message, cliches)
-    if trimmed is None:
-        return False
-    call.arguments["message"] = trimmed
-    return True
+            return None  # "(笑) いいね (照)": two pairs, not one wrapping the reply
+    return text[1:-1].strip() or None
 
 
 def _retract(attempt: Attempt, emit: EventSink) -> None:
