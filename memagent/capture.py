@@ -35,6 +35,7 @@ from .memory.errors import MemoryEditError
 from .memory.records import Fact, StoredMessage
 from .prompts import PromptError, PromptLibrary
 from .rendering import SAFETY_MARGIN, local_time_text
+from .sentences import is_question
 
 log = logging.getLogger(__name__)
 
@@ -255,11 +256,6 @@ def _without_cues(start: int, length: int, spans: list[tuple[int, int, FactKind]
         elif cue_start < end <= cue_end:
             end = cue_start
     return (start, end - start) if end > start else None
-
-
-def is_question(sentence: str) -> bool:
-    stripped = sentence.strip().rstrip("。.!！")
-    return stripped.endswith(("?", "？"))
 
 
 def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocabulary) -> list[GroundedFact]:

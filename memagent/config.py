@@ -197,6 +197,10 @@ class ContextSettings(_Section):
     warning_threshold: float = Field(0.75, gt=0, lt=1)
     keep_recent: int = Field(4, ge=1, le=100)
     summary_max_tokens: int = Field(256, ge=32, le=4096)
+    # How older messages are summarised when they leave the window: grounded (the model summarises,
+    # only lines that hold against what was said are kept, else the user's own lines), user_lines
+    # (no model call: the user's own lines), model (the model's summary as it is).
+    summary: Literal["grounded", "user_lines", "model"] = "grounded"
 
 
 class UISettings(_Section):

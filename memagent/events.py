@@ -43,6 +43,7 @@ class TurnStats:
     parse_retries: int = 0
     degenerate_retries: int = 0
     degenerate_kinds: list[str] = field(default_factory=list)
+    recall_retries: int = 0  # replies generated again because they missed the remembered value asked for
     prompt_tokens: int = 0
     evaluated_tokens: int = 0
     cached_tokens: int = 0

@@ -71,14 +71,37 @@ class ReplyGenerator:
         asked: tuple[str, ...] = (),
     ) -> Attempt | None:
         """Call the model until it yields a valid, non-degenerate call, within the configured bounds.
-        `asked`: remembered values the user's message asks for, which the reply is steered towards."""
+        `asked`: remembered values the user's message asks for, which the reply is steered towards;
+        a reply that says none of them is generated once more with the push made insistent (where the
+        backend steers decoding), and kept only if that one says a value and is not junk."""
         recalled = recalled or []
         nudge = RecallNudge(values=asked) if asked else None
+        attempt = self._generate(stats, extra, emit, allowed=allowed, last_user=last_user, sampling=sampling,
+                                 recalled=recalled, nudge=nudge)
+        if nudge is None or not self.deps.backend.steers_decoding or _says_a_value(attempt, asked) is not False:
+            return attempt
+        assert attempt is not None  # _says_a_value is False only for a send_message
+        log.info("the reply said none of the values asked for: generating it once more, insisting")
+        stats.recall_retries += 1
+        _retract(attempt, emit)
+        again = self._generate(stats, extra, emit, allowed=allowed, last_user=last_user, sampling=sampling,
+                               recalled=recalled, nudge=replace(nudge, insist=True), degenerate_retries=0)
+        if _says_a_value(again, asked):
+            return again
+        if again is not None:
+            _retract(again, emit)
+        return attempt
+
+    def _generate(
+        self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, *, allowed: list[str] | None,
+        last_user: str | None, sampling: SamplerPreset | None, recalled: list[ChatMessage], nudge: RecallNudge | None,
+        degenerate_retries: int | None = None,
+    ) -> Attempt | None:
         corrections: list[ChatMessage] = []
         settings = self.deps.settings
         sampling = sampling or settings.preset()
         parse_left = settings.agent.parse_retries
-        degenerate_left = settings.agent.degenerate_retries
+        degenerate_left = settings.agent.degenerate_retries if degenerate_retries is None else degenerate_retries
         recent = self._recent_replies()
         flawed: list[tuple[int, Attempt, str]] = []
         rejected: list[str] = []  # this turn's junk messages: a regeneration must not say them again
@@ -202,6 +225,15 @@ class ReplyGenerator:
             error = CallError(kind="truncated", allowed_functions=list(allowed or self.deps.functions))
         return Attempt(call=outcome.call, raw=wrapper.prefill + completion.text, error=error,
                        streamed=bool(streamer and streamer.shown))
+
+
+def _says_a_value(attempt: Attempt | None, values: tuple[str, ...]) -> bool | None:
+    """Whether a send_message reply says one of `values` (width- and case-insensitively); None when
+    there is no such reply to judge."""
+    if attempt is None or attempt.call is None or attempt.call.function != "send_message":
+        return None
+    message = normalise_text(str(attempt.call.arguments.get("message", "")))
+    return any(normalise_text(value) in message for value in values if normalise_text(value))
 
 
 def _repeats_an_earlier_user_line(message: str, in_view: list[StoredMessage]) -> bool:

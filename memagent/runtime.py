@@ -75,6 +75,10 @@ class LazyBackend(LLMBackend):
     def exact_tokens(self) -> bool:
         return self._real.exact_tokens
 
+    @property
+    def steers_decoding(self) -> bool:
+        return self._real.steers_decoding
+
     def generate(self, request: GenerationRequest) -> Completion:
         return self._real.generate(request)
 

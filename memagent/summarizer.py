@@ -19,9 +19,11 @@ from .memory.kinds import MessageKind, StateKey
 from .memory.records import StoredMessage
 from .prompts import SystemPrompt
 from .rendering import SAFETY_MARGIN, BuiltPrompt, render_prompt, to_chat_message, token_budget
+from .summary_grounding import SummarySource, grounded_summary, user_lines_summary
 
 log = logging.getLogger(__name__)
 SUMMARY_LINE_CHARS = 600
+USER_LINE_CHARS = 120  # of each of the user's lines in a summary made of them
 MIN_SUMMARY_TOKENS = 64
 SUMMARY_SAMPLING = SamplerPreset(temperature=0.2, top_k=20, top_p=0.9, repeat_penalty=1.1)
 SummaryListener = Callable[[int, str], None]  # (messages summarised, the new summary)
@@ -124,12 +126,42 @@ class Summarizer:
         if built.tokens > limit:  # one enormous message: keep its beginning
             line = dict(lines[0], content=lines[0]["content"][: SUMMARY_LINE_CHARS // 4])
             return self._summarise([line], None, summary_tokens) if line != lines[0] else (previous or "")
+        mode = self.deps.settings.context.summary
+        if mode == "user_lines":
+            return self._user_lines(lines, previous, summary_tokens)
         request = GenerationRequest(prompt=built.prompt, messages=built.messages, stop=self.deps.wrapper.stop,
                                     sampling=SUMMARY_SAMPLING, max_tokens=summary_tokens)
         text = self.deps.backend.generate(request).text.strip()
-        if not text:  # never lose the thread: fall back to the lines themselves, briefly
-            text = "\n".join(f"- {line['content'][:80]}" for line in lines[-8:])
+        if mode == "grounded":
+            held = grounded_summary(text, self._source(lines, previous))
+            if held != text:
+                log.info("summary: kept %d of %d lines that hold against what was said",
+                         len(held.splitlines()), len(text.splitlines()))
+            text = held
+        if not text:  # never lose the thread: the user's own lines
+            text = self._user_lines(lines, previous, summary_tokens)
         return text
+
+    def _user_lines(self, lines: list[dict[str, str]], previous: str | None, summary_tokens: int) -> str:
+        prompts, backend = self.deps.prompts, self.deps.backend
+        said = [line["content"][:USER_LINE_CHARS] for line in lines if line["role"] == "user"]
+        return user_lines_summary(previous, said, lambda text: prompts.render("summary_user_line.j2", text=text).strip(),
+                                  lambda text: backend.count_tokens(text) <= summary_tokens)
+
+    def _source(self, lines: list[dict[str, str]], previous: str | None) -> SummarySource:
+        """What the summary of `lines` may say, with each line as the instruction showed it."""
+        prefixes = {role: self._speaker_prefix(role) for role in {line["role"] for line in lines}}
+        instruction = self.deps.prompts.render("summary.j2", messages=[], previous_summary=previous)
+        return SummarySource(lines=tuple(prefixes[line["role"]] + line["content"] for line in lines),
+                             labels=tuple(prefix.strip(" :：") for prefix in prefixes.values()),
+                             previous=previous or "", instruction_lines=tuple(instruction.splitlines()))
+
+    def _speaker_prefix(self, role: str) -> str:
+        """How summary.j2 introduces a line of `role` ("ユーザー: "), found by rendering a marker."""
+        marker = "\u241f"
+        rendered = self.deps.prompts.render("summary.j2", messages=[{"role": role, "content": marker}], previous_summary=None)
+        line = next((line for line in rendered.splitlines() if marker in line), marker)
+        return line[: line.index(marker)]
 
 
 def _summary_line(message: StoredMessage) -> dict[str, str] | None:

@@ -13,13 +13,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .capture import FactVocabulary, is_question, load_vocabulary, mentioned_kinds, normalised
+from .capture import FactVocabulary, load_vocabulary, mentioned_kinds, normalised
 from .config import MemorySettings
 from .context import local_time_text
 from .memory.hybrid import Candidates
 from .memory.kinds import MessageKind
 from .memory.store import AgentStore
 from .prompts import PromptLibrary
+from .sentences import is_question
 
 log = logging.getLogger(__name__)
 

@@ -99,7 +99,7 @@ def llama_server(default_model_path: Path):
 @pytest.fixture
 def scripted_agent(paths):
     """Agents over real stores driven by a scripted LLM: make(replies, language=, context_length=,
-    memory={...}, **agent_settings) → (agent, llm). Closed at the end of the test."""
+    memory={...}, context={...}, **agent_settings) → (agent, llm). Closed at the end of the test."""
     from memagent.agent import Agent
     from memagent.config import load_settings
     from memagent.memory.store import AgentStore
@@ -112,8 +112,8 @@ def scripted_agent(paths):
     opened: list[AgentStore] = []
 
     def make(replies, *, context_length: int = 8192, language: str = "en", memory: dict | None = None,
-             **agent_settings):
-        overrides = {"agent": {"language": language, **agent_settings}, "memory": memory or {}}
+             context: dict | None = None, **agent_settings):
+        overrides = {"agent": {"language": language, **agent_settings}, "memory": memory or {}, "context": context or {}}
         settings = load_settings(paths, environ={}, overrides=overrides)
         persona = load_persona(paths, "sam" if language == "en" else "sakura")
         human = load_human(paths, "default-en" if language == "en" else "default")

@@ -37,6 +37,12 @@ class ScriptedLLM(LLMBackend):
     def context_length(self) -> int:
         return self._context
 
+    steers = False  # set True to act as a backend that applies recall_nudge / repeat_guard
+
+    @property
+    def steers_decoding(self) -> bool:
+        return self.steers
+
     def generate(self, request: GenerationRequest) -> Completion:
         self.requests.append(request)
         if not self.replies:

@@ -199,6 +199,51 @@ def test_small_window_summarises_and_keeps_everything_in_recall(make_agent):
     assert agent.store.get_state("summary")
 
 
+def _chat_until_summarised(agent, llm, summary_text: str) -> list:
+    llm.repeat_last = True
+    counter = iter(range(1000))
+    summary_requests = []
+
+    def reply(request) -> str:
+        if request.schema is None:  # the summary request is the unconstrained one
+            summary_requests.append(request)
+            return summary_text
+        n = next(counter)
+        return str(say(f"Interesting: {hashlib.sha256(str(n).encode()).hexdigest()[:32]}")).replace("'", '"')
+
+    llm.replies = [reply]
+    for i in range(14):
+        agent.send(f"Note {i}: my cat Mike sleeps on the windowsill while I work at the hospital every morning.", Recorder())
+    return summary_requests
+
+
+def test_a_summary_keeps_only_lines_that_hold_against_what_was_said(make_agent):
+    agent, llm = make_agent([], context_length=2048)
+    made = _chat_until_summarised(agent, llm, "## Conversation to summarise\n- The user's cat Mike sleeps on the windowsill."
+                                              "\n- The user loves sushi.\nYou: I work at the hospital every morning.")
+    assert made
+    summary = agent.store.get_state("summary")
+    assert "Mike sleeps on the windowsill" in summary
+    for not_said in ("Conversation to summarise", "sushi", "You: I work"):  # copied heading, invented, misattributed
+        assert not_said not in summary
+    assert summary in agent.context.system().text
+
+
+def test_a_summary_with_nothing_that_holds_is_made_of_the_users_own_lines(make_agent):
+    agent, llm = make_agent([], context_length=2048)
+    _chat_until_summarised(agent, llm, "## Summary so far\n- The user is a famous chef in Paris.")
+    summary = agent.store.get_state("summary")
+    assert 'User said: "Note 0: my cat Mike sleeps' in summary or 'User said: "Note 1:' in summary
+    assert "Paris" not in summary
+
+
+def test_summary_user_lines_makes_no_model_call(make_agent):
+    agent, llm = make_agent([], context_length=2048, context={"summary": "user_lines"})
+    made = _chat_until_summarised(agent, llm, "- never asked for")
+    assert not made
+    assert 'User said: "Note' in agent.store.get_state("summary")
+
+
 def test_overflow_with_nothing_left_to_evict_fails_cleanly(make_agent):
     agent, llm = make_agent([say("never")], context_length=700)
     agent.store.core.set("persona", "x " * 990)

@@ -291,6 +291,35 @@ def test_english_questions_about_the_persona_are_told_apart(en_vocabulary):
     assert not en_vocabulary.asks_about_persona("Do you know it yourself? My cat's name?", "Sakura")
 
 
+def test_a_reply_that_misses_the_value_asked_for_is_generated_again_insisting(make_agent):
+    agent, llm = make_agent([say("えー、なんだっけ？"), say("ミケだよ！忘れるわけないじゃん")])
+    llm.steers = True
+    _cat_named_mike(agent)
+    events = Recorder()
+    stats = agent.send("うちの猫の名前は？", events)
+    assert events.replies == ["ミケだよ！忘れるわけないじゃん"]
+    assert [request.recall_nudge.insist for request in llm.requests] == [False, True]
+    assert stats.recall_retries == 1
+
+
+def test_when_insisting_misses_too_the_first_reply_is_kept(make_agent):
+    agent, llm = make_agent([say("えー、なんだっけ？"), say("うーん、思い出せない")])
+    llm.steers = True
+    _cat_named_mike(agent)
+    events = Recorder()
+    agent.send("うちの猫の名前は？", events)
+    assert events.replies == ["えー、なんだっけ？"]
+    assert [m.content for m in agent.store.recall.all() if m.kind == "assistant_call"][-1] == "えー、なんだっけ？"
+
+
+def test_a_backend_that_cannot_steer_is_not_asked_again(make_agent):
+    agent, llm = make_agent([say("えー、なんだっけ？")])
+    _cat_named_mike(agent)
+    events = Recorder()
+    agent.send("うちの猫の名前は？", events)
+    assert events.replies == ["えー、なんだっけ？"] and len(llm.requests) == 1
+
+
 def test_the_recall_nudge_can_be_turned_off(make_agent):
     agent, llm = make_agent([say("ミケだよね！"), facts()], recall_nudge=False)
     _cat_named_mike(agent)

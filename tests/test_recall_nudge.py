@@ -83,3 +83,12 @@ def test_a_value_is_followed_only_after_the_model_took_the_token_that_starts_it(
 def test_a_value_with_a_quote_is_pushed_as_it_is_written_in_json():
     nudge = processor('ミ"ケ')
     assert pushed_after(nudge, [CALL, "ミ"]) == {"\\": 10.0}
+
+
+def test_insisting_pushes_the_start_of_a_value_hard_until_it_is_said():
+    strength = NudgeStrength(start=1.0, follow=10.0, insist=30.0)
+    insisting = RecallNudgeProcessor(RecallNudge(values=("ミケ",), insist=True), tokenize, detokenize, strength)
+    assert pushed_after(insisting, [CALL]) == {"ミ": 30.0}
+    assert pushed_after(insisting, [CALL, "ミ"]) == {"ケ": 10.0}
+    insisting = RecallNudgeProcessor(RecallNudge(values=("ミケ",), insist=True), tokenize, detokenize, strength)
+    assert pushed_after(insisting, [CALL, "ミ", "ケ", "だ"]) == {}

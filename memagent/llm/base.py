@@ -32,6 +32,8 @@ class RecallNudge:
 
     values: tuple[str, ...]
     field: str = "message"
+    # The reply missed every value with the usual push: start one at once (the agent's second try).
+    insist: bool = False
 
 
 @dataclass
@@ -86,6 +88,11 @@ class LLMBackend(ABC):
     @property
     def exact_tokens(self) -> bool:
         return True
+
+    @property
+    def steers_decoding(self) -> bool:
+        """Whether `repeat_guard` and `recall_nudge` act on generation (a server backend ignores them)."""
+        return False
 
     def describe(self) -> str:
         return self.name

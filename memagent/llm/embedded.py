@@ -139,6 +139,10 @@ class EmbeddedBackend(LLMBackend):
     def context_length(self) -> int:
         return self._n_ctx
 
+    @property
+    def steers_decoding(self) -> bool:
+        return True
+
     def describe(self) -> str:
         return f"embedded llama.cpp: {self.model_path.name} (context {self._n_ctx})"
 

@@ -12,7 +12,9 @@ model's initiative, so the system leans on decoding as well as on the prompt:
   middle of another word (the in-view runs measured in README showed no junk reply from it);
 - once a value has begun where it was offered, the token continuing it is pushed up by `follow`
   logits, so a begun name is finished rather than left half-written;
-- a value already said is left alone: saying it once answers the question.
+- a value already said is left alone: saying it once answers the question;
+- when the reply missed every value all the same, the agent asks once more with `insist`: the token
+  starting a value gets `insist` logits, enough to open the message with it (「ミケだよ！…」).
 
 Matching is by text, not tokens, like the repeat guard: the value's next characters are tokenized
 whatever way the model split what came before. Written here because llama.cpp's logit bias is static
@@ -35,6 +37,7 @@ from .message_field import Detokenize, FieldReader, Tokenize
 class NudgeStrength:
     start: float = 5.0  # logits added to a token starting a value not said yet
     follow: float = 10.0  # logits added to the token continuing a value begun where it was offered
+    insist: float = 30.0  # logits added to a token starting a value on the second try (RecallNudge.insist)
 
 
 class RecallNudgeProcessor:
@@ -46,6 +49,7 @@ class RecallNudgeProcessor:
         self._tokenize = tokenize
         self._detokenize = detokenize
         self._strength = strength or NudgeStrength()
+        self._insist = nudge.insist
         self._reader = FieldReader(nudge.field, detokenize)
         # Where in the message each value was offered to start, with the length of the token offered
         # there: a value is followed only once the model took that whole token (the 'Sa' of
@@ -67,7 +71,8 @@ class RecallNudgeProcessor:
             if begun:
                 tokens, bonus = self._first_token(value[begun:]), self._strength.follow
             else:
-                tokens, bonus = self._starting_tokens(value, message), self._strength.start
+                start = self._strength.insist if self._insist else self._strength.start
+                tokens, bonus = self._starting_tokens(value, message), start
             for token in tokens:
                 bonuses[token] = max(bonuses.get(token, 0.0), bonus)
         for token, bonus in bonuses.items():

@@ -1,0 +1,117 @@
+"""Keeping the conversation summary to what was said.
+
+The summary sits in every later system prompt, so a line in it that nobody said is an invented
+memory, shown to the model on every turn. Asked to summarise, the embedded 0.5B model copied the
+instruction's headings (「## 要約する会話」), put the user's words into the persona's mouth
+(「あなた: 今日は朝から雨が降ってて…」) and changed them (「誕生日は3月14日なんだ。」 became
+「ユーザー: 3月14日は寿司だよ。」); the persona then spoke of sushi for a whole session.
+
+So each line of a model's summary is checked against what it summarises (the conversation lines
+and the summary so far) and kept only when it holds:
+- a heading, or a line copied from the instruction itself, never holds;
+- a transcript line ("speaker: words") holds only when that speaker said those words;
+- any other line holds when every name-like word in it (a run of two or more kanji or katakana, a
+  number, a capitalised Latin word not opening a sentence) appears in what it summarises, and at
+  least half of its other longer Latin words do (by their first letters: "works" for "work").
+  Strict on purpose: a paraphrase with a new kanji word (「予定」 for 「何をしようか」) is dropped too —
+  the words themselves stay in recall memory, where surfacing finds them.
+When no line holds, the summary is the user's own lines (`user_lines_summary`), which need no model.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .degenerate import is_system_note, nearly_equal, normalise_text
+from .sentences import is_question
+
+# Name-like words: runs of kanji (two or more: one kanji is mostly a verb or adjective stem),
+# katakana (two or more), digits; Latin words, capitalised ones counted as names.
+_KANJI = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff々〆]{2,}")
+_KATAKANA = re.compile(r"[\u30a1-\u30fa\u30fc]{2,}")
+_DIGITS = re.compile(r"\d+")
+_LATIN = re.compile(r"[A-Za-z][A-Za-z'-]*")
+_BULLET = re.compile(r"^\s*(?:[-*・•]|\d+[.)])\s*")
+LATIN_PREFIX = 4  # "works" holds where "work" was said: Latin words compare by their first letters
+LATIN_CONTENT_LETTERS = 5  # shorter Latin words are mostly glue ("the", "with", "likes" is 5)
+LATIN_SHARE = 0.5  # of a line's other Latin words found in what it summarises
+# Words a summary uses to tie what was said together, not things said.
+SUMMARY_GLUE = frozenset({
+    "their", "there", "these", "those", "about", "named", "called", "which", "while", "would", "could",
+    "should", "after", "before", "being", "since", "because", "mentioned", "mentions", "talked", "talks",
+    "shared", "shares", "person", "users", "user's", "really", "still", "again", "other", "often"})
+
+
+@dataclass(frozen=True)
+class SummarySource:
+    """What a summary may say: the conversation lines as the instruction showed them ("User: …"),
+    the speaker labels used there, the summary so far, and the instruction's own lines."""
+
+    lines: tuple[str, ...]
+    labels: tuple[str, ...]
+    previous: str = ""
+    instruction_lines: tuple[str, ...] = ()
+
+
+def grounded_summary(summary: str, source: SummarySource) -> str:
+    """The lines of `summary` that hold against `source`, in order ("" when none does)."""
+    said = unicodedata.normalize("NFKC", "\n".join([*source.lines, source.previous, *source.labels])).casefold()
+    said_lines = [normalise_text(line) for line in [*source.lines, *source.previous.splitlines()]]
+    instruction = {normalise_text(line) for line in source.instruction_lines} - set(said_lines) - {""}
+    kept = [line for line in summary.splitlines()
+            if _holds(line, said, said_lines, instruction, source.labels)]
+    return "\n".join(kept).strip()
+
+
+def _holds(line: str, said: str, said_lines: list[str], instruction: set[str], labels: Sequence[str]) -> bool:
+    text = line.strip()
+    folded = normalise_text(text)
+    if not folded or text.startswith("#") or folded in instruction or is_system_note(text):
+        return False
+    body = _BULLET.sub("", text)
+    if _transcript_label(body, labels) is not None:
+        return any(nearly_equal(folded, said_line, 1) or folded == said_line for said_line in said_lines)
+    return _words_hold(body, said)
+
+
+def _transcript_label(text: str, labels: Sequence[str]) -> str | None:
+    for label in labels:
+        if label and re.match(re.escape(label) + r"\s*[:：]", text, re.IGNORECASE):
+            return label
+    return None
+
+
+def _words_hold(text: str, said: str) -> bool:
+    normal = unicodedata.normalize("NFKC", text)
+    names = _KANJI.findall(normal) + _KATAKANA.findall(normal) + _DIGITS.findall(normal)
+    latin = [(match.start(), match.group()) for match in _LATIN.finditer(normal)]
+    # A capitalised word is a name unless it opens a sentence ("The user…", "Their cat…").
+    names += [word for start, word in latin if word[0].isupper() and len(word) > 1 and word != "I"
+              and not _opens_sentence(normal, start)]
+    if any(name.casefold().removesuffix("'s") not in said for name in names):
+        return False
+    common = [word.lower() for _, word in latin if len(word) >= LATIN_CONTENT_LETTERS]
+    common = [word for word in common if word not in SUMMARY_GLUE and word.removesuffix("'s") not in names]
+    if not common:
+        return True
+    found = sum(1 for word in common if re.search(r"\b" + re.escape(word[:LATIN_PREFIX]), said))
+    return found / len(common) >= LATIN_SHARE
+
+
+def _opens_sentence(text: str, start: int) -> bool:
+    before = text[:start].rstrip()
+    return not before or before[-1] in ".!?:-*・•" or _BULLET.fullmatch(text[:start]) is not None
+
+
+def user_lines_summary(previous: str | None, user_lines: Sequence[str], render_line: Callable[[str], str],
+                       fits: Callable[[str], bool]) -> str:
+    """The summary so far and the user's statements (not their questions), each as `render_line`
+    writes it; the oldest lines go first while the whole does not `fit`."""
+    lines = [line for line in (previous or "").splitlines() if line.strip()]
+    lines += [render_line(text) for text in user_lines if text.strip() and not is_question(text)]
+    while len(lines) > 1 and not fits("\n".join(lines)):
+        lines.pop(0)
+    return "\n".join(lines)
