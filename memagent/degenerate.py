@@ -8,7 +8,8 @@ The kinds, checked in this order:
 - "looping": the same character or short phrase over and over (「わわわわわ…」), a sampler runaway.
 - "thoughts_equal_message": inner_thoughts says the same as the message.
 - "parrots_user": the message repeats the user's last message (or contains all of a long one).
-- "repeated_reply": the message repeats one of the recent assistant replies.
+- "repeated_reply": the message repeats one of the recent assistant replies, or opens or ends like
+  each of the last two (the same reply with a word changed).
 - "assistant_cliche": the message holds a phrase a character never says ("How can I assist you",
   「何かお手伝いできることはありますか」), from the language's editable cliches.txt.
 
@@ -18,6 +19,7 @@ same when difflib finds them nearly identical.
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -130,7 +132,7 @@ def detect_degenerate(
             return "parrots_user"
         if _weight(user_text) >= PARROT_LINE_MIN_WEIGHT and user_text in message_text:
             return "parrots_user"  # the user's whole line inside a reply of its own
-    if _repeats(message_text, recent_replies):
+    if _repeats(message_text, recent_replies) or repeats_a_frame(message_text, recent_replies):
         return "repeated_reply"
     if any(cliche in message_text for cliche in (normalise_text(c) for c in cliches) if cliche):
         return "assistant_cliche"
@@ -146,6 +148,26 @@ def _repeats(message_text: str, earlier_replies: Sequence[str]) -> bool:
         if nearly_equal(earlier, message_text, REPEAT_MIN_CHARS) or (position >= recent and earlier == message_text):
             return True
     return False
+
+
+# A reply that opens or ends like each of the last FRAME_REPLIES replies is the same reply with a word
+# changed: the 0.5B answered a whole session 「(ミケの名前)新しい文を追加」, 「(緑茶)新しい文を追加」…, and
+# opened seven replies in a row with its persona's example 「う、それはへこむね。」. Shared text of this
+# weight (a CJK character counts double) at the start or the end, after normalisation.
+FRAME_REPLIES = 2
+FRAME_MIN_WEIGHT = 12  # 6 CJK characters; three replies opening 「うん、いいね！」 are still talk
+
+
+def repeats_a_frame(message_text: str, earlier_replies: Sequence[str]) -> bool:
+    """`message_text` (normalised) shares its opening or its ending with each of the last
+    FRAME_REPLIES of `earlier_replies` (oldest first)."""
+    last = [normalise_text(reply) for reply in earlier_replies[-FRAME_REPLIES:]]
+    if len(last) < FRAME_REPLIES:
+        return False
+    opening = min(len(os.path.commonprefix([message_text, reply])) for reply in last)
+    ending = min(len(os.path.commonprefix([message_text[::-1], reply[::-1]])) for reply in last)
+    return (_weight(message_text[:opening]) >= FRAME_MIN_WEIGHT
+            or _weight(message_text[len(message_text) - ending:]) >= FRAME_MIN_WEIGHT)
 
 
 # A sentence: text up to its closing punctuation (Japanese or Latin), or the rest of a line.
@@ -177,7 +199,7 @@ def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) ->
     if is_system_note(reply):
         return "system_note"
     mine = normalise_text(reply)
-    if _repeats(mine, earlier):
+    if _repeats(mine, earlier) or repeats_a_frame(mine, earlier):
         return "repeat"
     if any(nearly_equal(mine, normalise_text(line), PARROT_MIN_CHARS) for line in user_lines):
         return "parrot"

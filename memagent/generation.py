@@ -14,6 +14,7 @@ from .config import SamplerPreset
 from .context import ContextWindow
 from .conversation import ChatMessage, FunctionCall
 from .degenerate import (
+    DEGENERATE_KINDS,
     PARROT_MIN_CHARS,
     copies_any,
     detect_degenerate,
@@ -150,7 +151,9 @@ class ReplyGenerator:
             # system wrote into the prompt.
             message = str(call.arguments.get("message", ""))
             in_view = self.deps.store.recall.in_context()
-            notes = [c.content for c in corrections[-1:]]
+            # Every corrective note, not only this attempt's: the 0.5B answered a later turn with
+            # 「私はAIアシスタントの決まり文句になっている。」, the cliché note's words.
+            notes = list(dict.fromkeys([c.content for c in corrections[-1:]] + self._corrective_notes()))
             shown = notes + self._system_texts(recalled, in_view)
             if (copies_any(message, shown) or quotes_a_note(message, notes)
                     or _repeats_an_earlier_user_line(message, in_view)):
@@ -172,6 +175,10 @@ class ReplyGenerator:
         keep += [last_user or "", *(m.content for m in recalled)]
         keep += [block.value for block in self.deps.store.core.list()]
         return RepeatGuard(avoid=tuple(avoid), keep=tuple(keep))
+
+    def _corrective_notes(self) -> list[str]:
+        """degenerate.j2 rendered for every kind of junk: texts no reply may quote."""
+        return [self.deps.prompts.render("degenerate.j2", kind=kind) for kind in DEGENERATE_KINDS]
 
     def _recent_replies(self) -> list[str]:
         return self.deps.store.recall.recent_replies(RECENT_REPLIES)

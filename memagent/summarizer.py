@@ -1,6 +1,7 @@
 """Making room: when the conversation no longer fits, the oldest messages leave the prompt (they stay
-in recall memory) and an LLM summary of them joins the system prompt. Also the early warning before
-that happens (memory mode agent: the model gets a chance to save what matters).
+in recall memory) and a summary of them joins the system prompt: the model's, kept to the lines that
+hold against what was said (summary_grounding.py), or the user's own lines ([context] summary). Also
+the early warning before that happens (memory mode agent: the model gets a chance to save what matters).
 
 Owns the agent's "summary" and "warned" state.
 """

@@ -277,6 +277,19 @@ def test_a_reply_quoting_part_of_the_corrective_note_is_not_accepted(make_agent,
     assert stats.degenerate_kinds == ["repeated_reply", "parrots_user"]
 
 
+def test_a_reply_quoting_any_corrective_note_is_not_accepted(make_agent, paths):
+    # The 0.5B answered with the cliché note's words in a turn that had no such note.
+    from memagent.prompts import PromptLibrary
+
+    note = PromptLibrary(paths, "ja").render("degenerate.j2", kind="assistant_cliche")
+    quoted = "お疲れ様！" + note.split("] ", 1)[1][:22] + "あなたは？"
+    agent, llm = make_agent([say(quoted), say("雨の日は家でごろごろしたいね。")], language="ja")
+    events = Recorder()
+    stats = agent.send("今日は朝から雨が降ってて、ちょっと憂うつ。", events)
+    assert events.replies == ["雨の日は家でごろごろしたいね。"]
+    assert stats.degenerate_kinds == ["parrots_user"]
+
+
 def test_when_all_regenerations_fail_the_least_harmful_reply_is_kept(make_agent):
     agent, llm = make_agent([
         say("You said hello to me just now", inner="x"),

@@ -92,6 +92,19 @@ def test_nearly_repeated_long_reply() -> None:
     assert detect_degenerate(_reply(again), "わかった", [earlier]) == "repeated_reply"
 
 
+def test_a_reply_framed_like_each_of_the_last_two_is_a_repeat() -> None:
+    # The 0.5B's session of 「(X)新しい文を追加」 and its seven replies opening 「う、それはへこむね。」.
+    framed = ["(ミケの名前)新しい文を追加", "(カレーうどんの好きな食べ物)新しい文を追加"]
+    assert detect_degenerate(_reply("(緑茶)新しい文を追加"), "私の好きな飲み物は何だっけ？", framed) == "repeated_reply"
+    assert junk_kind("(緑茶)新しい文を追加", framed) == "repeat"
+    opened = ["う、それはへこむね。緑茶って何でしたか？", "う、それはへこむね。由香って誰？"]
+    assert detect_degenerate(_reply("う、それはへこむね。そばって何？"), "そばアレルギーがあるんだ。", opened) == "repeated_reply"
+    # Once, or a short shared opening, is how people talk.
+    assert detect_degenerate(_reply("う、それはへこむね。そばって何？"), "そば", opened[:1]) is None
+    assert detect_degenerate(_reply("うん、いいね！散歩かあ"), "散歩した", ["うん、いいね！緑茶", "うん、いいね！由香ちゃん"]) is None
+    assert junk_kind("That sounds fun, Misaki!", ["That sounds great!", "That sounds hard."]) is None
+
+
 def test_fresh_reply_is_fine() -> None:
     recent = ["ふーん、それで?", "別にいいけど。"]
     assert detect_degenerate(_reply("ケーキ?仕方ないわね、付き合ってあげる。"), "ケーキ食べに行こう", recent) is None

@@ -64,6 +64,7 @@ EVENT_CASES: dict[str, list[dict[str, Any]]] = {
     ],
     "capture.j2": [{"kinds": [{"key": "name", "label": "名前"}, {"key": "job", "label": "仕事"}], "message": "看護師です"}],
     "fact_line.j2": [{"label": "仕事", "value": "看護師"}],
+    "summary_user_line.j2": [{"text": "うちの猫の名前はミケだよ。"}],
     "note_passage.j2": [{"sentence": "カレーうどんが好き。", "time": "2025-01-02 21:03"}],
     "summary.j2": [
         {"messages": [{"role": "user", "content": "猫を飼いはじめた"}, {"role": "assistant", "content": "いいね！"},
