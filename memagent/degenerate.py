@@ -6,6 +6,9 @@ The kinds, checked in this order:
   "[Recalled memories…"): a small model copies the tag of a corrective note or a recalled-memory
   block, and every stored copy primes the next one.
 - "looping": the same character or short phrase over and over (「わわわわわ…」), a sampler runaway.
+- "call_debris": pieces of the call's JSON in the message, a `}` it never opened (the 0.5B answered a
+  whole session 「... }}}.」 and 「(看護師の仕事って何だったっけ？)}}'}'（深呼吸）…」); closing braces at the
+  very end are trimmed off before this check (generation.py).
 - "thoughts_equal_message": inner_thoughts says the same as the message.
 - "parrots_user": the message repeats the user's last message (or contains all of a long one).
 - "repeated_reply": the message repeats one of the recent assistant replies, or opens or ends like
@@ -29,12 +32,13 @@ from typing import Literal
 from memagent.conversation import FunctionCall
 
 DegenerateKind = Literal[
-    "empty_message", "system_note", "looping", "thoughts_equal_message", "parrots_user", "repeated_reply",
-    "assistant_cliche"]
+    "empty_message", "system_note", "looping", "call_debris", "thoughts_equal_message", "parrots_user",
+    "repeated_reply", "assistant_cliche"]
 DEGENERATE_KINDS: tuple[DegenerateKind, ...] = (
     "empty_message",
     "system_note",
     "looping",
+    "call_debris",
     "thoughts_equal_message",
     "parrots_user",
     "repeated_reply",
@@ -86,6 +90,12 @@ def is_system_note(message: str) -> bool:
     return bool(_SYSTEM_NOTE.search(text) or _BARE_TAG.match(text))
 
 
+def has_call_debris(message: str) -> bool:
+    """A closing brace the message never opened: JSON of the call leaking into what the user reads."""
+    text = unicodedata.normalize("NFKC", message)
+    return text.count("}") > text.count("{")
+
+
 def normalise_text(text: str) -> str:
     """Case-, width-, whitespace- and punctuation-insensitive form used for every comparison."""
     folded = unicodedata.normalize("NFKC", text).casefold()
@@ -124,6 +134,8 @@ def detect_degenerate(
         return "system_note"
     if _LOOP.search(message_text):
         return "looping"
+    if isinstance(message, str) and has_call_debris(message):
+        return "call_debris"
     if nearly_equal(normalise_text(call.inner_thoughts or ""), message_text):
         return "thoughts_equal_message"
     if last_user_message:
@@ -196,7 +208,7 @@ def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) ->
     "parrot": the same as one of `user_lines` (the user's lines so far)."""
     if not normalise_text(reply):
         return "empty"
-    if is_system_note(reply):
+    if is_system_note(reply) or has_call_debris(reply):
         return "system_note"
     mine = normalise_text(reply)
     if _repeats(mine, earlier) or repeats_a_frame(mine, earlier):
@@ -220,16 +232,19 @@ COPY_FRAGMENT_SHARE = 0.7
 
 # A corrective note is an instruction; no run of it this long belongs in a reply, however much else
 # the reply says (the 0.5B wrote 「さっき同じ返事をになっている。同じ言葉は使わず、…ごめん！」).
-NOTE_RUN_CHARS = 14  # "something new" (12) may be said; "say something new that fits" may not
+# "something new" may be said, "say something new that fits" (24) may not; a CJK character counts
+# double: 「一歩進める返事をすること」 (12 characters) is the parrot note's instruction.
+NOTE_RUN_WEIGHT = 20
 
 
 def quotes_a_note(message: str, notes: list[str]) -> bool:
-    """True when `message` holds a run of NOTE_RUN_CHARS or more characters of one of `notes`."""
+    """True when `message` holds a run of one of `notes` weighing NOTE_RUN_WEIGHT or more."""
     mine = normalise_text(message)
     for note in notes:
         theirs = normalise_text(note)
         matcher = SequenceMatcher(None, mine, theirs, autojunk=False)
-        if matcher.find_longest_match(0, len(mine), 0, len(theirs)).size >= NOTE_RUN_CHARS:
+        match = matcher.find_longest_match(0, len(mine), 0, len(theirs))
+        if _weight(mine[match.a: match.a + match.size]) >= NOTE_RUN_WEIGHT:
             return True
     return False
 

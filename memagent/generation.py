@@ -44,7 +44,7 @@ CLICHES_FILE = "cliches.txt"  # per language, editable: assistant phrases a char
 
 # Which flawed reply to keep when every regeneration was flawed too: the least harmful one.
 DEGENERATE_SEVERITY = {"thoughts_equal_message": 1, "repeated_reply": 2, "assistant_cliche": 2, "parrots_user": 3,
-                       "looping": 4, "system_note": 5, "empty_message": 6}
+                       "looping": 4, "call_debris": 4, "system_note": 5, "empty_message": 6}
 # The only flaw a reply can be shown with: its inner thoughts are dropped and the message is fine.
 # An empty message, a system-note tag, a copy of the user's words or of an earlier reply is junk:
 # better one notice ("no usable reply — /retry") than junk shown and stored to prime the next turn.
@@ -158,7 +158,16 @@ class ReplyGenerator:
             if (copies_any(message, shown) or quotes_a_note(message, notes)
                     or _repeats_an_earlier_user_line(message, in_view)):
                 return "parrots_user"
+            if self._copies_the_recalled_tag(message):
+                return "system_note"
         return kind
+
+    def _copies_the_recalled_tag(self, message: str) -> bool:
+        """The recalled-memory line's opening (「さくらが覚えていること」, "What Sakura remembers") in a
+        reply: the 0.5B answered 「(さくらが覚えていること: 住んでいる所)は大阪に引っ越したんだ。」."""
+        opening = normalise_text(self.deps.prompts.render("recalled.j2", memories=[],
+                                                          persona_name=self.context.persona().name))
+        return len(opening) >= PARROT_MIN_CHARS and opening in normalise_text(message)
 
     def _repeat_guard(self, recent: list[str], rejected: list[str], last_user: str | None,
                       recalled: list[ChatMessage]) -> RepeatGuard | None:

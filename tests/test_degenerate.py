@@ -134,7 +134,7 @@ def test_checks_run_in_documented_order() -> None:
     text = "今日は本当に楽しかったね"
     assert detect_degenerate(_reply(text, text), text, [text]) == "thoughts_equal_message"
     assert detect_degenerate(_reply(text), text, [text]) == "parrots_user"
-    assert set(DEGENERATE_KINDS) == {"empty_message", "system_note", "looping", "thoughts_equal_message",
+    assert set(DEGENERATE_KINDS) == {"empty_message", "system_note", "looping", "call_debris", "thoughts_equal_message",
                                      "parrots_user", "repeated_reply", "assistant_cliche"}
 
 
@@ -248,3 +248,10 @@ def test_a_reply_that_is_only_a_role_word_is_a_system_note() -> None:
         assert junk_kind(reply, [], []) == "system_note", reply
     assert detect_degenerate(_reply("The system is down again, ugh."), None, []) is None
 
+
+
+def test_pieces_of_the_call_json_in_a_reply_are_debris() -> None:
+    assert detect_degenerate(_reply("... }}}. また、あなたは最新の会話を検索する"), "おはよう", []) == "call_debris"
+    assert detect_degenerate(_reply("(看護師の仕事って何だったっけ？)}}'}'（深呼吸）"), "仕事は？", []) == "call_debris"
+    assert junk_kind("... } このように", []) == "system_note"
+    assert detect_degenerate(_reply("{笑} それいいね"), "やあ", []) is None  # braces it opened itself

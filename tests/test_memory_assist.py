@@ -461,3 +461,13 @@ def test_a_cards_user_placeholder_becomes_the_name_the_user_gave(make_agent):
     agent.send("よろしく", Recorder())
     assert "雨の午後、美咲が店にやって来る。" in llm.requests[-1].prompt
     assert "{{user}}" in agent.persona.scenario  # the persona keeps its placeholder
+
+
+def test_a_reply_copying_the_recalled_lines_opening_is_regenerated(make_agent):
+    agent, llm = make_agent([say("(さくらが覚えていること: ペットの名前)はミケだよね、今日はいい天気だからお散歩に行こうよ！"),
+                             say("ミケでしょ？覚えてるよ！")])
+    _cat_named_mike(agent)
+    events = Recorder()
+    stats = agent.send("うちの猫の名前は？", events)
+    assert events.replies == ["ミケでしょ？覚えてるよ！"]
+    assert stats.degenerate_kinds == ["system_note"]

@@ -54,7 +54,7 @@ EVENT_CASES: dict[str, list[dict[str, Any]]] = {
         {"error": Error(kind="empty", example={})},
         {"error": Error(kind="truncated", example={})},
     ],
-    "degenerate.j2": [{"kind": k} for k in ("empty_message", "system_note", "looping", "thoughts_equal_message",
+    "degenerate.j2": [{"kind": k} for k in ("empty_message", "system_note", "looping", "call_debris", "thoughts_equal_message",
                                             "parrots_user", "repeated_reply", "assistant_cliche")],
     "recalled.j2": [
         {"memories": [{"source": "fact", "text": "ペットの名前: ミケ", "time": "", "score": 1.0}], "persona_name": "さくら"},
