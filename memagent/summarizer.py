@@ -150,11 +150,10 @@ class Summarizer:
                                   lambda text: backend.count_tokens(text) <= summary_tokens)
 
     def _source(self, lines: list[dict[str, str]], previous: str | None) -> SummarySource:
-        """What the summary of `lines` may say, with each line as the instruction showed it."""
-        prefixes = {role: self._speaker_prefix(role) for role in {line["role"] for line in lines}}
+        """What the summary of `lines` may say, and how summary.j2 labels each speaker."""
+        labels = {self._speaker_prefix(role).strip(" :："): role for role in {line["role"] for line in lines}}
         instruction = self.deps.prompts.render("summary.j2", messages=[], previous_summary=previous)
-        return SummarySource(lines=tuple(prefixes[line["role"]] + line["content"] for line in lines),
-                             labels=tuple(prefix.strip(" :：") for prefix in prefixes.values()),
+        return SummarySource(said=tuple((line["role"], line["content"]) for line in lines), labels=labels,
                              previous=previous or "", instruction_lines=tuple(instruction.splitlines()))
 
     def _speaker_prefix(self, role: str) -> str:

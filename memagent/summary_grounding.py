@@ -45,43 +45,71 @@ SUMMARY_GLUE = frozenset({
     "shared", "shares", "person", "users", "user's", "really", "still", "again", "other", "often"})
 
 
+# Role words a model writes as transcript speakers whatever the instruction's labels were (the 1.5B
+# wrote `"user": "私は美咲です！"` for a line the persona said).
+ROLE_WORDS = {"user": "user", "ユーザー": "user", "you": "assistant", "あなた": "assistant",
+              "assistant": "assistant", "アシスタント": "assistant", "system": "system", "システム": "system"}
+_SPEAKER = re.compile(r"^[\s\"'「『]*([^\s\"'」』:：]{1,16})[\"'」』]?\s*[:：]\s*(.*)$")
+
+
 @dataclass(frozen=True)
 class SummarySource:
-    """What a summary may say: the conversation lines as the instruction showed them ("User: …"),
-    the speaker labels used there, the summary so far, and the instruction's own lines."""
+    """What a summary may say: the conversation as (role, words), how the instruction labelled each
+    role ("ユーザー" → user), the summary so far, and the instruction's own lines."""
 
-    lines: tuple[str, ...]
-    labels: tuple[str, ...]
+    said: tuple[tuple[str, str], ...]
+    labels: dict[str, str]
     previous: str = ""
     instruction_lines: tuple[str, ...] = ()
 
 
 def grounded_summary(summary: str, source: SummarySource) -> str:
     """The lines of `summary` that hold against `source`, in order ("" when none does)."""
-    said = unicodedata.normalize("NFKC", "\n".join([*source.lines, source.previous, *source.labels])).casefold()
-    said_lines = [normalise_text(line) for line in [*source.lines, *source.previous.splitlines()]]
-    instruction = {normalise_text(line) for line in source.instruction_lines} - set(said_lines) - {""}
-    kept = [line for line in summary.splitlines()
-            if _holds(line, said, said_lines, instruction, source.labels)]
+    everything = [*(words for _, words in source.said), source.previous, *source.labels]
+    said = unicodedata.normalize("NFKC", "\n".join(everything)).casefold()
+    instruction = {normalise_text(line) for line in source.instruction_lines}
+    instruction -= {normalise_text(words) for _, words in source.said} | {""}
+    kept = [line for line in summary.splitlines() if _holds(line, said, instruction, source)]
     return "\n".join(kept).strip()
 
 
-def _holds(line: str, said: str, said_lines: list[str], instruction: set[str], labels: Sequence[str]) -> bool:
+def _holds(line: str, said: str, instruction: set[str], source: SummarySource) -> bool:
     text = line.strip()
     folded = normalise_text(text)
     if not folded or text.startswith("#") or folded in instruction or is_system_note(text):
         return False
     body = _BULLET.sub("", text)
-    if _transcript_label(body, labels) is not None:
-        return any(nearly_equal(folded, said_line, 1) or folded == said_line for said_line in said_lines)
+    if body.strip() in ("{", "}", "[", "]", "},", "],"):
+        return False
+    speaker = _speaker(body, source.labels)
+    if speaker is not None:
+        role, words = speaker
+        return _said_by(role, words, source)
     return _words_hold(body, said)
 
 
-def _transcript_label(text: str, labels: Sequence[str]) -> str | None:
-    for label in labels:
-        if label and re.match(re.escape(label) + r"\s*[:：]", text, re.IGNORECASE):
-            return label
-    return None
+def _speaker(text: str, labels: dict[str, str]) -> tuple[str, str] | None:
+    """(role, words) of a transcript line ("ユーザー: …", '"user": "…",'), or None."""
+    match = _SPEAKER.match(text)
+    if match is None:
+        return None
+    label = match.group(1).casefold()
+    role = {key.casefold(): value for key, value in labels.items()}.get(label) or ROLE_WORDS.get(label)
+    if role is None:
+        return None
+    return role, match.group(2).strip().rstrip(",").strip("\"'「」『』 ")
+
+
+def _said_by(role: str, words: str, source: SummarySource) -> bool:
+    """`role` said `words` (nearly) in what is summarised, or the summary so far holds the line."""
+    mine = normalise_text(words)
+    if not mine:
+        return False
+    previous = [normalise_text(line) for line in source.previous.splitlines()]
+    if any(mine in line for line in previous if line):
+        return True
+    return any(said_role == role and (nearly_equal(mine, normalise_text(said), 1))
+               for said_role, said in source.said)
 
 
 def _words_hold(text: str, said: str) -> bool:

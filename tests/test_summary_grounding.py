@@ -6,9 +6,9 @@ from __future__ import annotations
 from memagent.summary_grounding import SummarySource, grounded_summary, user_lines_summary
 
 JA = SummarySource(
-    lines=("ユーザー: 好きな食べ物はカレーうどん！", "あなた: カレーうどん！いいね。",
-           "ユーザー: 誕生日は3月14日なんだ。", "ユーザー: 今日は朝から雨が降ってて、ちょっと憂うつ。"),
-    labels=("ユーザー", "あなた"),
+    said=(("user", "好きな食べ物はカレーうどん！"), ("assistant", "カレーうどん！いいね。"),
+          ("user", "誕生日は3月14日なんだ。"), ("user", "今日は朝から雨が降ってて、ちょっと憂うつ。")),
+    labels={"ユーザー": "user", "あなた": "assistant"},
     instruction_lines=("次の会話を、あとで思い出せるように日本語で要約してください。", "", "## 要約する会話"),
 )
 
@@ -25,6 +25,13 @@ def test_a_transcript_line_holds_only_for_the_speaker_who_said_it():
     assert grounded_summary(summary, JA) == "ユーザー: 好きな食べ物はカレーうどん！"
 
 
+def test_a_json_transcript_holds_only_where_the_role_said_those_words():
+    # The 1.5B's summary: role keys in English, one line the persona said put in the user's mouth.
+    summary = ('"user": "好きな食べ物はカレーうどん！",\n  "you": "カレーうどん！いいね。",\n'
+               '  "user": "カレーうどん！いいね。"\n}')
+    assert grounded_summary(summary, JA) == '"user": "好きな食べ物はカレーうどん！",\n  "you": "カレーうどん！いいね。",'
+
+
 def test_a_line_with_a_name_nobody_said_does_not_hold():
     assert grounded_summary("- ユーザーの誕生日は3月14日", JA) == "- ユーザーの誕生日は3月14日"
     assert grounded_summary("- ユーザーは寿司が好き", JA) == ""
@@ -36,15 +43,15 @@ def test_a_system_note_copied_into_the_summary_does_not_hold():
 
 
 def test_english_paraphrase_holds_when_its_names_were_said():
-    source = SummarySource(lines=("User: I work as a nurse at a city hospital.", "User: My cat is called Mike."),
-                           labels=("User", "You"))
+    source = SummarySource(said=(("user", "I work as a nurse at a city hospital."), ("user", "My cat is called Mike.")),
+                           labels={"User": "user", "You": "assistant"})
     summary = ("- The user works as a nurse.\n- Their cat is named Mike.\n- The user's sister Yuka visits often.\n"
                "- The user loves sushi.")
     assert grounded_summary(summary, source) == "- The user works as a nurse.\n- Their cat is named Mike."
 
 
 def test_the_summary_so_far_is_something_said_too():
-    source = SummarySource(lines=("ユーザー: 週末は何をしようか迷ってるところ。",), labels=("ユーザー", "あなた"),
+    source = SummarySource(said=(("user", "週末は何をしようか迷ってるところ。"),), labels={"ユーザー": "user", "あなた": "assistant"},
                            previous="- ユーザー「うちの猫の名前はミケだよ。」")
     assert grounded_summary("- 猫の名前はミケ\n- 週末に何をするか迷っている", source) == "- 猫の名前はミケ\n- 週末に何をするか迷っている"
     assert grounded_summary("- 週末の予定を迷っている", source) == ""  # strict: a word nobody said, 予定

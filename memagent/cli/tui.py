@@ -266,7 +266,7 @@ def _slash(screen: Screen, line: str) -> bool:
                 f"steps {stats.steps} · model calls {stats.llm_calls} · prompt tokens {stats.prompt_tokens} "
                 f"(evaluated {stats.evaluated_tokens}, cached {stats.cached_tokens}) · generated {stats.completion_tokens} · "
                 f"context {stats.context_used:.0%} of {session.backend().context_length} · "
-                f"retries: parse {stats.parse_retries}, degenerate {stats.degenerate_retries}"
+                f"retries: parse {stats.parse_retries}, degenerate {stats.degenerate_retries}, recall {stats.recall_retries}"
             )
             click.echo(
                 f"memory ({session.settings.memory.mode}): recalled {stats.recalled} · captured {stats.captured} · "
