@@ -120,7 +120,8 @@ class ReplyGenerator:
                 continue
             if _tidy_message(attempt.call, self.deps.prompts.word_list(CLICHES_FILE)):
                 _retract(attempt, emit)  # shown as it streamed: shown again as it is kept
-            kind = self._junk_kind(attempt.call, last_user, recent, corrections, recalled)
+            kind = self._junk_kind(attempt.call, last_user, recent, corrections, recalled,
+                                   nudge.values if nudge else ())
             if kind is None:
                 return attempt
             stats.degenerate_kinds.append(kind)
@@ -138,7 +139,7 @@ class ReplyGenerator:
             sampling = loosened(sampling, stats.degenerate_retries)
 
     def _junk_kind(self, call: FunctionCall, last_user: str | None, recent: list[str], corrections: list[ChatMessage],
-                   recalled: list[ChatMessage]) -> str | None:
+                   recalled: list[ChatMessage], asked: tuple[str, ...] = ()) -> str | None:
         """Why `call` is not a usable reply, or None. Thoughts equal to the message are the one flaw a
         reply may be shown with (the thoughts are dropped), so the message alone is checked too: a
         repeat or a copy must not slip through behind that lighter flaw."""
@@ -154,7 +155,10 @@ class ReplyGenerator:
             # Every corrective note, not only this attempt's: the 0.5B answered a later turn with
             # 「私はAIアシスタントの決まり文句になっている。」, the cliché note's words.
             notes = list(dict.fromkeys([c.content for c in corrections[-1:]] + self._corrective_notes()))
-            shown = notes + self._system_texts(recalled, in_view)
+            # A reply that says the value asked for may be mostly that value, which the recalled
+            # line holds too (「写真を撮ることかな」 for 「趣味: 写真を撮ることかな」): that is the answer.
+            answers = _says_a_value(Attempt(call=call, raw=""), asked)
+            shown = notes + self._system_texts([] if answers else recalled, in_view)
             if (copies_any(message, shown) or quotes_a_note(message, notes)
                     or _repeats_an_earlier_user_line(message, in_view)):
                 return "parrots_user"

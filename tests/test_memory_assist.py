@@ -471,3 +471,13 @@ def test_a_reply_copying_the_recalled_lines_opening_is_regenerated(make_agent):
     stats = agent.send("うちの猫の名前は？", events)
     assert events.replies == ["ミケでしょ？覚えてるよ！"]
     assert stats.degenerate_kinds == ["system_note"]
+
+
+def test_a_reply_that_is_mostly_the_value_asked_for_is_an_answer_not_a_copy(make_agent):
+    agent, llm = make_agent([say("写真を撮ることかな、でしょ？")])
+    message = agent.store.recall.add("user", "趣味は写真を撮ることかな。", kind="user_message", turn_id=1)
+    agent.store.facts.add(kind="hobby", label="趣味", value="写真を撮ることかな", line="趣味: 写真を撮ることかな",
+                          block="human", turn_id=1, message_id=message.id)
+    events = Recorder()
+    stats = agent.send("私の趣味、覚えてる？", events)
+    assert events.replies == ["写真を撮ることかな、でしょ？"] and stats.degenerate_kinds == []
