@@ -159,6 +159,9 @@ class ReplyGenerator:
             # line holds too (「写真を撮ることかな」 for 「趣味: 写真を撮ることかな」): that is the answer.
             answers = _says_a_value(Attempt(call=call, raw=""), asked)
             shown = notes + self._system_texts([] if answers else recalled, in_view)
+            # Mostly the user's own line, a few characters changed: the 0.5B answered
+            # 「今日は朝から雨が降ってて、ちょっと憂うつ。」 with 「今日から雨が降ってて、ちょっと…」.
+            shown += [last_user] if last_user and not answers else []
             if (copies_any(message, shown) or quotes_a_note(message, notes)
                     or _repeats_an_earlier_user_line(message, in_view)):
                 return "parrots_user"
