@@ -155,14 +155,14 @@ class ReplyGenerator:
             # Every corrective note, not only this attempt's: the 0.5B answered a later turn with
             # 「私はAIアシスタントの決まり文句になっている。」, the cliché note's words.
             notes = list(dict.fromkeys([c.content for c in corrections[-1:]] + self._corrective_notes()))
-            # A reply that says the value asked for may be mostly that value, which the recalled
-            # line holds too (「写真を撮ることかな」 for 「趣味: 写真を撮ることかな」): that is the answer.
-            answers = _says_a_value(Attempt(call=call, raw=""), asked)
-            shown = notes + self._system_texts([] if answers else recalled, in_view)
+            shown = notes + self._system_texts(recalled, in_view)
             # Mostly the user's own line, a few characters changed: the 0.5B answered
             # 「今日は朝から雨が降ってて、ちょっと憂うつ。」 with 「今日から雨が降ってて、ちょっと…」.
-            shown += [last_user] if last_user and not answers else []
-            if (copies_any(message, shown) or quotes_a_note(message, notes)
+            shown += [last_user] if last_user else []
+            # A reply may be mostly the value asked for, which the recalled line holds too
+            # (「写真を撮ることかな」 for 「趣味: 写真を撮ることかな」): the value is the answer, so it is
+            # left out of the comparison; the rest must not be a copy (「ミケ／ユーザーが前に言った「…」).
+            if (copies_any(_without_values(message, asked), shown) or quotes_a_note(message, notes)
                     or _repeats_an_earlier_user_line(message, in_view)):
                 return "parrots_user"
             if self._copies_the_recalled_tag(message):
@@ -257,6 +257,13 @@ def _says_a_value(attempt: Attempt | None, values: tuple[str, ...]) -> bool | No
         return None
     message = normalise_text(str(attempt.call.arguments.get("message", "")))
     return any(normalise_text(value) in message for value in values if normalise_text(value))
+
+
+def _without_values(message: str, values: tuple[str, ...]) -> str:
+    for value in values:
+        if value.strip():
+            message = message.replace(value, " ")
+    return message
 
 
 def _repeats_an_earlier_user_line(message: str, in_view: list[StoredMessage]) -> bool:

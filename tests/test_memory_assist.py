@@ -481,3 +481,12 @@ def test_a_reply_that_is_mostly_the_value_asked_for_is_an_answer_not_a_copy(make
     events = Recorder()
     stats = agent.send("私の趣味、覚えてる？", events)
     assert events.replies == ["写真を撮ることかな、でしょ？"] and stats.degenerate_kinds == []
+
+
+def test_a_reply_that_says_the_value_but_copies_the_recalled_line_is_still_a_copy(make_agent):
+    agent, llm = make_agent([say("ミケ／ユーザーが前に言った「うちの猫の名前はミケだよ」"), say("ミケでしょ！")])
+    _cat_named_mike(agent)
+    agent.store.recall.set_in_context([m.id for m in agent.store.recall.all()], False)
+    events = Recorder()
+    agent.send("うちの猫の名前は？", events)
+    assert events.replies == ["ミケでしょ！"]
