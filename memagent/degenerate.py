@@ -6,7 +6,7 @@ The kinds, checked in this order:
   "[Recalled memories…"): a small model copies the tag of a corrective note or a recalled-memory
   block, and every stored copy primes the next one.
 - "looping": the same character or short phrase over and over (「わわわわわ…」), a sampler runaway.
-- "call_debris": pieces of the call's JSON in the message, a `}` it never opened (the 0.5B answered a
+- "call_debris": pieces of the call's JSON in the message, a `}` in a message that opens none (the 0.5B answered a
   whole session 「... }}}.」 and 「(看護師の仕事って何だったっけ？)}}'}'（深呼吸）…」); closing braces at the
   very end are trimmed off before this check (generation.py).
 - "thoughts_equal_message": inner_thoughts says the same as the message.
@@ -91,9 +91,10 @@ def is_system_note(message: str) -> bool:
 
 
 def has_call_debris(message: str) -> bool:
-    """A closing brace the message never opened: JSON of the call leaking into what the user reads."""
+    """A closing brace in a message that opens none: JSON of the call leaking into what the user reads
+    (a message with braces of its own, "Use {braces} like this }", is left alone)."""
     text = unicodedata.normalize("NFKC", message)
-    return text.count("}") > text.count("{")
+    return "}" in text and "{" not in text
 
 
 def normalise_text(text: str) -> str:

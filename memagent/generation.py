@@ -14,6 +14,7 @@ from .config import SamplerPreset
 from .context import ContextWindow
 from .conversation import ChatMessage, FunctionCall
 from .degenerate import (
+    COPY_MIN_CHARS,
     DEGENERATE_KINDS,
     PARROT_MIN_CHARS,
     copies_any,
@@ -156,13 +157,12 @@ class ReplyGenerator:
             # 「私はAIアシスタントの決まり文句になっている。」, the cliché note's words.
             notes = list(dict.fromkeys([c.content for c in corrections[-1:]] + self._corrective_notes()))
             shown = notes + self._system_texts(recalled, in_view)
-            # Mostly the user's own line, a few characters changed: the 0.5B answered
-            # 「今日は朝から雨が降ってて、ちょっと憂うつ。」 with 「今日から雨が降ってて、ちょっと…」.
-            shown += [last_user] if last_user else []
             # A reply may be mostly the value asked for, which the recalled line holds too
             # (「写真を撮ることかな」 for 「趣味: 写真を撮ることかな」): the value is the answer, so it is
-            # left out of the comparison; the rest must not be a copy (「ミケ／ユーザーが前に言った「…」).
-            if (copies_any(_without_values(message, asked), shown) or quotes_a_note(message, notes)
+            # left out of the comparison; the rest must not be a copy (「ミケ／ユーザーが前に言った「…」)
+            # nor only the memory's label (「- ペットの名前: ミケ」).
+            rest = _without_values(message, asked)
+            if (copies_any(rest, shown) or _only_a_label(rest, recalled, asked) or quotes_a_note(message, notes)
                     or _repeats_an_earlier_user_line(message, in_view)):
                 return "parrots_user"
             if self._copies_the_recalled_tag(message):
@@ -264,6 +264,13 @@ def _without_values(message: str, values: tuple[str, ...]) -> str:
         if value.strip():
             message = message.replace(value, " ")
     return message
+
+
+def _only_a_label(rest: str, recalled: list[ChatMessage], values: tuple[str, ...]) -> bool:
+    """What a reply says besides the values asked for is a piece of the recalled line without them."""
+    mine = normalise_text(rest)
+    return bool(values) and len(mine) >= COPY_MIN_CHARS and any(
+        mine in normalise_text(_without_values(m.content, values)) for m in recalled)
 
 
 def _repeats_an_earlier_user_line(message: str, in_view: list[StoredMessage]) -> bool:

@@ -290,15 +290,6 @@ def test_a_reply_quoting_any_corrective_note_is_not_accepted(make_agent, paths):
     assert stats.degenerate_kinds == ["parrots_user"]
 
 
-def test_a_reply_that_is_mostly_the_users_line_is_parroting(make_agent):
-    agent, llm = make_agent([say("今日から雨が降ってて、ちょっと憂うつ"), say("雨の日って気分が沈むよね。温かいお茶でもどう？")],
-                            language="ja")
-    events = Recorder()
-    stats = agent.send("今日は朝から雨が降ってて、ちょっと憂うつ。", events)
-    assert events.replies == ["雨の日って気分が沈むよね。温かいお茶でもどう？"]
-    assert stats.degenerate_kinds == ["parrots_user"]
-
-
 def test_when_all_regenerations_fail_the_least_harmful_reply_is_kept(make_agent):
     agent, llm = make_agent([
         say("You said hello to me just now", inner="x"),
