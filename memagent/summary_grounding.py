@@ -24,6 +24,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from .degenerate import is_system_note, nearly_equal, normalise_text
 from .sentences import is_question
@@ -62,13 +63,27 @@ class SummarySource:
     previous: str = ""
     instruction_lines: tuple[str, ...] = ()
 
+    # Normalised once per summary, not once per line of it.
+    @cached_property
+    def role_of(self) -> dict[str, str]:
+        """Speaker word (casefolded) → role: the instruction's labels, then the common role words."""
+        return {**ROLE_WORDS, **{label.casefold(): role for label, role in self.labels.items()}}
+
+    @cached_property
+    def said_normalised(self) -> tuple[tuple[str, str], ...]:
+        return tuple((role, normalise_text(words)) for role, words in self.said)
+
+    @cached_property
+    def previous_lines(self) -> tuple[str, ...]:
+        return tuple(line for line in (normalise_text(line) for line in self.previous.splitlines()) if line)
+
 
 def grounded_summary(summary: str, source: SummarySource) -> str:
     """The lines of `summary` that hold against `source`, in order ("" when none does)."""
     everything = [*(words for _, words in source.said), source.previous, *source.labels]
     said = unicodedata.normalize("NFKC", "\n".join(everything)).casefold()
     instruction = {normalise_text(line) for line in source.instruction_lines}
-    instruction -= {normalise_text(words) for _, words in source.said} | {""}
+    instruction -= {words for _, words in source.said_normalised} | {""}
     kept = [line for line in summary.splitlines() if _holds(line, said, instruction, source)]
     return "\n".join(kept).strip()
 
@@ -81,20 +96,19 @@ def _holds(line: str, said: str, instruction: set[str], source: SummarySource) -
     body = _BULLET.sub("", text)
     if body.strip() in ("{", "}", "[", "]", "},", "],"):
         return False
-    speaker = _speaker(body, source.labels)
+    speaker = _speaker(body, source.role_of)
     if speaker is not None:
         role, words = speaker
         return _said_by(role, words, source)
     return _words_hold(body, said)
 
 
-def _speaker(text: str, labels: dict[str, str]) -> tuple[str, str] | None:
+def _speaker(text: str, role_of: dict[str, str]) -> tuple[str, str] | None:
     """(role, words) of a transcript line ("ユーザー: …", '"user": "…",'), or None."""
     match = _SPEAKER.match(text)
     if match is None:
         return None
-    label = match.group(1).casefold()
-    role = {key.casefold(): value for key, value in labels.items()}.get(label) or ROLE_WORDS.get(label)
+    role = role_of.get(match.group(1).casefold())
     if role is None:
         return None
     return role, match.group(2).strip().rstrip(",").strip("\"'「」『』 ")
@@ -105,11 +119,9 @@ def _said_by(role: str, words: str, source: SummarySource) -> bool:
     mine = normalise_text(words)
     if not mine:
         return False
-    previous = [normalise_text(line) for line in source.previous.splitlines()]
-    if any(mine in line for line in previous if line):
+    if any(mine in line for line in source.previous_lines):
         return True
-    return any(said_role == role and (nearly_equal(mine, normalise_text(said), 1))
-               for said_role, said in source.said)
+    return any(said_role == role and nearly_equal(mine, said, 1) for said_role, said in source.said_normalised)
 
 
 def _words_hold(text: str, said: str) -> bool:
