@@ -61,6 +61,7 @@ def test_missing_explicit_config_is_one_clear_line(paths, tmp_path):
         ("[llm]\ntimeout = soon\n", r"llm\.timeout = 'soon' .*valid number"),
         ("[llm]\nserver = tabby\n", r"llm\.server = 'tabby' .*'llamacpp'"),
         ("[agent]\nlanguage = fr\n", r"agent\.language = 'fr' .*'ja' or 'en'"),
+        ("[context]\nsummary = short\n", r"context\.summary = 'short' .*'grounded', 'user_lines' or 'model'"),
         ("[agent]\nmax_steps = 0\n", r"agent\.max_steps = '0' .*greater than or equal to 1"),
         ("[llm]\nmodle = x\n", r"llm\.modle is not a known key; known keys in \[llm\]: backend"),
         ("[lm]\nmodel = x\n", r"unknown section \[lm\]"),
