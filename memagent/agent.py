@@ -196,15 +196,18 @@ class Agent:
 
     def retry(self, emit: EventSink, note: str | None = None, sampling: SamplerPreset | None = None) -> TurnStats | None:
         """Regenerate the reply to the last user message (its side effects, captured facts included,
-        are undone first)."""
+        are undone first). The reply being replaced counts as the last one said: the new one must not
+        repeat it (a swipe that gives the same words back is no regeneration)."""
         self.settle(emit)
         last = self._last_user_message()
         if last is None:
             emit(AgentEvent("notice", "nothing to retry yet"))
             return None
+        discarded = tuple(reply for message in self.store.recall.of_turn(last.turn_id) if (reply := message.reply))
         undo_turn(self.store, last.turn_id, keep_user_message=True)
         self.context.invalidate_system()
-        stats = self._run_turn(last.turn_id, last.content, emit, extra_note=note, sampling=sampling)
+        stats = self._run_turn(last.turn_id, last.content, emit, extra_note=note, sampling=sampling,
+                               discarded=discarded)
         self._after_reply(last, stats, emit)
         return stats
 
@@ -229,19 +232,20 @@ class Agent:
         return recent[0] if recent else None
 
     def _run_turn(self, turn_id: int, user_text: str, emit: EventSink, extra_note: str | None = None,
-                  sampling: SamplerPreset | None = None) -> TurnStats:
+                  sampling: SamplerPreset | None = None, discarded: tuple[str, ...] = ()) -> TurnStats:
         stats = TurnStats()
         self.last_stats = stats
         started = time.perf_counter()
         recalled, asked = self._surface(user_text, emit, stats)
         try:
-            self._steps(turn_id, user_text, emit, stats, extra_note, sampling, recalled, asked)
+            self._steps(turn_id, user_text, emit, stats, extra_note, sampling, recalled, asked, discarded)
         finally:
             stats.reply_seconds = time.perf_counter() - started
         return stats
 
     def _steps(self, turn_id: int, user_text: str, emit: EventSink, stats: TurnStats, extra_note: str | None,
-               sampling: SamplerPreset | None, recalled: list[ChatMessage], asked: tuple[str, ...]) -> None:
+               sampling: SamplerPreset | None, recalled: list[ChatMessage], asked: tuple[str, ...],
+               discarded: tuple[str, ...]) -> None:
         max_steps = self.settings.agent.max_steps
         first_step_extra = [ChatMessage(role="user", content=extra_note)] if extra_note else []
         while stats.steps < max_steps:
@@ -251,7 +255,8 @@ class Agent:
             last_chance = stats.steps == max_steps and not stats.replied
             attempt = self.generator.generate(stats, first_step_extra, emit,
                                               allowed=["send_message"] if last_chance else None,
-                                              last_user=user_text, sampling=sampling, recalled=recalled, asked=asked)
+                                              last_user=user_text, sampling=sampling, recalled=recalled, asked=asked,
+                                              discarded=discarded)
             first_step_extra = []
             if attempt is None or attempt.call is None:
                 stats.failed = True

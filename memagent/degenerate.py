@@ -152,12 +152,18 @@ def detect_degenerate(
     return None
 
 
+# Katakana to hiragana: the same word in the other script is the same reply (the 0.5B answered a
+# swipe of 「うん...」 with 「ウん...」). Only for repeats: elsewhere the script tells a name from a word.
+_KANA_FOLD = {code: code - 0x60 for code in range(ord("ァ"), ord("ヶ") + 1)}
+
+
 def _repeats(message_text: str, earlier_replies: Sequence[str]) -> bool:
     """`message_text` (normalised) repeats one of `earlier_replies` (oldest first): any of them when
     it is long enough to mean something, the last SHORT_REPEAT_WINDOW when it is shorter."""
     recent = len(earlier_replies) - SHORT_REPEAT_WINDOW
+    message_text = message_text.translate(_KANA_FOLD)
     for position, reply in enumerate(earlier_replies):
-        earlier = normalise_text(reply)
+        earlier = normalise_text(reply).translate(_KANA_FOLD)
         if nearly_equal(earlier, message_text, REPEAT_MIN_CHARS) or (position >= recent and earlier == message_text):
             return True
     return False

@@ -70,16 +70,18 @@ class ReplyGenerator:
     def generate(
         self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, *, allowed: list[str] | None,
         last_user: str | None, sampling: SamplerPreset | None = None, recalled: list[ChatMessage] | None = None,
-        asked: tuple[str, ...] = (),
+        asked: tuple[str, ...] = (), discarded: tuple[str, ...] = (),
     ) -> Attempt | None:
         """Call the model until it yields a valid, non-degenerate call, within the configured bounds.
         `asked`: remembered values the user's message asks for, which the reply is steered towards;
         a reply that says none of them is generated once more with the push made insistent (where the
-        backend steers decoding), and kept only if that one says a value and is not junk."""
+        backend steers decoding), and kept only if that one says a value and is not junk.
+        `discarded`: the replies this turn is regenerating (a /retry, a swipe), the latest said: a
+        reply repeating one is junk, and the repeat guard words around them."""
         recalled = recalled or []
         nudge = RecallNudge(values=asked) if asked else None
         attempt = self._generate(stats, extra, emit, allowed=allowed, last_user=last_user, sampling=sampling,
-                                 recalled=recalled, nudge=nudge)
+                                 recalled=recalled, nudge=nudge, discarded=discarded)
         if nudge is None or not self.deps.backend.steers_decoding or _says_a_value(attempt, asked) is not False:
             return attempt
         assert attempt is not None  # _says_a_value is False only for a send_message
@@ -87,7 +89,8 @@ class ReplyGenerator:
         stats.recall_retries += 1
         _retract(attempt, emit)
         again = self._generate(stats, extra, emit, allowed=allowed, last_user=last_user, sampling=sampling,
-                               recalled=recalled, nudge=replace(nudge, insist=True), degenerate_retries=0)
+                               recalled=recalled, nudge=replace(nudge, insist=True), discarded=discarded,
+                               degenerate_retries=0)
         if _says_a_value(again, asked):
             return again
         if again is not None:
@@ -97,14 +100,14 @@ class ReplyGenerator:
     def _generate(
         self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, *, allowed: list[str] | None,
         last_user: str | None, sampling: SamplerPreset | None, recalled: list[ChatMessage], nudge: RecallNudge | None,
-        degenerate_retries: int | None = None,
+        discarded: tuple[str, ...], degenerate_retries: int | None = None,
     ) -> Attempt | None:
         corrections: list[ChatMessage] = []
         settings = self.deps.settings
         sampling = sampling or settings.preset()
         parse_left = settings.agent.parse_retries
         degenerate_left = settings.agent.degenerate_retries if degenerate_retries is None else degenerate_retries
-        recent = self._recent_replies()
+        recent = self._recent_replies() + list(discarded)
         flawed: list[tuple[int, Attempt, str]] = []
         rejected: list[str] = []  # this turn's junk messages: a regeneration must not say them again
         while True:

@@ -12,6 +12,7 @@ import re
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,15 +63,26 @@ GOOD_CALL = json.dumps({"inner_thoughts": "greet", "function": "send_message", "
 def echo_reply(pattern: str, prefix: str = "echo ") -> Callable[[dict[str, Any]], str]:
     """A reply naming the last match of `pattern` in the newest user turn (so a test can tell which
     message a reply answers; recalled memories the agent added are not looked at), or a numbered
-    "(none)" — numbered because a model that repeats itself is junk."""
-    compiled = re.compile(pattern)
+    "(none)" — numbered because a model that repeats itself is junk. Asked again about the same
+    match (a swipe, a retry), it words the reply differently, as a sampling model would: "echo X
+    (take 2)"."""
     unmatched = itertools.count(1)
+    answered: Counter[str] = Counter()
 
     def reply(body: dict[str, Any]) -> str:
-        found = compiled.findall(_newest_user_turn(body))
-        return prefix + (found[-1] if found else f"(none {next(unmatched)})")
+        found = newest_match(pattern, body)
+        if found is None:
+            return prefix + f"(none {next(unmatched)})"
+        answered[found] += 1
+        return prefix + found + (f" (take {answered[found]})" if answered[found] > 1 else "")
 
     return reply
+
+
+def newest_match(pattern: str, body: dict[str, Any]) -> str | None:
+    """The last match of `pattern` in the newest user turn of a request, if any."""
+    found = re.findall(pattern, _newest_user_turn(body))
+    return str(found[-1]) if found else None
 
 
 CORRECTIVE_NOTE = ("[システム]", "[System]")

@@ -166,6 +166,19 @@ def test_retry_replaces_the_last_reply(make_agent):
     assert stored == ["question", "Second answer"]
 
 
+def test_a_retry_that_gives_the_same_reply_back_is_regenerated(make_agent):
+    """A swipe or /retry asks for another reply: the one replaced counts as the last said, so the
+    same words again are a repeat, regenerated with the repeat guard avoiding them."""
+    agent, llm = make_agent([say("Hello there"), say("First answer"), say("First answer"), say("Second answer")])
+    agent.send("hi", Recorder())
+    agent.send("question", Recorder())
+    events = Recorder()
+    stats = agent.retry(events)
+    assert events.replies == ["Second answer"] and stats is not None and stats.degenerate_kinds == ["repeated_reply"]
+    assert llm.requests[-1].repeat_guard is not None and "First answer" in llm.requests[-1].repeat_guard.avoid
+    assert [m.content for m in agent.store.recall.all() if m.content] == ["hi", "Hello there", "question", "Second answer"]
+
+
 def test_first_message_comes_from_the_persona_once(make_agent):
     agent, llm = make_agent([])
     events = Recorder()

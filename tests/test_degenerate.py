@@ -86,6 +86,12 @@ def test_a_short_reply_repeating_one_of_the_last_few_is_a_repeat() -> None:
     assert junk_kind("うん", older) is None
 
 
+def test_the_same_reply_in_the_other_kana_script_is_a_repeat() -> None:
+    # The 0.5B answered a swipe of 「うん...」 with 「ウん...」.
+    assert junk_kind("ウん...", ["うん..."]) == "repeat"
+    assert detect_degenerate(_reply("ミケ、かわいいね"), "猫飼ってる", ["みけ、かわいいね"]) == "repeated_reply"
+
+
 def test_nearly_repeated_long_reply() -> None:
     earlier = "そういうところ、あなたらしいわね。でも無理はしないで、ちゃんと休みなさいよ。"
     again = "そういうところ、あなたらしいわね。でも無理はしないで、ちゃんと休みなさい。"

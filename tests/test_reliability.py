@@ -32,7 +32,7 @@ from memagent.memory import AgentStore
 from memagent.paths import resolve_paths
 
 from .conftest import REPO
-from .fake_server import SUMMARY_TEXT, Behaviour, echo_reply, fake_openai_server, is_summary_request
+from .fake_server import SUMMARY_TEXT, Behaviour, echo_reply, fake_openai_server, is_summary_request, newest_match
 
 MARK = r"MSG-\d+-\d+"  # every test message carries a unique marker; the fake server echoes the newest
 SECRET = "sk-test-SECRET"
@@ -648,12 +648,11 @@ class SearchingModel(Behaviour):
     def __init__(self) -> None:
         super().__init__("ok")
         self.steps: dict[str, int] = {}
-        self.newest = echo_reply(MARK, prefix="")
 
     def call_text(self, body: dict[str, Any]) -> str:
         if is_summary_request(body):
             return SUMMARY_TEXT
-        marker = self.newest(body)
+        marker = newest_match(MARK, body) or ""
         payload = INJECTIONS[int(marker.rsplit("-", 1)[1])]
         step = self.steps[marker] = self.steps.get(marker, 0) + 1
         function = ("conversation_search", "archival_memory_search", "send_message")[min(step, 3) - 1]
