@@ -54,7 +54,7 @@ class Agent:
         self.generator = ReplyGenerator(self.deps, self.context, self.summarizer)
         self.executor = FunctionExecutor(store, prompts, settings)
         assisted = mode == "assisted"
-        self.surfacer = Surfacer(store, prompts, settings.memory) if assisted else None
+        self.surfacer = Surfacer(store, prompts, settings.memory, lambda: self.deps.vocabulary) if assisted else None
         self.capturer = FactCapture(self.deps, self.context) if assisted else None
         self.last_stats = TurnStats()
         # The terminal captures facts while the user reads and types; piped mode and tests wait for it.

@@ -5,9 +5,11 @@ assembly and the summarizer all read it, so each of these is held in exactly one
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from .config import Settings
+from .fact_vocabulary import FactVocabulary, load_vocabulary
 from .llm.base import LLMBackend
 from .personas import Human, Persona
 from .prompts import PromptLibrary
@@ -27,3 +29,8 @@ class AgentDeps:
     persona: Persona
     human: Human
     functions: list[str]  # offered to the model: every registered one, or fewer with [memory] mode = off
+
+    @cached_property
+    def vocabulary(self) -> FactVocabulary:
+        """facts.toml of the agent's language, loaded on first use (memory mode "assisted" only)."""
+        return load_vocabulary(self.prompts)

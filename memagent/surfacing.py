@@ -10,12 +10,14 @@ after the conversation, so the cached beginning of the prompt is untouched.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .capture import FactVocabulary, load_vocabulary, mentioned_kinds, normalised
 from .config import MemorySettings
 from .context import local_time_text
+from .fact_grounding import mentioned_kinds
+from .fact_vocabulary import FactVocabulary, normalised
 from .memory.hybrid import Candidates
 from .memory.kinds import MessageKind
 from .memory.store import AgentStore
@@ -50,19 +52,18 @@ class Memory:
 
 
 class Surfacer:
-    def __init__(self, store: AgentStore, prompts: PromptLibrary, settings: MemorySettings) -> None:
+    def __init__(self, store: AgentStore, prompts: PromptLibrary, settings: MemorySettings,
+                 vocabulary: Callable[[], FactVocabulary]) -> None:
         self.store = store
         self.prompts = prompts
         self.limit = settings.surface_limit
         self.floor = settings.surface_min_score
         self.nudge = settings.recall_nudge
-        self._vocabulary: FactVocabulary | None = None
+        self._vocabulary = vocabulary  # loaded on first use, shared with capture
 
     @property
     def vocabulary(self) -> FactVocabulary:
-        if self._vocabulary is None:
-            self._vocabulary = load_vocabulary(self.prompts)
-        return self._vocabulary
+        return self._vocabulary()
 
     def surface(self, query: str) -> list[Memory]:
         """Up to surface_limit memories for `query`, most relevant first."""

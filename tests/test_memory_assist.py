@@ -8,7 +8,9 @@ import json
 import pytest
 
 from memagent.agent import Agent
-from memagent.capture import FactVocabulary, ground, load_vocabulary, mentioned_kinds, parse_proposals
+from memagent.capture import parse_proposals
+from memagent.fact_grounding import ground, mentioned_kinds
+from memagent.fact_vocabulary import FactVocabulary, load_vocabulary
 from memagent.prompts import PromptLibrary
 
 from .fake_llm import ScriptedLLM, say
@@ -402,7 +404,7 @@ def test_any_message_text_is_safe_to_surface_and_capture(make_agent, text):
     agent.store.recall.set_in_context([old.id], False)
     memories = agent.surfacer.surface(text)
     assert all(m.text for m in memories)
-    from memagent.capture import ground
+    from memagent.fact_grounding import ground
     assert all(f.value in text for f in ground(text, [("pet_name", "ミケ"), ("pet_name", text)], agent.capturer.vocabulary))
 
 
@@ -419,7 +421,7 @@ def test_capture_still_runs_when_the_window_is_full(make_agent):
 
 
 def test_only_the_sentences_with_cue_words_are_sent_for_extraction(ja_vocabulary):
-    from memagent.capture import cue_sentences
+    from memagent.fact_grounding import cue_sentences
 
     kinds = ja_vocabulary.kinds
     assert cue_sentences("こんにちは！わたしはゆい。うちの猫の名前はミケだよ。", kinds) == "うちの猫の名前はミケだよ。"

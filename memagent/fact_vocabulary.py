@@ -1,0 +1,123 @@
+"""What facts are kept, per language: facts.toml (the kinds, their cue words and frames, the sentence
+endings that are never part of a value, what marks the persona's promises). Loaded once per agent
+(AgentDeps.vocabulary); read by capture, grounding and surfacing."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+
+from .prompts import PromptError, PromptLibrary
+
+FACTS_FILE = "facts.toml"
+MAX_VALUE_CHARS = 40
+MAX_PROMISE_CHARS = 80
+
+
+@dataclass(frozen=True)
+class FactKind:
+    key: str
+    label: str
+    cues: tuple[str, ...]
+    replace: bool = True
+    max_chars: int = MAX_VALUE_CHARS
+    # The line is labelled with the cue found next to the value (「妹: 由香」, "Sister's name: Yuka"),
+    # not with `label`: "Family member's name: Yuka" does not answer "what's my sister's name?".
+    label_from_cue: bool = False
+
+    def label_for(self, cue: str) -> str:
+        if not self.label_from_cue or not cue:
+            return self.label
+        words = cue.split()
+        if len(words) > 1 and words[0].lower() in ("my", "our"):
+            words = words[1:]
+        label = " ".join(words)
+        return label[0].upper() + label[1:]
+
+
+@dataclass(frozen=True)
+class PromiseRule:
+    """facts.toml [promise]: a sentence of the persona's reply holding one of `cues` is a promise."""
+
+    label: str
+    cues: tuple[str, ...]
+    max_chars: int = MAX_PROMISE_CHARS
+
+
+@dataclass(frozen=True)
+class FactVocabulary:
+    """facts.toml: the kinds in priority order, sentence endings that are never part of a value
+    (「ミケだよ」 → 「ミケ」), and what marks the persona's own promises (None: not kept)."""
+
+    kinds: list[FactKind]
+    endings: tuple[str, ...] = ()
+    promise: PromiseRule | None = None
+    # Words that make a question about the persona, not the user (「あなたの好きな食べ物は？」): the
+    # user's facts of that kind are not pushed into the reply (see surfacing.asked_values).
+    about_persona: tuple[str, ...] = ()
+
+    def asks_about_persona(self, question: str, persona_name: str) -> bool:
+        text = lowercase(normalised(question))
+        name = lowercase(normalised(persona_name)).strip()
+        words = [*self.about_persona, *((name + ending for ending in PERSONA_NAME_ENDINGS) if name else ())]
+        return any(holds_word(text, lowercase(normalised(word))) for word in words)
+
+    def trimmed(self, value: str) -> str:
+        for ending in sorted(self.endings, key=len, reverse=True):
+            if value.endswith(ending) and len(value) > len(ending):
+                return value[: -len(ending)]
+        return value
+
+
+def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
+    """The fact kinds of the agent's language, from facts.toml (user's copy first), in priority order."""
+    path = prompts.source_of(FACTS_FILE)
+    if path is None:
+        raise PromptError(f"{FACTS_FILE} not found in {' or '.join(str(p) for p in prompts.search_path)}; restore it")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        kinds = [
+            FactKind(key=str(entry["key"]), label=str(entry["label"]), cues=tuple(str(c) for c in entry["cues"]),
+                     replace=bool(entry.get("replace", True)), max_chars=int(entry.get("max_chars", MAX_VALUE_CHARS)),
+                     label_from_cue=bool(entry.get("label_from_cue", False)))
+            for entry in data.get("kind", [])
+        ]
+        endings = tuple(str(ending) for ending in data.get("endings", []))
+        about_persona = tuple(str(word) for word in data.get("about_persona", []))
+        promise_table = data.get("promise")
+        promise = None
+        if promise_table and promise_table.get("cues"):
+            promise = PromiseRule(label=str(promise_table["label"]), cues=tuple(str(c) for c in promise_table["cues"]),
+                                  max_chars=int(promise_table.get("max_chars", MAX_PROMISE_CHARS)))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise PromptError(f"{path}: not a valid facts file ({exc}); each [[kind]] needs key, label and cues, "
+                          "and [promise] a label and cues") from None
+    if not kinds:
+        raise PromptError(f"{path}: no [[kind]] entries; add at least one, or set [memory] mode = agent")
+    return FactVocabulary(kinds, endings, promise, about_persona)
+
+
+# After the persona's name, these make it the owner: 「さくらの好きな食べ物は？」, "Sakura's favorite food?"
+PERSONA_NAME_ENDINGS = ("の", "は", "って", "ちゃんの", "ちゃんは", "さんの", "さんは", "'s")
+
+
+def holds_word(text: str, word: str) -> bool:
+    """`word` in `text`; a Latin word only as a whole word ("your" is not in "yourself")."""
+    if not word:
+        return False
+    if word.isascii():
+        return re.search(r"(?<![a-z0-9])" + re.escape(word) + r"(?![a-z0-9])", text) is not None
+    return word in text
+
+
+def normalised(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
+def lowercase(text: str) -> str:
+    lowered = text.lower()
+    return lowered if len(lowered) == len(text) else text  # keep offsets valid for odd scripts
+
+
