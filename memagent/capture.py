@@ -24,7 +24,7 @@ from .agent_deps import AgentDeps
 from .config import SamplerPreset
 from .context import ContextWindow
 from .conversation import ChatMessage
-from .fact_grounding import GroundedFact, cue_sentences, ground, promised_sentences
+from .fact_grounding import GroundedFact, cue_sentences, framed_facts, ground, promised_sentences
 from .fact_vocabulary import MAX_VALUE_CHARS, FactKind, FactVocabulary, PromiseRule, lowercase
 from .llm.base import GenerationRequest
 from .memory.errors import MemoryEditError
@@ -87,6 +87,17 @@ def parse_proposals(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _framed_first(framed: list[GroundedFact], proposed: list[GroundedFact]) -> list[GroundedFact]:
+    """A frame's value wins over the model's for its kind in that sentence (a frame is written for it,
+    the model's value may hold the particle: 「大阪に」); the model's other facts follow."""
+    taken = {(fact.kind.key if fact.kind else None, fact.sentence) for fact in framed}
+    values = [lowercase(fact.value) for fact in framed]
+    kept = [fact for fact in proposed
+            if (fact.kind.key if fact.kind else None, fact.sentence) not in taken
+            and not any(lowercase(fact.value) in value or value in lowercase(fact.value) for value in values)]
+    return framed + kept
+
+
 class FactCapture:
     """Runs the extraction for one user message and writes what is grounded."""
 
@@ -106,7 +117,8 @@ class FactCapture:
         if not statements:  # no model call for a message that states nothing we keep
             return []
         proposals = self._propose(statements)
-        grounded = ground(message.content, proposals, self.vocabulary)
+        grounded = _framed_first(framed_facts(message.content, self.vocabulary),
+                                 ground(message.content, proposals, self.vocabulary))
         if not grounded:
             return []
         with self.store.transaction():

@@ -14,13 +14,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .fact_vocabulary import MAX_VALUE_CHARS, FactKind, FactVocabulary, PromiseRule, lowercase, normalised
+from .fact_vocabulary import (
+    MAX_VALUE_CHARS,
+    VALUE_SLOT,
+    FactKind,
+    FactVocabulary,
+    PromiseRule,
+    holds_word,
+    lowercase,
+    normalised,
+)
 from .sentences import is_question
 
 CUE_WINDOW = 24  # characters between a cue and its value, at most
 _SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]*|[。！？!?]+")
 _AFTER_FULL_STOP = re.compile(r"(?<=\.)\s+")  # "Oh, I love that one. I'll save you a copy."
 _TRIM = " \t\"'「」『』()（）[]【】、。,.!?！？:："
+_CLAUSE_MARK = re.compile(r"[、。,，！？!?;；:：\n]")  # a value read off a frame never spans one
 
 
 @dataclass(frozen=True)
@@ -167,3 +177,93 @@ def promised_sentences(reply: str, rule: PromiseRule) -> list[str]:
     return found
 
 
+def framed_facts(message: str, vocabulary: FactVocabulary) -> list[GroundedFact]:
+    """Values read off the kinds' frames (facts.toml), word for word, in the message's statements:
+    per sentence and kind, the shortest value its frames give, in a clause that denies nothing
+    (「東京に住んでない」 is not where the user lives). No model call: the 0.5B proposed 「アレルギー」
+    for 「あと、そばアレルギーがあるんだ。」, and nothing at all for a move to Osaka, in a long chat."""
+    found: list[GroundedFact] = []
+    for _, sentence in _sentences(normalised(message)):
+        if is_question(sentence):
+            continue
+        for kind in vocabulary.kinds:
+            values = [(value, frame) for frame in kind.frames for value in _frame_values(sentence, frame, vocabulary)
+                      if len(value) <= kind.max_chars]
+            if values:
+                value, frame = min(values, key=lambda item: len(item[0]))
+                found.append(GroundedFact(kind=kind, value=value, sentence=sentence.strip(), cue=_cue_in(frame, kind)))
+    return found
+
+
+def _frame_values(sentence: str, frame: str, vocabulary: FactVocabulary) -> list[str]:
+    before, _, after = lowercase(normalised(frame)).partition(VALUE_SLOT)
+    folded = lowercase(sentence)
+    anchor = before or after
+    values: list[str] = []
+    start = folded.find(anchor)
+    while start >= 0:
+        end = start + len(anchor)
+        clause_start = max((m.end() for m in _CLAUSE_MARK.finditer(folded, 0, start)), default=0)
+        next_mark = _CLAUSE_MARK.search(folded, end)
+        clause_end = next_mark.start() if next_mark else len(folded)
+        if before and after:  # the value is what the frame brackets
+            close = folded.find(after, end, clause_end)
+            span = (end, close) if close > end else None
+        elif before:  # the value follows the frame, up to the first bound
+            span = (end, end + _first_bound(folded[end:clause_end], vocabulary.value_bounds))
+        else:  # the value comes before the frame, from the last bound
+            span = (clause_start + _after_last_bound(folded[clause_start:start], vocabulary.value_bounds), start)
+        clause = folded[clause_start:clause_end]
+        if span is not None and not _denies(clause, vocabulary.negations):
+            value = vocabulary.trimmed(sentence[span[0]:span[1]].strip(_TRIM)).strip(_TRIM)
+            if value:
+                values.append(value)
+        start = folded.find(anchor, start + 1)
+    return values
+
+
+def _denies(clause: str, negations: tuple[str, ...]) -> bool:
+    """A negation in the clause (lower case): a Latin word as a whole word, "n't" anywhere."""
+    for word in (lowercase(w) for w in negations if w):
+        if holds_word(clause, word) if re.fullmatch(r"[a-z0-9 ]+", word) else word in clause:
+            return True
+    return False
+
+
+def _bounds_in(text: str, bounds: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Where `bounds` occur in `text` (lower case): a Latin word as a whole word; a hiragana particle
+    only right after a character that is not hiragana (「東京に」, 「写真を」 — in 「さくらもち」 the も
+    is part of the word)."""
+    found: list[tuple[int, int]] = []
+    for bound in (lowercase(b) for b in bounds if b):
+        if bound.isascii():
+            pattern = r"(?<![a-z0-9])" + re.escape(bound.strip()) + r"(?![a-z0-9])"
+            found += [(m.start(), m.end()) for m in re.finditer(pattern, text)]
+            continue
+        position = text.find(bound)
+        while position >= 0:
+            if not (_is_hiragana(bound[0]) and (position == 0 or _is_hiragana(text[position - 1]))):
+                found.append((position, position + len(bound)))
+            position = text.find(bound, position + 1)
+    return found
+
+
+def _first_bound(text: str, bounds: tuple[str, ...]) -> int:
+    """Where a value that starts `text` ends: at the first bound after its first character."""
+    return min((start for start, _ in _bounds_in(text, bounds) if start > 0 and text[:start].strip()), default=len(text))
+
+
+def _after_last_bound(text: str, bounds: tuple[str, ...]) -> int:
+    """Where a value that ends `text` starts: after the last bound before its last character."""
+    return max((end for _, end in _bounds_in(text, bounds) if end < len(text) and text[end:].strip()), default=0)
+
+
+def _is_hiragana(char: str) -> bool:
+    return "ぁ" <= char <= "ゖ"
+
+
+def _cue_in(frame: str, kind: FactKind) -> str:
+    """The longest of the kind's cue words that the frame holds (its line's label, with label_from_cue)."""
+    folded = lowercase(normalised(frame))
+    held = [cue for cue in kind.cues if lowercase(normalised(cue)) in folded]
+    return max(held, key=len, default="")

@@ -26,6 +26,9 @@ class FactKind:
     # The line is labelled with the cue found next to the value (「妹: 由香」, "Sister's name: Yuka"),
     # not with `label`: "Family member's name: Yuka" does not answer "what's my sister's name?".
     label_from_cue: bool = False
+    # Word-for-word patterns around a value (「{value}アレルギー」, "allergic to {value}"): what the
+    # value is when the model proposed nothing usable for this kind (see fact_grounding.framed_facts).
+    frames: tuple[str, ...] = ()
 
     def label_for(self, cue: str) -> str:
         if not self.label_from_cue or not cue:
@@ -57,6 +60,10 @@ class FactVocabulary:
     # Words that make a question about the persona, not the user (「あなたの好きな食べ物は？」): the
     # user's facts of that kind are not pushed into the reply (see surfacing.asked_values).
     about_persona: tuple[str, ...] = ()
+    # Where a value read off a frame stops (a particle after a kanji word, "last" in "Osaka last
+    # month"), and words that make a clause deny what a frame would read off it (「住んでない」).
+    value_bounds: tuple[str, ...] = ()
+    negations: tuple[str, ...] = ()
 
     def asks_about_persona(self, question: str, persona_name: str) -> bool:
         text = lowercase(normalised(question))
@@ -81,11 +88,12 @@ def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
         kinds = [
             FactKind(key=str(entry["key"]), label=str(entry["label"]), cues=tuple(str(c) for c in entry["cues"]),
                      replace=bool(entry.get("replace", True)), max_chars=int(entry.get("max_chars", MAX_VALUE_CHARS)),
-                     label_from_cue=bool(entry.get("label_from_cue", False)))
+                     label_from_cue=bool(entry.get("label_from_cue", False)),
+                     frames=tuple(_frame(str(frame)) for frame in entry.get("frames", [])))
             for entry in data.get("kind", [])
         ]
-        endings = tuple(str(ending) for ending in data.get("endings", []))
-        about_persona = tuple(str(word) for word in data.get("about_persona", []))
+        words = {key: tuple(str(word) for word in data.get(key, []))
+                 for key in ("endings", "about_persona", "value_bounds", "negations")}
         promise_table = data.get("promise")
         promise = None
         if promise_table and promise_table.get("cues"):
@@ -96,7 +104,17 @@ def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
                           "and [promise] a label and cues") from None
     if not kinds:
         raise PromptError(f"{path}: no [[kind]] entries; add at least one, or set [memory] mode = agent")
-    return FactVocabulary(kinds, endings, promise, about_persona)
+    return FactVocabulary(kinds, words["endings"], promise, words["about_persona"], words["value_bounds"],
+                          words["negations"])
+
+
+VALUE_SLOT = "{value}"
+
+
+def _frame(frame: str) -> str:
+    if frame.count(VALUE_SLOT) != 1 or frame == VALUE_SLOT:
+        raise ValueError(f"frame {frame!r} must hold {VALUE_SLOT} once, with words beside it")
+    return frame
 
 
 # After the persona's name, these make it the owner: 「さくらの好きな食べ物は？」, "Sakura's favorite food?"

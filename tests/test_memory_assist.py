@@ -9,9 +9,9 @@ import pytest
 
 from memagent.agent import Agent
 from memagent.capture import parse_proposals
-from memagent.fact_grounding import ground, mentioned_kinds
+from memagent.fact_grounding import framed_facts, ground, mentioned_kinds
 from memagent.fact_vocabulary import FactVocabulary, load_vocabulary
-from memagent.prompts import PromptLibrary
+from memagent.prompts import PromptError, PromptLibrary
 
 from .fake_llm import ScriptedLLM, say
 from .test_agent_loop import Recorder
@@ -102,6 +102,68 @@ def make_agent(scripted_agent):
                               memory={"mode": mode, "core_limit": core_limit, "recall_nudge": recall_nudge})
 
     return make
+
+
+# --- frames: set phrasings read word for word when the model gives nothing ----------------------------
+def framed(message: str, vocabulary: FactVocabulary) -> list[tuple[str, str]]:
+    return [(f.kind.key if f.kind else "", f.value) for f in framed_facts(message, vocabulary)]
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ("あと、そばアレルギーがあるんだ。", [("allergy", "そば")]),
+    ("実は先月、大阪に引っ越したんだ。", [("home", "大阪")]),
+    ("今は東京に住んでるよ。", [("home", "東京")]),
+    ("趣味は写真を撮ることかな。", [("hobby", "写真")]),
+    ("仕事は看護師として働いています。", [("job", "看護師")]),
+    ("好きな食べ物はさくらもち！", [("favorite_food", "さくらもち")]),  # a particle inside a kana word stays
+    ("パン屋で働いてて、犬のポチがいるよ", [("pet_name", "ポチ"), ("job", "パン屋")]),
+    ("東京には住んでないよ。", []),
+    ("大阪に住んでないんだ。", []),  # denied: not where the user lives
+    ("犬は苦手かな。", []),
+    ("私の名前、覚えてる？", []),  # a question states nothing
+])
+def test_japanese_frames_read_the_value_where_it_stands(ja_vocabulary, message, expected):
+    assert framed(message, ja_vocabulary) == expected
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ("Also, I have a buckwheat allergy.", [("allergy", "buckwheat")]),
+    ("Actually, I moved to Osaka last month.", [("home", "Osaka")]),
+    ("I work as a nurse at a city hospital.", [("job", "a nurse")]),
+    ("My favorite food is mac and cheese.", [("favorite_food", "mac and cheese")]),
+    ("I'm not allergic to anything.", []),
+    ("I don't think I moved to Osaka.", []),
+    ("Do you remember where I live?", []),
+])
+def test_english_frames_read_the_value_where_it_stands(en_vocabulary, message, expected):
+    assert framed(message, en_vocabulary) == expected
+
+
+def test_a_frame_keeps_what_the_model_missed_with_its_source(make_agent):
+    """The 0.5B proposed the cue word itself (「アレルギー」) for an allergy, and nothing for a move."""
+    agent, llm = make_agent([say("そうなんだ、気をつけるね。"), facts(("allergy", "アレルギー")),
+                             say("引っ越し、お疲れさま！"), facts()])
+    agent.send("あと、そばアレルギーがあるんだ。", Recorder())
+    agent.send("実は先月、大阪に引っ越したんだ。", Recorder())
+    lines = agent.store.core.get("human").value.splitlines()
+    assert "アレルギー: そば" in lines and "住んでいる所: 大阪" in lines
+    sources = {fact.value: agent.store.recall.get(fact.message_id) for fact in agent.store.facts.current()}
+    assert sources["大阪"] is not None and sources["大阪"].content == "実は先月、大阪に引っ越したんだ。"
+
+
+def test_a_frames_value_wins_over_the_models_for_its_kind(make_agent):
+    agent, llm = make_agent([say("大阪！いいところだね。"), facts(("home", "大阪に"), ("job", "看護師"))])
+    agent.send("看護師の仕事で、大阪に引っ越したんだ。", Recorder())
+    assert sorted(f.value for f in agent.store.facts.current()) == ["大阪", "看護師"]
+
+
+def test_a_facts_file_with_a_frame_without_its_value_slot_is_one_clear_error(paths, home):
+    shadow = home / "prompts" / "en"
+    shadow.mkdir(parents=True)
+    (shadow / "facts.toml").write_text('[[kind]]\nkey = "home"\nlabel = "Lives in"\ncues = ["live in"]\n'
+                                       'frames = ["I live in"]\n', encoding="utf-8")
+    with pytest.raises(PromptError, match=r"facts.toml: not a valid facts file.*\{value\} once"):
+        load_vocabulary(PromptLibrary(paths, "en"))
 
 
 def test_a_stated_fact_is_captured_into_core_memory_with_its_source(make_agent):
