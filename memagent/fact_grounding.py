@@ -130,7 +130,7 @@ def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocab
             continue  # the value is (part of) a cue word itself: 「猫」 is not a pet's name
         local, length = cut
         value = sentence[local:local + length].strip(_TRIM)
-        if not value or lowercase(value) in seen:
+        if not vocabulary.is_a_value(value) or lowercase(value) in seen:
             continue
         local = sentence.find(value, local)
         gaps = [(min(abs(local - end), abs(start - (local + len(value)))), kind, sentence[start:end])
@@ -216,7 +216,7 @@ def _frame_values(sentence: str, frame: str, vocabulary: FactVocabulary) -> list
         clause = folded[clause_start:clause_end]
         if span is not None and not _denies(clause, vocabulary.negations):
             value = vocabulary.trimmed(sentence[span[0]:span[1]].strip(_TRIM)).strip(_TRIM)
-            if value:
+            if vocabulary.is_a_value(value):
                 values.append(value)
         start = folded.find(anchor, start + 1)
     return values

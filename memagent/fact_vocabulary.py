@@ -64,6 +64,12 @@ class FactVocabulary:
     # month"), and words that make a clause deny what a frame would read off it (「住んでない」).
     value_bounds: tuple[str, ...] = ()
     negations: tuple[str, ...] = ()
+    # Words said about a cue's topic that are never a value: 「犬は苦手かな。」 is no dog named 苦手.
+    not_values: tuple[str, ...] = ()
+
+    def is_a_value(self, value: str) -> bool:
+        folded = lowercase(normalised(value))
+        return bool(folded) and all(folded != lowercase(normalised(word)) for word in self.not_values)
 
     def asks_about_persona(self, question: str, persona_name: str) -> bool:
         text = lowercase(normalised(question))
@@ -93,7 +99,7 @@ def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
             for entry in data.get("kind", [])
         ]
         words = {key: tuple(str(word) for word in data.get(key, []))
-                 for key in ("endings", "about_persona", "value_bounds", "negations")}
+                 for key in ("endings", "about_persona", "value_bounds", "negations", "not_values")}
         promise_table = data.get("promise")
         promise = None
         if promise_table and promise_table.get("cues"):
@@ -105,7 +111,7 @@ def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
     if not kinds:
         raise PromptError(f"{path}: no [[kind]] entries; add at least one, or set [memory] mode = agent")
     return FactVocabulary(kinds, words["endings"], promise, words["about_persona"], words["value_bounds"],
-                          words["negations"])
+                          words["negations"], words["not_values"])
 
 
 VALUE_SLOT = "{value}"

@@ -42,6 +42,13 @@ def test_values_not_in_the_message_are_never_kept(ja_vocabulary):
     assert grounded("今日はいい天気だね", [("job", "パン屋"), ("pet_name", "ポチ")], ja_vocabulary) == []
 
 
+def test_a_feeling_about_a_cue_topic_is_not_a_value(ja_vocabulary, en_vocabulary):
+    # The 0.5B proposed 苦手 for 「犬は苦手かな。」: it sat next to the cue 犬, and was no dog's name.
+    assert grounded("犬は苦手かな。", [("pet_name", "犬"), ("allergy", "苦手")], ja_vocabulary) == []
+    assert grounded("My cat is cute.", [("pet_name", "cute")], en_vocabulary) == []
+    assert grounded("犬のポチは苦手なものが多い。", [("pet_name", "ポチ")], ja_vocabulary) == [("pet_name", "ポチ")]
+
+
 def test_the_kind_comes_from_the_cue_words_not_from_the_model(ja_vocabulary):
     # The 0.5B model called the cat's name the user's name; the cue 「猫の名前」 decides.
     assert grounded("うちの猫の名前はミケだよ。", [("name", "ミケ")], ja_vocabulary) == [("pet_name", "ミケ")]
