@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 # said twice an hour apart as much as two in a row. Comparing is cheap (exact match first, difflib
 # only between long texts).
 RECENT_REPLIES = 300
+# A reply that copies one of the user's last this many lines, in view or not, is a parrot: after a
+# restart the 0.5B answered "Do you remember my favorite food?" with the user's earlier line "The
+# sky was really beautiful." (summarised out of view), word for word but one.
+EARLIER_USER_LINES = 50
 GUARDED_REPLIES = 2  # the repeat guard steers a reply away from this many of the last replies
 CORRECTION_CHARS = 600  # of a failed attempt shown back to the model with its corrective note
 CLICHES_FILE = "cliches.txt"  # per language, editable: assistant phrases a character never says
@@ -166,11 +170,18 @@ class ReplyGenerator:
             # nor only the memory's label (「- ペットの名前: ミケ」).
             rest = _without_values(message, asked)
             if (copies_any(rest, shown) or _only_a_label(rest, recalled, asked) or quotes_a_note(message, notes)
-                    or _repeats_an_earlier_user_line(message, in_view)):
+                    or _repeats_an_earlier_user_line(message, self._earlier_user_lines(in_view))):
                 return "parrots_user"
             if self._copies_the_recalled_tag(message):
                 return "system_note"
         return kind
+
+    def _earlier_user_lines(self, in_view: list[StoredMessage]) -> list[str]:
+        """The user's lines before the newest one: those in view and the last EARLIER_USER_LINES."""
+        recent = self.deps.store.recall.recent(EARLIER_USER_LINES + 1, kinds=[MessageKind.USER])
+        newest = recent[-1].id if recent else None
+        lines = [m.content for m in in_view if m.kind == MessageKind.USER and m.id != newest]
+        return list(dict.fromkeys(lines + [m.content for m in recent if m.id != newest]))
 
     def _copies_the_recalled_tag(self, message: str) -> bool:
         """The recalled-memory line's opening (「さくらが覚えていること」, "What Sakura remembers") in a
@@ -276,10 +287,9 @@ def _only_a_label(rest: str, recalled: list[ChatMessage], values: tuple[str, ...
         mine in normalise_text(_without_values(m.content, values)) for m in recalled)
 
 
-def _repeats_an_earlier_user_line(message: str, in_view: list[StoredMessage]) -> bool:
+def _repeats_an_earlier_user_line(message: str, lines: list[str]) -> bool:
     """Asked 「うちの猫の名前は？」, the 1.5B model answered with the user's earlier line
     「おはよう！私の名前、覚えてる？」. The newest user line has the parrot rules of its own."""
-    lines = [m.content for m in in_view if m.kind == MessageKind.USER][:-1]
     mine = normalise_text(message)
     return any(nearly_equal(normalise_text(line), mine, PARROT_MIN_CHARS) for line in lines)
 

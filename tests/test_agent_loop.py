@@ -355,6 +355,18 @@ def test_a_reply_that_copies_an_earlier_line_of_the_users_is_regenerated(make_ag
     assert stats.degenerate_kinds == ["parrots_user"]
 
 
+def test_a_reply_that_copies_a_users_line_no_longer_in_view_is_regenerated(make_agent):
+    """After a restart the 0.5B answered "Do you remember my favorite food?" with the user's line of
+    the session before, "The sky was really beautiful.", summarised out of view."""
+    agent, _ = make_agent([say("Oh, it must have been lovely."), say("The sky is really beautiful."),
+                           say("Curry udon, of course!")])
+    agent.send("The sky was really beautiful.", Recorder())
+    agent.store.recall.set_in_context([m.id for m in agent.store.recall.all()], False)
+    events = Recorder()
+    stats = agent.send("Do you remember my favorite food?", events)
+    assert events.replies == ["Curry udon, of course!"] and stats.degenerate_kinds == ["parrots_user"]
+
+
 @pytest.mark.parametrize(("said", "shown"), [
     ("(Oh, I'm hungry too. What shall we eat?)", "Oh, I'm hungry too. What shall we eat?"),
     ("（お腹がすいた。どうするん？）", "お腹がすいた。どうするん？"),
