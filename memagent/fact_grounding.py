@@ -23,6 +23,7 @@ from .fact_vocabulary import (
     holds_word,
     lowercase,
     normalised,
+    whole_word,
 )
 from .sentences import is_question
 
@@ -237,8 +238,7 @@ def _bounds_in(text: str, bounds: tuple[str, ...]) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     for bound in (lowercase(b) for b in bounds if b):
         if bound.isascii():
-            pattern = r"(?<![a-z0-9])" + re.escape(bound.strip()) + r"(?![a-z0-9])"
-            found += [(m.start(), m.end()) for m in re.finditer(pattern, text)]
+            found += [(m.start(), m.end()) for m in whole_word(bound.strip()).finditer(text)]
             continue
         position = text.find(bound)
         while position >= 0:
@@ -250,12 +250,12 @@ def _bounds_in(text: str, bounds: tuple[str, ...]) -> list[tuple[int, int]]:
 
 def _first_bound(text: str, bounds: tuple[str, ...]) -> int:
     """Where a value that starts `text` ends: at the first bound after its first character."""
-    return min((start for start, _ in _bounds_in(text, bounds) if start > 0 and text[:start].strip()), default=len(text))
+    return min((start for start, _ in _bounds_in(text, bounds) if text[:start].strip()), default=len(text))
 
 
 def _after_last_bound(text: str, bounds: tuple[str, ...]) -> int:
     """Where a value that ends `text` starts: after the last bound before its last character."""
-    return max((end for _, end in _bounds_in(text, bounds) if end < len(text) and text[end:].strip()), default=0)
+    return max((end for _, end in _bounds_in(text, bounds) if text[end:].strip()), default=0)
 
 
 def _is_hiragana(char: str) -> bool:

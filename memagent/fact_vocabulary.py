@@ -132,8 +132,13 @@ def holds_word(text: str, word: str) -> bool:
     if not word:
         return False
     if word.isascii():
-        return re.search(r"(?<![a-z0-9])" + re.escape(word) + r"(?![a-z0-9])", text) is not None
+        return whole_word(word).search(text) is not None
     return word in text
+
+
+def whole_word(word: str) -> re.Pattern[str]:
+    """`word` (lower case Latin) with no letter or digit right before or after it."""
+    return re.compile(r"(?<![a-z0-9])" + re.escape(word) + r"(?![a-z0-9])")
 
 
 def normalised(text: str) -> str:
