@@ -38,13 +38,18 @@ def final_parroting(messages: list[Any]) -> int:
 
 
 def run_conversation(lines: list[str], *, context_length: int = 4096, home: Path | None = None,
-                     agent: str = "bench", model_path: str = "", repeat_guard: str | None = None) -> dict[str, Any]:
-    """Chat through `lines` with the embedded model; count what went wrong and how the cache did."""
+                     agent: str = "bench", model_path: str = "", repeat_guard: str | None = None,
+                     seed: int | None = None) -> dict[str, Any]:
+    """Chat through `lines` with the embedded model; count what went wrong and how the cache did.
+    `seed`: the default sampler preset with this seed, so that a run can be repeated (the
+    regenerations still change it, as they always do)."""
     home = home or Path(tempfile.mkdtemp(prefix="memagent-bench-"))
     paths = resolve_paths(home)
     overrides: dict[str, dict[str, Any]] = {"llm": {"context_length": context_length, "model_path": model_path or None}}
     if repeat_guard is not None:
         overrides["agent"] = {"repeat_guard": repeat_guard}
+    if seed is not None:
+        overrides["preset.default"] = {"seed": seed}
     settings = load_settings(paths, environ={}, overrides=overrides)
     replies: list[str] = []
     notices: list[AgentEvent] = []
@@ -78,9 +83,10 @@ def run_conversation(lines: list[str], *, context_length: int = 4096, home: Path
     answered = sum(1 for t in turns if t["replies"])
     shown: list[str] = []
     junk_shown = 0
-    for reply in (r for t in turns for r in t["replies"]):
-        junk_shown += junk_kind(reply, shown) is not None
-        shown.append(reply)
+    for number, turn in enumerate(turns):
+        for reply in turn["replies"]:
+            junk_shown += junk_kind(reply, shown, lines[: number + 1]) is not None
+            shown.append(reply)
     detected = sum(1 for t in turns if {"parrots_user", "thoughts_equal_message"} & set(t["degenerate"]))
     # Tokens evaluated per call vs how much the prompt grew since the previous call (the new
     # tokens): about 1 or less when the KV cache is reused, the whole prompt / growth when not.

@@ -61,6 +61,17 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             value = value.get(key) if isinstance(value, dict) else None
         return fmt.format(value) if value is not None else "—"
 
+    def junk(section: str) -> str:
+        """Junk shown (empty, a system note, a copy, a cliché…) scaled to 10 turns; turns that ended
+        with the "no usable reply" notice instead; what was regenerated before anything was shown."""
+        run: Any = r.get(section)
+        if not run or "error" in run:
+            return "error: " + run["error"][:60] if run else "— (not run)"
+        per_10 = 10 * run["junk_shown"] / max(run["turns"], 1)
+        return (f"{per_10:.1f} ({run['junk_shown']} in {run['turns']} turns; {run['no_usable_reply_turns']} turns with "
+                f"no usable reply; {run['degenerate_detected']} caught and regenerated; {run['answered']}/{run['turns']} "
+                f"answered, {run['seconds_per_turn']:.1f} s/turn)")
+
     p1, p2, p3, p4 = r["p1_loop"], r["p2_recall"], r["p3_archival"], r["p4_conversation"]
     r.setdefault("serve", {})
     return [
@@ -96,10 +107,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"{get('serve', 'stream_first_piece_ms_p50')} ms"),
         ("Parser recovery on the malformed-output corpus", f"{r['parser'].get('corpus_size', '?')} outputs",
          f"{get('parser', 'recovered')}/{get('parser', 'corpus_size')} ({get('parser', 'rate', fmt='{:.1%}')})"),
-        ("Parroting rate, 10-turn Japanese script", "embedded model",
-         f"{get('p4_conversation', 'parroting_rate', fmt='{:.0%}')} "
-         f"({get('p4_conversation', 'answered')}/{get('p4_conversation', 'turns')} answered, "
-         f"{get('p4_conversation', 'parse_retries')} parse retries, {get('p4_conversation', 'seconds_per_turn', fmt='{:.1f}')} s/turn)"),
+        ("Junk replies shown per 10 turns, 10-turn Japanese script", "0.5B (embedded default)", junk("p4_conversation")),
+        ("Junk replies shown per 10 turns, 10-turn Japanese script", "1.5B", junk("p4_conversation_1_5b")),
         ("Long Japanese conversation in a 2048-token window", "embedded model",
          f"{get('p4_long_conversation', 'answered')}/{get('p4_long_conversation', 'turns')} answered, "
          f"{get('p4_long_conversation', 'summaries')} summaries, {get('p4_long_conversation', 'junk_shown')} junk shown, "
@@ -175,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     conversation = timed("P4 conversation (embedded model)", lambda: agent_bench.run_conversation(lines, context_length=4096))
     conversation.pop("transcript", None)
     results["p4_conversation"] = conversation
+    if "1.5b" in args.memory_models.split(",") and not quick:
+        # The same script on the bigger model: junk replies per 10 turns on both (4/5).
+        bigger = timed("P4 conversation (1.5B model)", lambda: agent_bench.run_conversation(
+            lines, context_length=4096, model_path=str(memory_e2e.model_file("1.5b"))))
+        bigger.pop("transcript", None)
+        results["p4_conversation_1_5b"] = bigger
     long_lines = [f"{i + 1}回目: " + line for i, line in enumerate(agent_bench.japanese_script() * 3)][: 15 if quick else 30]
     long_run = timed("P4 long conversation in a 2048 window (embedded model)",
                      lambda: agent_bench.run_conversation(long_lines, context_length=2048))

@@ -56,6 +56,13 @@ SHORT_REPEAT_WINDOW = 3
 # "Nice to meet you" echoed in "Nice to meet you too!" is natural). A CJK character counts double: it
 # carries about what two Latin letters do.
 PARROT_LINE_MIN_WEIGHT = 16
+# A reply that is mostly one piece of a user's line, and ends with it, copies the line with an
+# interjection put in front or the line's own opening dropped: the 0.5B answered 「6回目: さくらさんの
+# おすすめの本を教えて。」 with 「さくらさんのおすすめの本を教えて。」 and 「わたしは田中ゆいです。会社で…」
+# with 「うわ、田中ゆいです。会社で…」. A reply that confirms what it heard ends with words of its own
+# (「大阪に引っ越したんだね！」), and a real answer takes up less of the user's words
+# (「猫カフェに行こうと思ってるんだね」 shares 12 of its 16 characters).
+PARROT_FRAGMENT_SHARE = 0.8
 # Below this many characters only exact (normalised) equality counts.
 SIMILARITY_MIN_CHARS = 20
 SIMILARITY_RATIO = 0.9
@@ -68,8 +75,12 @@ SIMILARITY_RATIO = 0.9
 # answered 「'[System]'」 and 「'{System}' + '…'」.
 # At the start of the reply or of any of its lines: the 0.5B wrote a reply, then "---" and a copy of
 # the corrective note (「[システム] さっきと同じ返事になっている…」) below it.
+# A role word in quotes opening the reply, alone or owning what follows, is the same tag again:
+# 「'システム'の新しい返事を'」, 「'System'の答えは…」 (the 0.5B, a whole session long, once it had
+# started); 「「システム」って難しいよね」 is talk.
 _SYSTEM_NOTE = re.compile(
-    r"^\s*(-\s*)?['\"`「『]*\s*[\[【［(（{]\s*(システム|system|思い出した|recalled|メモ係|note-taker|\d{4}-\d{2}-\d{2})",
+    r"^\s*(-\s*)?(['\"`「『]*\s*[\[【［(（{]\s*(システム|system|思い出した|recalled|メモ係|note-taker|\d{4}-\d{2}-\d{2})"
+    r"|['\"`「『]\s*(システム|system)\s*['\"`」』]\s*(の|$))",
     re.IGNORECASE | re.MULTILINE)
 
 
@@ -118,6 +129,19 @@ def nearly_equal(first: str, second: str, min_chars: int = 1) -> bool:
             and matcher.ratio() >= SIMILARITY_RATIO)
 
 
+def copies_a_user_line(message_text: str, line_text: str) -> bool:
+    """`message_text` (normalised) is nearly `line_text` (normalised), or mostly one piece of it that
+    ends the reply (see PARROT_FRAGMENT_SHARE)."""
+    if nearly_equal(line_text, message_text, PARROT_MIN_CHARS):
+        return True
+    if len(message_text) < PARROT_MIN_CHARS:
+        return False
+    matcher = SequenceMatcher(None, message_text, line_text, autojunk=False)
+    piece = matcher.find_longest_match(0, len(message_text), 0, len(line_text))
+    return (piece.size >= PARROT_MIN_CHARS and piece.size >= PARROT_FRAGMENT_SHARE * len(message_text)
+            and piece.a + piece.size == len(message_text))
+
+
 def detect_degenerate(
     call: FunctionCall | None,
     last_user_message: str | None,
@@ -141,7 +165,7 @@ def detect_degenerate(
         return "thoughts_equal_message"
     if last_user_message:
         user_text = normalise_text(last_user_message)
-        if nearly_equal(user_text, message_text, PARROT_MIN_CHARS):
+        if copies_a_user_line(message_text, user_text):
             return "parrots_user"
         if _weight(user_text) >= PARROT_LINE_MIN_WEIGHT and user_text in message_text:
             return "parrots_user"  # the user's whole line inside a reply of its own
@@ -212,7 +236,7 @@ def without_closing_cliches(text: str, cliches: Sequence[str]) -> str | None:
 def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) -> str | None:
     """How a reply that was shown counts as junk, for the benchmarks: "empty", "system_note",
     "repeat" of any earlier reply (the agent checks its last RECENT_REPLIES, a few hundred), or
-    "parrot": the same as one of `user_lines` (the user's lines so far)."""
+    "parrot": a copy of one of `user_lines` (the user's lines so far)."""
     if not normalise_text(reply):
         return "empty"
     if is_system_note(reply) or has_call_debris(reply):
@@ -220,7 +244,7 @@ def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) ->
     mine = normalise_text(reply)
     if _repeats(mine, earlier) or repeats_a_frame(mine, earlier):
         return "repeat"
-    if any(nearly_equal(mine, normalise_text(line), PARROT_MIN_CHARS) for line in user_lines):
+    if any(copies_a_user_line(mine, normalise_text(line)) for line in user_lines):
         return "parrot"
     return None
 

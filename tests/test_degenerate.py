@@ -49,6 +49,11 @@ def test_thoughts_equal_message(thoughts: str, message: str) -> None:
             "昨日は妹と一緒に山登りに行って、すごく疲れたけど楽しかった",
             "昨日は妹と一緒に山登りに行って、すごく疲れたけど楽しかったね",
         ),
+        # Seen on the 0.5B: the line without its opening, the line behind an interjection.
+        ("6回目: さくらさんのおすすめの本を教えて。", "さくらさんのおすすめの本を教えて。"),
+        ("2回目: わたしは田中ゆいです。会社でデザインの仕事をしています。", "うわ、田中ゆいです。会社でデザインの仕事をしています。"),
+        ("今日は話せて楽しかった。またね！", "うん、話せて楽しかった。またね！"),
+        ("I went hiking with my sister yesterday.", "Oh, hiking with my sister yesterday."),
     ],
 )
 def test_parrots_user(user: str, message: str) -> None:
@@ -64,6 +69,9 @@ def test_parrots_user(user: str, message: str) -> None:
         ("I went hiking yesterday.", "Oh nice, where did you go?"),
         ("明日、京都の伏見稲荷大社に行くんだ", "伏見稲荷大社に行くんだ！いいなあ、お土産よろしくね"),
         ("先月、大阪に引っ越したんだ。", "大阪に引っ越したんだね！"),  # an echo that confirms is a natural reply
+        ("週末は猫カフェに行こうと思ってるよ。", "猫カフェに行こうと思ってるんだね"),
+        ("週末は猫カフェに行こうと思ってるよ。", "いいね、猫カフェに行こうと思ってるなら一緒に行きたいな"),
+        ("好きな食べ物はいちご大福！", "いちご大福！おいしいよね。"),
     ],
 )
 def test_natural_replies_are_not_parroting(user: str, message: str) -> None:
@@ -261,3 +269,13 @@ def test_pieces_of_the_call_json_in_a_reply_are_debris() -> None:
     assert detect_degenerate(_reply("(看護師の仕事って何だったっけ？)}}'}'（深呼吸）"), "仕事は？", []) == "call_debris"
     assert junk_kind("... } このように", []) == "system_note"
     assert detect_degenerate(_reply("{笑} それいいね"), "やあ", []) is None  # braces it opened itself
+
+
+@pytest.mark.parametrize("message", ["'システム'の新しい返事を'", "'System'の答えは「その意味だけ」ですね。", "「System」"])
+def test_a_quoted_role_word_opening_the_reply_is_a_system_note(message: str) -> None:
+    # The 0.5B opened every reply of a 12-turn session this way once it had started.
+    assert detect_degenerate(_reply(message), "週末は猫カフェに行こうと思ってるよ。", []) == "system_note"
+
+
+def test_talking_about_a_system_is_not_a_system_note() -> None:
+    assert detect_degenerate(_reply("「システム」って難しいよね。"), "仕事でシステムを作ってるんだ", []) is None

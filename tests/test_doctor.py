@@ -28,7 +28,8 @@ def test_embedded_defaults_without_any_config(home, default_model_path):
     os.symlink(default_model_path.parent, home / "cache" / "models")
     result = doctor(home, "--no-call")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert verdicts(result) == {"config": "ok", "data": "ok", "model": "ok", "wrapper": "ok", "embedding": "ok"}
+    assert verdicts(result) == {"config": "ok", "data": "ok", "model": "ok", "wrapper": "ok", "embedding": "ok",
+                                "memory": "ok"}
     assert "defaults" in result.stdout
     assert "engine built for this CPU" in result.stdout
 
@@ -77,3 +78,19 @@ def test_a_model_id_the_server_does_not_list_is_flagged(home):
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(line for line in result.stdout.splitlines() if line.split()[1:2] == ["model"])
     assert line.split()[0] == "warn" and "'qwen-7b' is not one the server lists" in line and "qwen2.5-7b" in line
+
+
+def test_a_broken_facts_file_is_a_failed_memory_line_that_names_it(home):
+    """A user's facts.toml that does not parse is found by `doctor`, not by a warning mid-chat."""
+    with fake_openai_server(Behaviour("ok", models=[{"id": "m1"}])) as url:
+        (home / "config.ini").write_text(f"[llm]\nbase_url = {url}\n", encoding="utf-8")
+        result = doctor(home, "--no-call")
+        assert verdicts(result)["memory"] == "ok" and "fact kinds from" in result.stdout
+        facts = home / "prompts" / "ja" / "facts.toml"
+        facts.parent.mkdir(parents=True)
+        facts.write_text('[[kind]]\nkey = "pet"\nlabel = "ペット"\ncues = ["猫"]\nframes = ["猫の名前は"]\n', encoding="utf-8")
+        result = doctor(home, "--no-call")
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if line.split()[1:2] == ["memory"])
+    assert line.split()[0] == "FAIL" and str(facts) in line and "{value}" in line
+    assert "Traceback" not in result.stderr

