@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"where the JSON goes (default {RESULTS.name}, not tracked)")
     parser.add_argument("--recall-messages", type=int, help="recall hybrid search: stored messages (default 100,000; quick 20,000)")
     parser.add_argument("--memory-models", default="0.5b,1.5b",
-                        help="models for the end-to-end memory benchmark (quick: 0.5b, Japanese only)")
+                        help="models for the end-to-end memory benchmark (quick: 0.5b, Japanese only; none: skip it)")
+    parser.add_argument("--junk-models", default="0.5b,1.5b",
+                        help="models the 10-turn script runs on for the junk count (the 0.5B always; quick: only it)")
     args = parser.parse_args(argv)
     quick = args.quick
     from bench import agent_bench, memory_bench, memory_e2e, parser_recovery, serve_bench, startup_bench
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     conversation = timed("P4 conversation (embedded model)", lambda: agent_bench.run_conversation(lines, context_length=4096))
     conversation.pop("transcript", None)
     results["p4_conversation"] = conversation
-    if "1.5b" in args.memory_models.split(",") and not quick:
+    if "1.5b" in args.junk_models.split(",") and not quick:
         # The same script on the bigger model: junk replies per 10 turns on both (4/5).
         bigger = timed("P4 conversation (1.5B model)", lambda: agent_bench.run_conversation(
             lines, context_length=4096, model_path=str(memory_e2e.model_file("1.5b"))))
@@ -195,11 +197,13 @@ def main(argv: list[str] | None = None) -> int:
                      lambda: agent_bench.run_conversation(long_lines, context_length=2048))
     long_run.pop("transcript", None)
     results["p4_long_conversation"] = long_run
-    results["memory_e2e"] = timed("memory end to end (embedded models, assisted vs agent)", lambda: memory_runs(
-        ["0.5b"] if quick else args.memory_models.split(",")))
+    memory_models = ["0.5b"] if quick else [name for name in args.memory_models.split(",") if name and name != "none"]
+    if memory_models:
+        results["memory_e2e"] = timed("memory end to end (embedded models, assisted vs agent)",
+                                      lambda: memory_runs(memory_models))
     args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     print(table(results))
-    if "error" not in results["memory_e2e"]:
+    if "error" not in results.get("memory_e2e", {"error": "not run"}):
         print("\n" + memory_e2e.table(results["memory_e2e"]))
     print(f"\nwritten to {args.out}", file=sys.stderr)
     return 0
