@@ -236,7 +236,9 @@ def without_closing_cliches(text: str, cliches: Sequence[str]) -> str | None:
 def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) -> str | None:
     """How a reply that was shown counts as junk, for the benchmarks: "empty", "system_note",
     "repeat" of any earlier reply (the agent checks its last RECENT_REPLIES, a few hundred), or
-    "parrot": a copy of one of `user_lines` (the user's lines so far)."""
+    "parrot": a copy of one of `user_lines` (the user's lines so far, the last the one it answers;
+    as in the agent, only that one is compared piece by piece — an earlier line holds facts that a
+    reply may say back: 「ゆいの好きな食べ物はいちご大福」)."""
     if not normalise_text(reply):
         return "empty"
     if is_system_note(reply) or has_call_debris(reply):
@@ -244,7 +246,9 @@ def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) ->
     mine = normalise_text(reply)
     if _repeats(mine, earlier) or repeats_a_frame(mine, earlier):
         return "repeat"
-    if any(copies_a_user_line(mine, normalise_text(line)) for line in user_lines):
+    lines = [normalise_text(line) for line in user_lines]
+    if (lines and copies_a_user_line(mine, lines[-1])) or any(
+            nearly_equal(mine, line, PARROT_MIN_CHARS) for line in lines[:-1]):
         return "parrot"
     return None
 

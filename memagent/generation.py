@@ -17,9 +17,9 @@ from .degenerate import (
     COPY_MIN_CHARS,
     DEGENERATE_KINDS,
     PARROT_MIN_CHARS,
-    copies_a_user_line,
     copies_any,
     detect_degenerate,
+    nearly_equal,
     normalise_text,
     quotes_a_note,
     without_closing_cliches,
@@ -289,9 +289,11 @@ def _only_a_label(rest: str, recalled: list[ChatMessage], values: tuple[str, ...
 
 def _repeats_an_earlier_user_line(message: str, lines: list[str]) -> bool:
     """Asked 「うちの猫の名前は？」, the 1.5B model answered with the user's earlier line
-    「おはよう！私の名前、覚えてる？」. The newest user line has the parrot rules of its own."""
+    「おはよう！私の名前、覚えてる？」. The newest user line has the parrot rules of its own (a piece
+    of it is a copy too); an earlier one must be nearly the whole reply, since it holds facts a reply
+    may say back (「好きな食べ物はいちご大福！」 → 「ゆいの好きな食べ物はいちご大福」)."""
     mine = normalise_text(message)
-    return any(copies_a_user_line(mine, normalise_text(line)) for line in lines)
+    return any(nearly_equal(normalise_text(line), mine, PARROT_MIN_CHARS) for line in lines)
 
 
 # The call's closing braces written inside the message string: 「はい、看護師として働いています。}}」,

@@ -279,3 +279,10 @@ def test_a_quoted_role_word_opening_the_reply_is_a_system_note(message: str) -> 
 
 def test_talking_about_a_system_is_not_a_system_note() -> None:
     assert detect_degenerate(_reply("「システム」って難しいよね。"), "仕事でシステムを作ってるんだ", []) is None
+
+
+def test_saying_back_a_fact_from_an_earlier_user_line_is_not_junk() -> None:
+    """Only the line a reply answers is compared piece by piece; an earlier one holds facts to recall."""
+    lines = ["好きな食べ物はいちご大福！", "私の好きな食べ物、覚えてる？"]
+    assert junk_kind("ゆいの好きな食べ物はいちご大福", [], lines) is None
+    assert junk_kind("うん、私の好きな食べ物、覚えてる？", [], lines) == "parrot"
