@@ -178,6 +178,16 @@ def _prompt_session(session: AgentSession) -> PromptSession[str]:
     return PromptSession(history=FileHistory(str(history)), key_bindings=bindings, multiline=False)
 
 
+def _agent_name(text: str) -> str:
+    """A valid agent name, or the question is asked again with the rule (click re-asks on this error)."""
+    from ..memory.store import check_agent_name
+
+    try:
+        return check_agent_name(text.strip())
+    except MemagentError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def choose_agent(app: AppContext, persona: str | None) -> tuple[str, str | None]:
     from ..memory.store import AgentStore
     from ..personas import list_personas
@@ -185,12 +195,13 @@ def choose_agent(app: AppContext, persona: str | None) -> tuple[str, str | None]
     agents = AgentStore.list_agents(app.paths)
     if agents:
         click.echo("Agents: " + ", ".join(f"[{i}] {name}" for i, name in enumerate(agents, 1)))
-        answer = click.prompt("Choose a number, or type a new name", default="1")
+        answer = click.prompt("Choose a number, or type a new name", default="1",
+                              value_proc=lambda text: text.strip() if text.strip().isdigit() else _agent_name(text))
         if answer.isdigit() and 1 <= int(answer) <= len(agents):
             return agents[int(answer) - 1], persona
-        name = answer.strip()
+        name = _agent_name(answer)
     else:
-        name = click.prompt("Name for your new agent", default="default")
+        name = click.prompt("Name for your new agent", default="default", value_proc=_agent_name)
     if persona is None:
         personas = list(list_personas(app.paths))
         click.echo("Personas: " + ", ".join(personas))
@@ -286,9 +297,10 @@ def _slash(screen: Screen, line: str) -> bool:
 
 def run_interactive(app: AppContext, agent_name: str | None, persona: str | None, human: str | None) -> int:
     from ..runtime import AgentSession
-    from .typeahead import hold_keys, release_keys, typed_ahead
+    from .typeahead import hold_keys, release_keys, set_aside, typed_ahead
 
     if agent_name is None:
+        set_aside()  # a message typed at once is for the chat, not an answer to the questions below
         release_keys()  # click's questions read whole lines, as typed
         agent_name, persona = choose_agent(app, persona)
         hold_keys()

@@ -60,6 +60,14 @@ def _read_pending(fd: int) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def set_aside() -> None:
+    """Keep what was typed so far for the chat prompt, before questions that read whole lines (a new
+    agent's name): a message typed at once must not become the answer to a question not yet asked."""
+    global _early
+    if _saved is not None:
+        _early += _read_pending(sys.stdin.fileno())
+
+
 def typed_ahead() -> tuple[list[str], str]:
     """The lines typed (and ended with Enter) before the terminal was held, and the unfinished rest;
     each is given out once."""
