@@ -38,18 +38,13 @@ def final_parroting(messages: list[Any]) -> int:
 
 
 def run_conversation(lines: list[str], *, context_length: int = 4096, home: Path | None = None,
-                     agent: str = "bench", model_path: str = "", repeat_guard: str | None = None,
-                     seed: int | None = None) -> dict[str, Any]:
-    """Chat through `lines` with the embedded model; count what went wrong and how the cache did.
-    `seed`: the default sampler preset with this seed, so that a run can be repeated (the
-    regenerations still change it, as they always do)."""
+                     agent: str = "bench", model_path: str = "", repeat_guard: str | None = None) -> dict[str, Any]:
+    """Chat through `lines` with the embedded model; count what went wrong and how the cache did."""
     home = home or Path(tempfile.mkdtemp(prefix="memagent-bench-"))
     paths = resolve_paths(home)
     overrides: dict[str, dict[str, Any]] = {"llm": {"context_length": context_length, "model_path": model_path or None}}
     if repeat_guard is not None:
         overrides["agent"] = {"repeat_guard": repeat_guard}
-    if seed is not None:
-        overrides["preset.default"] = {"seed": seed}
     settings = load_settings(paths, environ={}, overrides=overrides)
     replies: list[str] = []
     notices: list[AgentEvent] = []
