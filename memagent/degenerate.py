@@ -142,6 +142,15 @@ def copies_a_user_line(message_text: str, line_text: str) -> bool:
             and piece.a + piece.size == len(message_text))
 
 
+def repeats_an_earlier_user_line(message: str, lines: Sequence[str]) -> bool:
+    """Asked 「うちの猫の名前は？」, the 1.5B model answered with the user's earlier line
+    「おはよう！私の名前、覚えてる？」. The newest user line has the parrot rules of its own (a piece
+    of it is a copy too); an earlier one must be nearly the whole reply, since it holds facts a reply
+    may say back (「好きな食べ物はいちご大福！」 → 「ゆいの好きな食べ物はいちご大福」)."""
+    mine = normalise_text(message)
+    return any(nearly_equal(normalise_text(line), mine, PARROT_MIN_CHARS) for line in lines)
+
+
 def detect_degenerate(
     call: FunctionCall | None,
     last_user_message: str | None,
@@ -246,9 +255,8 @@ def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) ->
     mine = normalise_text(reply)
     if _repeats(mine, earlier) or repeats_a_frame(mine, earlier):
         return "repeat"
-    lines = [normalise_text(line) for line in user_lines]
-    if (lines and copies_a_user_line(mine, lines[-1])) or any(
-            nearly_equal(mine, line, PARROT_MIN_CHARS) for line in lines[:-1]):
+    if user_lines and (copies_a_user_line(mine, normalise_text(user_lines[-1]))
+                       or repeats_an_earlier_user_line(reply, user_lines[:-1])):
         return "parrot"
     return None
 

@@ -19,9 +19,9 @@ from .degenerate import (
     PARROT_MIN_CHARS,
     copies_any,
     detect_degenerate,
-    nearly_equal,
     normalise_text,
     quotes_a_note,
+    repeats_an_earlier_user_line,
     without_closing_cliches,
 )
 from .events import AgentEvent, EventSink, TurnStats
@@ -170,7 +170,7 @@ class ReplyGenerator:
             # nor only the memory's label (「- ペットの名前: ミケ」).
             rest = _without_values(message, asked)
             if (copies_any(rest, shown) or _only_a_label(rest, recalled, asked) or quotes_a_note(message, notes)
-                    or _repeats_an_earlier_user_line(message, self._earlier_user_lines(in_view))):
+                    or repeats_an_earlier_user_line(message, self._earlier_user_lines(in_view))):
                 return "parrots_user"
             if self._copies_the_recalled_tag(message):
                 return "system_note"
@@ -285,15 +285,6 @@ def _only_a_label(rest: str, recalled: list[ChatMessage], values: tuple[str, ...
     mine = normalise_text(rest)
     return bool(values) and len(mine) >= COPY_MIN_CHARS and any(
         mine in normalise_text(_without_values(m.content, values)) for m in recalled)
-
-
-def _repeats_an_earlier_user_line(message: str, lines: list[str]) -> bool:
-    """Asked 「うちの猫の名前は？」, the 1.5B model answered with the user's earlier line
-    「おはよう！私の名前、覚えてる？」. The newest user line has the parrot rules of its own (a piece
-    of it is a copy too); an earlier one must be nearly the whole reply, since it holds facts a reply
-    may say back (「好きな食べ物はいちご大福！」 → 「ゆいの好きな食べ物はいちご大福」)."""
-    mine = normalise_text(message)
-    return any(nearly_equal(normalise_text(line), mine, PARROT_MIN_CHARS) for line in lines)
 
 
 # The call's closing braces written inside the message string: 「はい、看護師として働いています。}}」,

@@ -199,7 +199,7 @@ def choose_agent(app: AppContext, persona: str | None) -> tuple[str, str | None]
                               value_proc=lambda text: text.strip() if text.strip().isdigit() else _agent_name(text))
         if answer.isdigit() and 1 <= int(answer) <= len(agents):
             return agents[int(answer) - 1], persona
-        name = _agent_name(answer)
+        name = answer  # not a number of the list: a name, checked by the question
     else:
         name = click.prompt("Name for your new agent", default="default", value_proc=_agent_name)
     if persona is None:
