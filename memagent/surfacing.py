@@ -102,27 +102,21 @@ class Surfacer:
         # Earlier user messages that have left the context window (the model sees the rest).
         found = self.store.recall.candidate_scores(query, kinds=(MessageKind.USER,))
         in_view = {message.id for message in self.store.recall.in_context()}
-        related = self._related(found, RECALL_DENSE_FLOOR)
-        messages = self.store.recall.get_many([message_id for message_id, _ in related])
         memories = []
-        for message_id, score in related:
-            message = messages.get(message_id)
+        for message_id, score in self._related(found, RECALL_DENSE_FLOOR):
+            message = found.rows[message_id]
             # An earlier question (「私の名前、覚えてる？」) shares the most words with a new one and tells nothing.
-            if message is not None and message_id not in in_view and not is_question(message.content):
-                memories.append(Memory("recall", message_id, message.content, local_time_text(message.time), score))
+            if message_id not in in_view and not is_question(message.text):
+                memories.append(Memory("recall", message_id, message.text, local_time_text(message.time), score))
         return memories
 
     def _archival(self, query: str) -> list[Memory]:
         if self.store.archival.count() == 0:
             return []
-        related = self._related(self.store.archival.candidate_scores(query), DENSE_FLOOR)
-        passages = self.store.archival.get_many([passage_id for passage_id, _ in related])
-        memories = []
-        for passage_id, score in related:
-            passage = passages.get(passage_id)
-            if passage is not None:
-                memories.append(Memory("archival", passage_id, passage.text, local_time_text(passage.time), score))
-        return memories
+        found = self.store.archival.candidate_scores(query)
+        return [Memory("archival", passage_id, found.rows[passage_id].text, local_time_text(found.rows[passage_id].time),
+                       score)
+                for passage_id, score in self._related(found, DENSE_FLOOR)]
 
     def _related(self, found: Candidates, dense_floor: float) -> list[tuple[int, float]]:
         """Candidates related to the message, best first: by the share of its weighted words they

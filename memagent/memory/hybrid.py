@@ -7,24 +7,35 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 from .chroma_index import Where
 from .lexical import QueryTerms, coverage
+from .records import SearchHit
 from .vector_index import VectorIndex
 
 # Each ranker contributes its best CANDIDATE_POOL rows; the union is fused and paged.
 CANDIDATE_POOL = 50
 
-# The lexical query (SQLite) runs here while the caller's thread asks the vector index: both release
-# the GIL (archival at 100k passages, 2 cores, cached query vector: p50 13.2 ms against 14.1 ms one
-# after the other). Not during the query embedding: its threads already use every core.
-_LEXICAL_WORKER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memagent-lexical")
+# SQLite work runs here while the caller's thread asks the vector index (both release the GIL): the
+# lexical query beside the nearest-neighbour query (and the dense candidates' rows), then the lexical
+# candidates' rows beside their similarities. Not during the query embedding: its threads already
+# use every core.
+_SQLITE_WORKER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memagent-lexical")
+
+# The stored rows among the given ids that may be hits (stored, and of the kinds asked for), each as
+# a hit with score 0; the others are dropped from both sides.
+RowsFor = Callable[[Sequence[int]], dict[int, SearchHit]]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class Candidates:
     dense: dict[int, float]  # row id → cosine similarity (rows not embedded yet are absent)
     lexical: dict[int, float]  # row id → lexical coverage in [0, 1], for every candidate
+    rows: dict[int, SearchHit]  # row id → the stored row as a hit (score 0), for every candidate
 
 
 def candidates(
@@ -32,29 +43,45 @@ def candidates(
     terms: QueryTerms,
     index: VectorIndex | None,
     lexical_top: Callable[[QueryTerms, int], list[int]],
-    texts: Callable[[Sequence[int]], dict[int, str]],
+    rows: RowsFor,
     where: Where | None = None,
     dense_pool: int = CANDIDATE_POOL,
     parallel: bool = True,
 ) -> Candidates:
-    """`index` None: words only (recall without embeddings). `texts` gives the text of each id that
-    may be a hit (stored, and of the kinds asked for): the others are dropped from both sides.
-    `parallel` False keeps the lexical query on this thread: inside a write transaction, whose
-    uncommitted rows only this thread's session sees."""
+    """`index` None: words only (recall without embeddings). `parallel` False keeps the SQLite
+    queries on this thread: inside a write transaction, whose uncommitted rows only this thread's
+    session sees."""
     if index is None:
-        return _scored(terms, {}, lexical_top(terms, CANDIDATE_POOL), texts)
+        return _joined({}, _covered(terms, rows, lexical_top(terms, CANDIDATE_POOL)))
+    run = _SQLITE_WORKER.submit if parallel else _run_here
     # Started after the query embedding, which keeps both cores busy by itself.
     vector = index.query_vector(query)
-    pending: Future[list[int]] | None = _LEXICAL_WORKER.submit(lexical_top, terms, CANDIDATE_POOL) if parallel else None
+    lexical = run(lexical_top, terms, CANDIDATE_POOL)
     dense = dict(index.nearest(vector, dense_pool, where))
-    lexical_ids = pending.result() if pending is not None else lexical_top(terms, CANDIDATE_POOL)
-    dense.update(index.similarities(vector, [i for i in lexical_ids if i not in dense]))
-    return _scored(terms, dense, lexical_ids, texts)
+    dense_rows = _covered(terms, rows, list(dense))  # while the lexical query runs (it takes longer)
+    lexical_only = [i for i in lexical.result() if i not in dense]
+    lexical_rows = run(_covered, terms, rows, lexical_only)
+    dense.update(index.similarities(vector, lexical_only))
+    return _joined(dense, dense_rows, lexical_rows.result())
 
 
-def _scored(terms: QueryTerms, dense: dict[int, float], lexical_ids: list[int],
-            texts: Callable[[Sequence[int]], dict[int, str]]) -> Candidates:
-    union = list(dict.fromkeys([*dense, *lexical_ids]))
-    bodies = texts(union)
-    return Candidates(dense={i: s for i, s in dense.items() if i in bodies},
-                      lexical={i: coverage(terms, body) for i, body in bodies.items()})
+def _run_here(action: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
+    """`action` run now on this thread, as a finished Future (its exception raised at once)."""
+    done: Future[_T] = Future()
+    done.set_result(action(*args, **kwargs))
+    return done
+
+
+_Covered = tuple[dict[int, SearchHit], dict[int, float]]
+
+
+def _covered(terms: QueryTerms, rows: RowsFor, ids: Sequence[int]) -> _Covered:
+    """The stored rows among `ids` and their lexical coverage."""
+    stored = rows(ids)
+    return stored, {i: coverage(terms, hit.text) for i, hit in stored.items()}
+
+
+def _joined(dense: dict[int, float], *parts: _Covered) -> Candidates:
+    stored = {i: hit for part, _ in parts for i, hit in part.items()}
+    return Candidates(dense={i: s for i, s in dense.items() if i in stored},
+                      lexical={i: score for _, scores in parts for i, score in scores.items()}, rows=stored)

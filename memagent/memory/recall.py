@@ -4,7 +4,7 @@ archival), literally (FTS5 trigram; a word index for 1-2 character queries) and 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
@@ -285,25 +285,24 @@ class RecallStore:
         _check_paging(page, page_size)
         if literal:
             return self._search_literal(needle, page, page_size, kinds)
-        ranked = self._ranked(needle, kinds, start, end, tz)
+        ranked, rows = self._ranked(needle, kinds, start, end, tz)
         if days_first and start is None and end is None:
             # "What did I do on March 9?": that day's messages first, by the same ranking.
             for day in reversed(self._days_said(days_named_in(needle), tz)):
-                first = self._ranked(needle, kinds, day, day, tz)
+                first, day_rows = self._ranked(needle, kinds, day, day, tz)
                 ranked = first + [hit for hit in ranked if hit[0] not in {i for i, _ in first}]
+                rows.update(day_rows)
         chosen = ranked[page * page_size:(page + 1) * page_size]
-        with self._db.read() as session:
-            rows = {row.id: row for row in session.scalars(select(MessageRow).where(MessageRow.id.in_([i for i, _ in chosen])))}
-        hits = [_hit(rows[i], round(score, 6)) for i, score in chosen if i in rows]
+        hits = [replace(rows[i], score=round(score, 6)) for i, score in chosen]
         return SearchPage(hits=hits, total=len(ranked), page=page, page_size=page_size)
 
     def _ranked(self, needle: str, kinds: Sequence[str] | None, start: DateLike | None, end: DateLike | None,
-                tz: tzinfo | None) -> list[tuple[int, float]]:
+                tz: tzinfo | None) -> tuple[list[tuple[int, float]], dict[int, SearchHit]]:
         found = self.candidate_scores(needle, kinds=kinds, start=start, end=end, tz=tz)
         ranked = fuse(found.dense, found.lexical, self.dense_weight)
         if not found.dense:  # words only: a message that shares none of them is no hit
             ranked = [(i, score) for i, score in ranked if score > 0]
-        return ranked
+        return ranked, dict(found.rows)
 
     def _days_said(self, named: Sequence[NamedDay], tz: tzinfo | None) -> list[date]:
         """The named days on which something was said; a day without a year is its latest such date."""
@@ -343,14 +342,14 @@ class RecallStore:
         def lexical_top(terms: QueryTerms, limit: int) -> list[int]:
             return self._lexical_top(terms, limit, filters, params, pool)
 
-        def texts(ids: Sequence[int]) -> dict[int, str]:
-            return self._texts(ids, kinds)
+        def stored_hits(ids: Sequence[int]) -> dict[int, SearchHit]:
+            return self._stored_hits(ids, kinds)
 
         with self._db.read() as session:
             terms = self._vocabulary.terms(session, query)
         # On a read-only disk the vector index cannot be opened (Chroma writes as it opens): words only.
         vectors = self.vectors if self.vectors is not None and self.dense_weight > 0 and not self._db.read_only else None
-        return candidates(query, terms, vectors, lexical_top, texts, where=where,
+        return candidates(query, terms, vectors, lexical_top, stored_hits, where=where,
                           dense_pool=CANDIDATE_POOL * (3 if narrowed else 1), parallel=not self._db.in_transaction)
 
     @staticmethod
@@ -379,14 +378,16 @@ class RecallStore:
             rows = session.execute(statement, {**params, "match": match, "limit": limit, "pool": max(pool, limit)})
             return [int(i) for i, in rows]
 
-    def _texts(self, ids: Sequence[int], kinds: Sequence[str] | None = None) -> dict[int, str]:
+    def _stored_hits(self, ids: Sequence[int], kinds: Sequence[str] | None = None) -> dict[int, SearchHit]:
+        """The messages among `ids` that are stored (and of `kinds`), as hits of score 0."""
         if not ids:
             return {}
-        query = select(MessageRow.id, MessageRow.content).where(MessageRow.id.in_(list(ids)))
+        query = select(MessageRow.id, MessageRow.content, MessageRow.time, MessageRow.external_id,
+                       MessageRow.role).where(MessageRow.id.in_(list(ids)))
         if kinds is not None:
             query = query.where(MessageRow.kind.in_([str(kind) for kind in kinds]))
         with self._db.read() as session:
-            return dict(session.execute(query).all())
+            return {row.id: _hit(row, 0.0) for row in session.execute(query)}
 
     def _search_literal(self, needle: str, page: int, page_size: int, kinds: Sequence[str] | None) -> SearchPage:
         """Queries of 3+ characters use the trigram index (any substring); shorter ones the word

@@ -57,11 +57,13 @@ SHORT_COUNT = """
 SELECT count(*) FROM (SELECT 1 FROM message_short JOIN message AS m ON m.id = message_short.rowid
 WHERE message_short MATCH :match {kind_filter} LIMIT :cap)
 """
-# Hybrid search's lexical candidates: the best BM25 matches, then the caller's filters.
+# Hybrid search's lexical candidates: the best BM25 matches, then the caller's filters (bm25() sorted by
+# SQLite's LIMIT sorter, not FTS5's `rank`, which sorts every match: archival._LEXICAL_TOP).
 LEXICAL_TOP = """
 SELECT m.id FROM message AS m
-JOIN (SELECT rowid, rank FROM message_fts WHERE message_fts MATCH :match ORDER BY rank LIMIT :pool) AS f ON m.id = f.rowid
-WHERE 1 {filters} ORDER BY f.rank LIMIT :limit
+JOIN (SELECT rowid, bm25(message_fts) AS relevance FROM message_fts WHERE message_fts MATCH :match
+      ORDER BY relevance LIMIT :pool) AS f ON m.id = f.rowid
+WHERE 1 {filters} ORDER BY f.relevance LIMIT :limit
 """
 SHORT_TOP = """
 SELECT m.id FROM message_short JOIN message AS m ON m.id = message_short.rowid
