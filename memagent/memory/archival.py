@@ -148,11 +148,6 @@ class ArchivalStore:
             row = session.get(PassageRow, passage_id)
             return _view(row) if row else None
 
-    def get_many(self, passage_ids: Sequence[int]) -> dict[int, Passage]:
-        """The stored passages among `passage_ids`, by id, in one query."""
-        with self._db.read() as session:
-            return {row.id: _view(row) for row in session.scalars(select(PassageRow).where(PassageRow.id.in_(list(passage_ids))))}
-
     def all(self) -> list[Passage]:
         with self._db.read() as session:
             return [_view(row) for row in session.scalars(select(PassageRow).order_by(PassageRow.id))]

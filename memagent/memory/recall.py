@@ -225,12 +225,6 @@ class RecallStore:
             row = session.get(MessageRow, message_id)
             return to_stored(row) if row else None
 
-    def get_many(self, message_ids: Sequence[int]) -> dict[int, StoredMessage]:
-        """The stored messages among `message_ids`, by id, in one query."""
-        with self._db.read() as session:
-            rows = session.scalars(select(MessageRow).where(MessageRow.id.in_(list(message_ids))))
-            return {row.id: to_stored(row) for row in rows}
-
     def in_context(self) -> list[StoredMessage]:
         """The messages currently in the context window, oldest first."""
         with self._db.read() as session:
