@@ -21,10 +21,6 @@ def fts_string(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def fts_any(terms: list[str]) -> str:
-    return " OR ".join(fts_string(term) for term in terms)
-
-
 def like_pattern(text: str) -> str:
     """A LIKE pattern for "contains `text`", with LIKE's own wildcards escaped (use ESCAPE '\\')."""
     escaped = text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")

@@ -18,9 +18,8 @@ from .vector_index import VectorIndex
 CANDIDATE_POOL = 50
 
 # SQLite work runs here while the caller's thread asks the vector index (both release the GIL): the
-# lexical query beside the nearest-neighbour query (and the dense candidates' rows), then the lexical
-# candidates' rows beside their similarities. Not during the query embedding: its threads already
-# use every core.
+# lexical query beside the nearest-neighbour query, then the candidates' rows beside the similarities
+# of the lexical candidates. Not during the query embedding: its threads already use every core.
 _SQLITE_WORKER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memagent-lexical")
 
 # The stored rows among the given ids that may be hits (stored, and of the kinds asked for), each as
@@ -58,11 +57,11 @@ def candidates(
     vector = index.query_vector(query)
     lexical = run(lexical_top, terms, CANDIDATE_POOL)
     dense = dict(index.nearest(vector, dense_pool, where))
-    dense_rows = _covered(terms, rows, list(dense))  # while the lexical query runs (it takes longer)
+    dense_rows = run(_covered, terms, rows, list(dense))
     lexical_only = [i for i in lexical.result() if i not in dense]
     lexical_rows = run(_covered, terms, rows, lexical_only)
     dense.update(index.similarities(vector, lexical_only))
-    return _joined(dense, dense_rows, lexical_rows.result())
+    return _joined(dense, dense_rows.result(), lexical_rows.result())
 
 
 def _run_here(action: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:

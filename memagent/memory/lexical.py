@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
-from .fts import chunks, fold, query_trigrams
+from .fts import chunks, fold, fts_string, query_trigrams
 
 MAX_QUERY_TRIGRAMS = 64
 MAX_QUERY_CHARS = 2000  # the first 64 distinct trigrams are in here; a 1 MB message is not scanned whole
@@ -26,6 +27,7 @@ MIN_COMMON_DOCS = 50
 # about this many postings, which bounds a search's cost at any size (the rest still weigh in coverage).
 LOOKUP_POSTINGS = 5_000
 VOCAB_TABLES = ("passage_vocab", "message_vocab")
+FTS_TABLES = ("passage_fts", "message_fts")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,21 @@ class QueryTerms:
             chosen.append(term)
             postings += self.frequency[term]
         return chosen
+
+
+def weighted_matches(fts_table: str, terms: QueryTerms, searchable: Sequence[str]) -> tuple[str, dict[str, object]]:
+    """SQL for (id, relevance) of every row containing one of the `searchable` trigrams, relevance
+    being the summed IDF of those it contains: the coverage the candidates are ranked by, over the
+    looked-up trigrams. Each trigram's posting list is read once, with no per-row scoring; BM25's
+    (term frequencies, lengths from the docsize table) cost 3 ms at 100k passages, this 1.2."""
+    if fts_table not in FTS_TABLES:  # interpolated into SQL
+        raise ValueError(f"unknown FTS table {fts_table!r}")
+    lookups = " UNION ALL ".join(f"SELECT rowid AS id, :w{n} AS w FROM {fts_table} WHERE {fts_table} MATCH :m{n}"
+                                 for n in range(len(searchable)))
+    params: dict[str, object] = {}
+    for n, term in enumerate(searchable):
+        params[f"w{n}"], params[f"m{n}"] = terms.weights[term], fts_string(term)
+    return f"SELECT id, sum(w) AS relevance FROM ({lookups}) GROUP BY id", params
 
 
 class Vocabulary:

@@ -20,7 +20,6 @@ from .fts import (
     MIN_FTS_CHARS,
     count_occurrences,
     fold,
-    fts_any,
     fts_string,
     like_pattern,
     short_match,
@@ -30,7 +29,7 @@ from .fts import (
 from .fusion import fuse
 from .hybrid import CANDIDATE_POOL, Candidates, candidates
 from .kinds import CONVERSATION_KINDS, MessageKind
-from .lexical import QueryTerms, Vocabulary
+from .lexical import QueryTerms, Vocabulary, weighted_matches
 from .models import MessageRow, to_db_time, utc_now
 from .recall_sql import (
     COUNT_CAP,
@@ -359,17 +358,21 @@ class RecallStore:
 
     def _lexical_top(self, terms: QueryTerms, limit: int, filters: str, params: dict[str, Any], pool: int) -> list[int]:
         if terms.like:
-            match, template = short_match(list(terms.weights)), SHORT_TOP
+            match = short_match(list(terms.weights))
+            if match is None:
+                return []
+            sql, query_params = SHORT_TOP.format(filters=filters), dict[str, object](match=match)
         else:
             searchable = terms.informative()
-            match, template = (fts_any(searchable) if searchable else None), LEXICAL_TOP
-        if match is None:
-            return []
-        statement = text(template.format(filters=filters))
+            if not searchable:
+                return []
+            matches, query_params = weighted_matches("message_fts", terms, searchable)
+            sql = LEXICAL_TOP.format(matches=matches, filters=filters)
+        statement = text(sql)
         if "kinds" in params:
             statement = statement.bindparams(bindparam("kinds", expanding=True))
         with self._db.read() as session:
-            rows = session.execute(statement, {**params, "match": match, "limit": limit, "pool": max(pool, limit)})
+            rows = session.execute(statement, {**params, **query_params, "limit": limit, "pool": max(pool, limit)})
             return [int(i) for i, in rows]
 
     def _stored_hits(self, ids: Sequence[int], kinds: Sequence[str] | None = None) -> dict[int, SearchHit]:

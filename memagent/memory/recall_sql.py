@@ -57,13 +57,12 @@ SHORT_COUNT = """
 SELECT count(*) FROM (SELECT 1 FROM message_short JOIN message AS m ON m.id = message_short.rowid
 WHERE message_short MATCH :match {kind_filter} LIMIT :cap)
 """
-# Hybrid search's lexical candidates: the best BM25 matches, then the caller's filters (bm25() sorted by
-# SQLite's LIMIT sorter, not FTS5's `rank`, which sorts every match: archival._LEXICAL_TOP).
+# Hybrid search's lexical candidates: the best matches by summed IDF (lexical.weighted_matches), then
+# the caller's filters; among equals, the newest.
 LEXICAL_TOP = """
 SELECT m.id FROM message AS m
-JOIN (SELECT rowid, bm25(message_fts) AS relevance FROM message_fts WHERE message_fts MATCH :match
-      ORDER BY relevance LIMIT :pool) AS f ON m.id = f.rowid
-WHERE 1 {filters} ORDER BY f.relevance LIMIT :limit
+JOIN ({matches} ORDER BY relevance DESC, id DESC LIMIT :pool) AS f ON m.id = f.id
+WHERE 1 {filters} ORDER BY f.relevance DESC, m.id DESC LIMIT :limit
 """
 SHORT_TOP = """
 SELECT m.id FROM message_short JOIN message AS m ON m.id = message_short.rowid
