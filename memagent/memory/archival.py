@@ -165,7 +165,7 @@ class ArchivalStore:
 
     def candidate_scores(self, query: str) -> Candidates:
         """Each ranker's best CANDIDATE_POOL passages, both scores completed for the union."""
-        return candidates(query, self._query_terms(query), None if self._db.read_only else self.vectors, self._lexical,
+        return candidates(query, self._query_terms, None if self._db.read_only else self.vectors, self._lexical,
                           self._stored_hits, parallel=not self._db.in_transaction)
 
     def search_dense(self, query: str, page: int = 0, page_size: int = 5) -> SearchPage:

@@ -18,7 +18,7 @@ from .vector_index import VectorIndex
 CANDIDATE_POOL = 50
 
 # SQLite work runs here while the caller's thread asks the vector index (both release the GIL): the
-# lexical query beside the nearest-neighbour query, then the candidates' rows beside the similarities
+# query's trigram weights and the lexical query beside the nearest-neighbour query, then the candidates' rows beside the similarities
 # of the lexical candidates. Not during the query embedding: its threads already use every core.
 _SQLITE_WORKER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memagent-lexical")
 
@@ -39,7 +39,7 @@ class Candidates:
 
 def candidates(
     query: str,
-    terms: QueryTerms,
+    terms_of: Callable[[str], QueryTerms],
     index: VectorIndex | None,
     lexical_top: Callable[[QueryTerms, int], list[int]],
     rows: RowsFor,
@@ -51,17 +51,25 @@ def candidates(
     queries on this thread: inside a write transaction, whose uncommitted rows only this thread's
     session sees."""
     if index is None:
+        terms = terms_of(query)
         return _joined({}, _covered(terms, rows, lexical_top(terms, CANDIDATE_POOL)))
     run = _SQLITE_WORKER.submit if parallel else _run_here
     # Started after the query embedding, which keeps both cores busy by itself.
     vector = index.query_vector(query)
-    lexical = run(lexical_top, terms, CANDIDATE_POOL)
+    lexical = run(_lexical_ids, query, terms_of, lexical_top)
     dense = dict(index.nearest(vector, dense_pool, where))
+    terms, lexical_ids = lexical.result()
     dense_rows = run(_covered, terms, rows, list(dense))
-    lexical_only = [i for i in lexical.result() if i not in dense]
+    lexical_only = [i for i in lexical_ids if i not in dense]
     lexical_rows = run(_covered, terms, rows, lexical_only)
     dense.update(index.similarities(vector, lexical_only))
     return _joined(dense, dense_rows.result(), lexical_rows.result())
+
+
+def _lexical_ids(query: str, terms_of: Callable[[str], QueryTerms],
+                 lexical_top: Callable[[QueryTerms, int], list[int]]) -> tuple[QueryTerms, list[int]]:
+    terms = terms_of(query)
+    return terms, lexical_top(terms, CANDIDATE_POOL)
 
 
 def _run_here(action: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:

@@ -338,11 +338,13 @@ class RecallStore:
         def stored_hits(ids: Sequence[int]) -> dict[int, SearchHit]:
             return self._stored_hits(ids, kinds)
 
-        with self._db.read() as session:
-            terms = self._vocabulary.terms(session, query)
+        def terms_of(needle: str) -> QueryTerms:
+            with self._db.read() as session:
+                return self._vocabulary.terms(session, needle)
+
         # On a read-only disk the vector index cannot be opened (Chroma writes as it opens): words only.
         vectors = self.vectors if self.vectors is not None and self.dense_weight > 0 and not self._db.read_only else None
-        return candidates(query, terms, vectors, lexical_top, stored_hits, where=where,
+        return candidates(query, terms_of, vectors, lexical_top, stored_hits, where=where,
                           dense_pool=CANDIDATE_POOL * (3 if narrowed else 1), parallel=not self._db.in_transaction)
 
     @staticmethod
