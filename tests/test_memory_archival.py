@@ -70,6 +70,22 @@ def test_paging_is_stable(full: AgentStore) -> None:
     assert everything.total >= 15
 
 
+def test_words_find_the_passage_with_the_rarest_of_them_in_a_crowd_and_the_newest_among_equals(paths: Paths) -> None:
+    """Lexical candidates are the passages holding the most IDF weight of the query's looked-up
+    trigrams: 60 passages sharing only 「柴犬の」 with the query (more than the 50 a ranker
+    contributes) neither hide the one that holds the name nor bring back the oldest of themselves
+    (BM25 preferred the shortest: 「1回目…」 to 「9回目…」)."""
+    with make_store(paths) as opened:
+        archival = opened.archival
+        name = archival.insert("祖母の家の柴犬のコタロウ")
+        crowd = archival.insert_many(NewPassage(f"{n}回目の散歩で柴犬のポチを見かけた") for n in range(1, 61))
+        # Enough other passages that 「柴犬の」 (in 61 of them) is not too common to look up.
+        archival.insert_many(NewPassage(f"買い物メモ{n}: 牛乳と卵") for n in range(700))
+        page = archival.search_lexical("柴犬のコタロウ", page_size=50)
+        assert page.hits[0].row_id == name.id
+        assert {hit.row_id for hit in page.hits[1:]} == set(crowd[-49:])
+
+
 def test_deleted_index_is_rebuilt_on_next_open(paths: Paths, store: AgentStore) -> None:
     store.close()
     shutil.rmtree(_chroma_dir(paths))
