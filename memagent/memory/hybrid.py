@@ -18,8 +18,9 @@ from .vector_index import VectorIndex
 CANDIDATE_POOL = 50
 
 # SQLite work runs here while the caller's thread asks the vector index (both release the GIL): the
-# query's trigram weights and the lexical query beside the nearest-neighbour query, then the candidates' rows beside the similarities
-# of the lexical candidates. Not during the query embedding: its threads already use every core.
+# query's trigram weights and the lexical query beside the nearest-neighbour query, then the
+# candidates' rows beside the similarities of the lexical candidates. Not during the query
+# embedding: its threads already use every core.
 _SQLITE_WORKER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memagent-lexical")
 
 # The stored rows among the given ids that may be hits (stored, and of the kinds asked for), each as
