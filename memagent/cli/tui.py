@@ -188,6 +188,11 @@ def _agent_name(text: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
+def _listed(answer: str, count: int) -> bool:
+    """`answer` is the number of one of `count` listed agents (「１」 typed through an IME too)."""
+    return answer.isdecimal() and 1 <= int(answer) <= count
+
+
 def choose_agent(app: AppContext, persona: str | None) -> tuple[str, str | None]:
     from ..memory.store import AgentStore
     from ..personas import list_personas
@@ -196,8 +201,8 @@ def choose_agent(app: AppContext, persona: str | None) -> tuple[str, str | None]
     if agents:
         click.echo("Agents: " + ", ".join(f"[{i}] {name}" for i, name in enumerate(agents, 1)))
         answer = click.prompt("Choose a number, or type a new name", default="1",
-                              value_proc=lambda text: text.strip() if text.strip().isdigit() else _agent_name(text))
-        if answer.isdigit() and 1 <= int(answer) <= len(agents):
+                              value_proc=lambda text: text.strip() if _listed(text.strip(), len(agents)) else _agent_name(text))
+        if _listed(answer, len(agents)):
             return agents[int(answer) - 1], persona
         name = answer  # not a number of the list: a name, checked by the question
     else:
