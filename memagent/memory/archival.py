@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, text
@@ -17,7 +17,7 @@ from .fusion import FusionMethod, fuse
 from .hybrid import CANDIDATE_POOL, Candidates, candidates
 from .lexical import QueryTerms, Vocabulary, coverage, weighted_matches
 from .models import PassageRow, utc_now
-from .records import HitId, Passage, SearchHit, SearchPage
+from .records import HitId, Passage, SearchHit, SearchPage, page_of
 from .vector_index import IndexRow, VectorIndex
 
 _SHORT_TOP = "SELECT rowid FROM passage_short WHERE passage_short MATCH :match ORDER BY rowid DESC LIMIT :limit"
@@ -158,10 +158,7 @@ class ArchivalStore:
     def search(self, query: str, page: int = 0, page_size: int = 5) -> SearchPage:
         """Hybrid search: dense and lexical candidates, fused (settings.memory.dense_weight)."""
         found = self.candidate_scores(self._checked(query, page, page_size))
-        ranked = fuse(found.dense, found.lexical, self.dense_weight, self.fusion)
-        chosen = ranked[page * page_size:(page + 1) * page_size]
-        return SearchPage(hits=[replace(found.rows[i], score=round(score, 6)) for i, score in chosen],
-                          total=len(ranked), page=page, page_size=page_size)
+        return page_of(fuse(found.dense, found.lexical, self.dense_weight, self.fusion), found.rows, page, page_size)
 
     def candidate_scores(self, query: str) -> Candidates:
         """Each ranker's best CANDIDATE_POOL passages, both scores completed for the union."""
@@ -191,10 +188,7 @@ class ArchivalStore:
     def _page(self, ranked: list[tuple[int, float]], page: int, page_size: int) -> SearchPage:
         """The page of `ranked` among the passages still stored (the index may lag behind a rollback)."""
         stored = self._stored_hits([i for i, _ in ranked])
-        ranked = [(i, score) for i, score in ranked if i in stored]
-        chosen = ranked[page * page_size:(page + 1) * page_size]
-        return SearchPage(hits=[replace(stored[i], score=round(score, 6)) for i, score in chosen],
-                          total=len(ranked), page=page, page_size=page_size)
+        return page_of([(i, score) for i, score in ranked if i in stored], stored, page, page_size)
 
     def _query_terms(self, needle: str) -> QueryTerms:
         with self._db.read() as session:

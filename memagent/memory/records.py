@@ -8,7 +8,8 @@ the insert input without an id yet (`NewMessage`, `NewPassage`) differ from it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -144,3 +145,10 @@ class SearchPage:
     @property
     def has_more(self) -> bool:
         return self.page + 1 < self.pages
+
+
+def page_of(ranked: Sequence[tuple[int, float]], hits: Mapping[int, SearchHit], page: int, page_size: int) -> SearchPage:
+    """Page `page` of `ranked` (row id, score; best first), each row's hit from `hits` with its score."""
+    chosen = ranked[page * page_size:(page + 1) * page_size]
+    return SearchPage(hits=[replace(hits[i], score=round(score, 6)) for i, score in chosen], total=len(ranked),
+                      page=page, page_size=page_size)
