@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,11 @@ def _contains_any(text: str, values: list[str]) -> bool:
     return any(_folded(value) in folded for value in values)
 
 
+Scorer = Callable[[dict[str, Any], list[dict[str, Any]], list[Any], dict[int, str], int], dict[str, Any]]
+
+
 def run_script(script: dict[str, Any], *, mode: str, model_path: Path, context_length: int,
-               preset: dict[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
+               preset: dict[str, Any] | None = None, seed: int = 0, scorer: Scorer | None = None) -> dict[str, Any]:
     """Chat through every session of `script` with a new agent; return per-turn records and scores."""
     home = Path(tempfile.mkdtemp(prefix="memagent-e2e-"))
     paths = resolve_paths(home)
@@ -133,7 +137,8 @@ def run_script(script: dict[str, Any], *, mode: str, model_path: Path, context_l
         facts = session.store.facts.all()
         sources = {m.id: m.content for m in session.store.recall.all()}
         human = session.store.core.get("human").value
-    return {"turns": turns, "scores": score(script, turns, facts, sources, writes), "human_block": human}
+    scores = (scorer or score)(script, turns, facts, sources, writes)
+    return {"turns": turns, "scores": scores, "human_block": human, "facts": [f.to_json_obj() for f in facts]}
 
 
 def _in_view(session: AgentSession, turn: dict[str, Any], script: dict[str, Any]) -> bool:

@@ -149,7 +149,7 @@ class Agent:
             return [], ()
         started = time.perf_counter()
         try:
-            memories = self.surfacer.surface(user_text)
+            memories = self.surfacer.surface(user_text, self.persona.name)
         except Exception as exc:  # surfacing is a help, never a reason for a turn to fail
             log.warning("surfacing failed (%s); replying without recalled memories", exc,
                         exc_info=log.isEnabledFor(logging.DEBUG))

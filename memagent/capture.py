@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import json_repair
@@ -25,11 +25,13 @@ from .config import SamplerPreset
 from .context import ContextWindow
 from .conversation import ChatMessage
 from .fact_grounding import GroundedFact, cue_sentences, framed_facts, ground, promised_sentences
-from .fact_vocabulary import MAX_VALUE_CHARS, FactKind, FactVocabulary, PromiseRule, lowercase
+from .fact_vocabulary import MAX_VALUE_CHARS, FactKind, FactVocabulary, PromiseRule, lowercase, normalised
 from .llm.base import GenerationRequest
 from .memory.errors import MemoryEditError
 from .memory.records import Fact, StoredMessage
 from .rendering import SAFETY_MARGIN, local_time_text
+from .statements import statements
+from .written_memory import says_already, superseded
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ HUMAN_BLOCK = "human"
 CAPTURE_REASON = "capture"  # block history reason of captured lines (memory show --history)
 MAX_PROPOSALS = 4
 PROMISE_KIND = "promise"
+RECENT_PASSAGES = 10  # the model's newest archival passages compared with a new note
+NOTE_KIND = "note"  # the user's sentence as said, of no listed kind
 PERSONA_BLOCK = "persona"
 CAPTURE_MAX_TOKENS = 160
 CAPTURE_SAMPLING = SamplerPreset(temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0, seed=0)
@@ -87,15 +91,20 @@ def parse_proposals(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _framed_first(framed: list[GroundedFact], proposed: list[GroundedFact]) -> list[GroundedFact]:
-    """A frame's value wins over the model's for its kind in that sentence (a frame is written for it,
-    the model's value may hold the particle: 「大阪に」); the model's other facts follow."""
-    taken = {(fact.kind.key if fact.kind else None, fact.sentence) for fact in framed}
-    values = [lowercase(fact.value) for fact in framed]
-    kept = [fact for fact in proposed
-            if (fact.kind.key if fact.kind else None, fact.sentence) not in taken
-            and not any(lowercase(fact.value) in value or value in lowercase(fact.value) for value in values)]
-    return framed + kept
+def _tightest_first(framed: list[GroundedFact], proposed: list[GroundedFact]) -> list[GroundedFact]:
+    """The frames' values and the model's, one per value: where one holds the other (「先月大阪」 and
+    「大阪」, "on March 14" and "March 14"), the tighter one — neither source overrides a better value
+    with a worse one. Frames first: their kind comes from words written for it."""
+    chosen: list[GroundedFact] = []
+    for fact in framed + proposed:
+        value = lowercase(fact.value)
+        clash = next((i for i, kept in enumerate(chosen)
+                      if value in lowercase(kept.value) or lowercase(kept.value) in value), None)
+        if clash is None:
+            chosen.append(fact)
+        elif len(fact.value) < len(chosen[clash].value) and (fact.kind is not None or chosen[clash].kind is None):
+            chosen[clash] = replace(fact, kind=chosen[clash].kind or fact.kind, cue=chosen[clash].cue or fact.cue)
+    return chosen
 
 
 class FactCapture:
@@ -112,22 +121,28 @@ class FactCapture:
         return self.deps.vocabulary
 
     def capture(self, message: StoredMessage) -> list[Captured]:
-        """Extract, ground and store the facts of one user message. Returns what was stored."""
-        statements = cue_sentences(message.content, self.vocabulary.kinds)
-        if not statements:  # no model call for a message that states nothing we keep
+        """Keep what one user message tells: each value a listed kind's cue words ground (a line of the
+        human block), and every other sentence that tells something, as said (a note). Returns what
+        was stored."""
+        said = statements(message.content, self.vocabulary.statements)
+        cued = cue_sentences(message.content, self.vocabulary.kinds)
+        if not said and not cued:  # a question, a greeting, a request: nothing to keep, no model call
             return []
-        proposals = self._propose(statements)
-        grounded = _framed_first(framed_facts(message.content, self.vocabulary),
-                                 ground(message.content, proposals, self.vocabulary))
-        if not grounded:
-            return []
+        proposals = self._propose(cued) if cued else []
+        grounded = _tightest_first(framed_facts(message.content, self.vocabulary),
+                                   ground(message.content, proposals, self.vocabulary))
+        typed = [fact for fact in grounded if fact.kind is not None]
+        filed = {normalised(fact.sentence) for fact in typed}
+        rest = [sentence for sentence in said if normalised(sentence) not in filed]
         with self.store.transaction():
-            stored = [captured for captured in (self._store(fact, message) for fact in grounded) if captured is not None]
+            stored = [captured for captured in (self._store(fact, message) for fact in typed) if captured is not None]
+            if rest:
+                note = self._store_note(_joined(rest), message)
+                stored += [note] if note is not None else []
         # A new fact joins the human block, but the system prompt is not rebuilt for it: the message
         # that stated it is still in view, and a rebuild early in the prompt would make the server
-        # evaluate the whole prompt again for the next reply (no KV-cache reuse). The block is in the
-        # prompt from the next rebuild on (a summary, a memory edit). A changed fact (Tokyo → Osaka)
-        # is different: the old line in view would contradict the conversation, so it is rebuilt.
+        # evaluate the whole prompt again for the next reply (no KV-cache reuse). A changed fact
+        # (Tokyo → Osaka) is different: the old line in view would contradict the conversation.
         if any(captured.replaced is not None for captured in stored):
             self.context.invalidate_system()
         return stored
@@ -194,28 +209,55 @@ class FactCapture:
         completion = self.deps.backend.generate(request)
         return parse_proposals(completion.text)
 
+    def _written_by_others(self) -> tuple[list[str], list[str]]:
+        """(human block lines, recent archival passages) that capture did not write: the model's own
+        memory writes and the user's edits."""
+        ours = {fact.line for fact in self.store.facts.current()}
+        block = [line for line in self.store.core.get(HUMAN_BLOCK).value.splitlines() if line.strip() and line not in ours]
+        passages = [p.text for p in self.store.archival.recent(RECENT_PASSAGES) if p.source != "capture"]
+        return block, passages
+
     def _store(self, fact: GroundedFact, message: StoredMessage) -> Captured | None:
-        if fact.kind is None:
-            return self._store_note(fact, message)
         kind = fact.kind
+        assert kind is not None
         current = self.store.facts.current(kind.key)
         if any(lowercase(old.value) == lowercase(fact.value) for old in current):
             return None  # already known
+        block_lines, passages = self._written_by_others()
+        if any(lowercase(fact.value) in lowercase(text) for text in block_lines + passages):
+            return None  # the model wrote it down itself
         label = kind.label_for(fact.cue)
         line = self.prompts.render("fact_line.j2", label=label, value=fact.value)
-        replaced = current[-1] if kind.replace and current else None
+        # A newer value replaces the old one of the same subject: the label from the cue ("Sister's
+        # name") must match, so a brother's name never replaces a sister's.
+        same_subject = [old for old in current if old.label == label]
+        replaced = same_subject[-1] if kind.replace and same_subject else None
+        if kind.replace and replaced is None and block_lines:
+            stale = superseded(line, fact.value, kind, block_lines, self.store.archival.embedder)
+            if stale is not None:  # the model's own line of the old value ("User lives in Tokyo")
+                self.store.core.replace(HUMAN_BLOCK, stale, line, turn_id=message.turn_id, reason=CAPTURE_REASON)
+                record = self.store.facts.add(kind=kind.key, label=label, value=fact.value, line=line, block=HUMAN_BLOCK,
+                                              message_id=message.id, turn_id=message.turn_id)
+                return Captured(record)
         block, passage_id = self._write_line(HUMAN_BLOCK, line, replaced, message)
         record = self.store.facts.add(kind=kind.key, label=label, value=fact.value, line=line, block=block,
                                       passage_id=passage_id, message_id=message.id, turn_id=message.turn_id,
                                       replaces=replaced.id if replaced else None)
         return Captured(record, replaced)
 
-    def _store_note(self, fact: GroundedFact, message: StoredMessage) -> Captured | None:
-        if any(old.kind == "note" and old.value == fact.sentence for old in self.store.facts.current("note")):
+    def _store_note(self, sentence: str, message: StoredMessage) -> Captured | None:
+        """The user's own words, as said, as an archival passage found by search and surfacing."""
+        if any(normalised(old.value) == normalised(sentence) for old in self.store.facts.current(NOTE_KIND)):
             return None
-        line = self.prompts.render("note_passage.j2", sentence=fact.sentence, time=local_time_text(message.time))
+        block_lines, passages = self._written_by_others()
+        if block_lines + passages and says_already(sentence, block_lines + passages, self.store.archival.embedder):
+            return None  # the model wrote it down itself, in its own words
+        line = self.prompts.render("note_passage.j2", sentence=sentence, time=local_time_text(message.time))
         passage = self.store.archival.insert(line, source="capture", time=message.time)
-        record = self.store.facts.add(kind="note", label="", value=fact.sentence, line=line, block=None,
+        record = self.store.facts.add(kind=NOTE_KIND, label="", value=sentence, line=line, block=None,
                                       passage_id=passage.id, message_id=message.id, turn_id=message.turn_id)
         return Captured(record)
 
+
+def _joined(sentences: list[str]) -> str:
+    return " ".join(sentences) if all(s.isascii() for s in sentences) else "".join(sentences)

@@ -57,6 +57,7 @@ class ContextWindow:
                 functions=self.deps.functions,
                 now=local_time_text(datetime.now().astimezone()),
                 output=self.deps.wrapper.output,
+                memory_mode=self.deps.settings.memory.mode,
             )
         return self._system
 

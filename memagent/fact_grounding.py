@@ -25,10 +25,10 @@ from .fact_vocabulary import (
     normalised,
     whole_word,
 )
-from .sentences import is_question
+from .sentences import is_question, split_sentences
+from .statements import someone_elses
 
 CUE_WINDOW = 24  # characters between a cue and its value, at most
-_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]*|[。！？!?]+")
 _AFTER_FULL_STOP = re.compile(r"(?<=\.)\s+")  # "Oh, I love that one. I'll save you a copy."
 _TRIM = " \t\"'「」『』()（）[]【】、。,.!?！？:："
 _CLAUSE_MARK = re.compile(r"[、。,，！？!?;；:：\n]")  # a value read off a frame never spans one
@@ -46,9 +46,10 @@ class GroundedFact:
 
 
 def mentions_a_cue(message: str, kinds: list[FactKind]) -> bool:
-    """Cheap gate before any model call: a message with no cue word of any kind states no fact we keep."""
+    """Whether `message` holds a cue word of any kind (a Latin cue as whole words: "cat" is not in
+    "relocated")."""
     text = lowercase(normalised(message))
-    return any(lowercase(normalised(cue)) in text for kind in kinds for cue in kind.cues)
+    return any(holds_word(text, lowercase(normalised(cue))) for kind in kinds for cue in kind.cues)
 
 
 def cue_sentences(message: str, kinds: list[FactKind]) -> str:
@@ -56,12 +57,12 @@ def cue_sentences(message: str, kinds: list[FactKind]) -> str:
     what it misses in a longer message with a greeting in front. "" when there is none: a question
     (「猫の名前、覚えてる？」) states nothing, and grounding would drop whatever was proposed for it."""
     text = normalised(message)
-    chosen = [body.strip() for _, body in _sentences(text) if mentions_a_cue(body, kinds) and not is_question(body)]
-    return "".join(chosen)
+    chosen = [body for _, body in split_sentences(text) if mentions_a_cue(body, kinds) and not is_question(body)]
+    return " ".join(chosen) if all(body.isascii() for body in chosen) else "".join(chosen)
 
 
 def _sentences(text: str) -> list[tuple[int, str]]:
-    return [(match.start(), match.group()) for match in _SENTENCE.finditer(text)]
+    return split_sentences(text)
 
 
 def _cue_spans(sentence: str, kinds: list[FactKind]) -> list[tuple[int, int, FactKind]]:
@@ -71,10 +72,10 @@ def _cue_spans(sentence: str, kinds: list[FactKind]) -> list[tuple[int, int, Fac
     for priority, kind in enumerate(kinds):
         for cue in kind.cues:
             needle = lowercase(normalised(cue))
-            start = lowered.find(needle)
-            while needle and start >= 0:
-                found.append((start, start + len(needle), priority, kind))
-                start = lowered.find(needle, start + 1)
+            if not needle:
+                continue
+            pattern = whole_word(needle) if needle.isascii() else re.compile(re.escape(needle))
+            found += [(m.start(), m.end(), priority, kind) for m in pattern.finditer(lowered)]
     found.sort(key=lambda span: (-(span[1] - span[0]), span[2]))
     kept: list[tuple[int, int, FactKind]] = []
     for start, end, _, kind in found:
@@ -136,13 +137,72 @@ def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocab
         local = sentence.find(value, local)
         gaps = [(min(abs(local - end), abs(start - (local + len(value)))), kind, sentence[start:end])
                 for start, end, kind in spans]
-        nearby = [(gap, kind, cue) for gap, kind, cue in gaps if gap <= CUE_WINDOW]
+        nearby = [(gap, kind, cue) for (gap, kind, cue), (start, end, _) in zip(gaps, spans)
+                  if gap <= CUE_WINDOW and not _contrast_between(sentence, local, len(value), start, end, vocabulary)
+                  and not _preposition_between(sentence[end:local], vocabulary)]
         gap, kind, cue = min(nearby, key=lambda item: (item[0], kinds.index(item[1]))) if nearby else (0, None, "")
         if kind is not None and len(value) > kind.max_chars:
             continue
+        if kind is not None and _a_phrase(value, local, spans, vocabulary):
+            kind, cue = None, ""
+        if kind is not None and not (_the_users_now(sentence, local, len(value), cue, vocabulary)
+                                     and _fits(kind, sentence, local, len(value))):
+            kind, cue = None, ""  # someone else's, denied, past or not of this kind: kept as said, never filed
         seen.add(lowercase(value))
         grounded.append((gap, GroundedFact(kind=kind, value=value, sentence=sentence.strip(), cue=cue)))
     return _one_value_per_single_kind(grounded)
+
+
+def _preposition_between(between: str, vocabulary: FactVocabulary) -> bool:
+    """A Latin bound word between a cue and the value after it: "my name is on the list", "work as a
+    nurse at a city hospital" — the cue names something else. ("" when the value comes first.)"""
+    folded = lowercase(normalised(between))
+    return any(bound.isascii() and holds_word(folded, lowercase(bound.strip())) for bound in vocabulary.value_bounds)
+
+
+def _a_phrase(value: str, value_at: int, spans: list[tuple[int, int, FactKind]], vocabulary: FactVocabulary) -> bool:
+    """A stretch of the sentence rather than a value: it holds a cue word inside it, or a particle
+    that ends a value (「文鳥のピーを飼ってる」)."""
+    end = value_at + len(value)
+    if any(value_at < cue_start and cue_end < end for cue_start, cue_end, _ in spans):
+        return True
+    folded = lowercase(value)
+    return any(0 < start and stop < len(folded) for start, stop in _bounds_in(folded, vocabulary.value_bounds))
+
+
+def _clause_around(sentence: str, position: int) -> tuple[int, int]:
+    folded = lowercase(sentence)
+    start = max((m.end() for m in _CLAUSE_MARK.finditer(folded, 0, position)), default=0)
+    next_mark = _CLAUSE_MARK.search(folded, position)
+    return start, next_mark.start() if next_mark else len(folded)
+
+
+def _the_users_now(sentence: str, value_at: int, length: int, cue: str, vocabulary: FactVocabulary) -> bool:
+    """Whether a value at `value_at` is the user's and true now: its clause denies nothing (「住んでない」,
+    "used to", "if"), and no other person owns it ("my friend's cat", 「姉の友だちは」, 「彼の」)."""
+    folded = lowercase(normalised(sentence))
+    start, end = _clause_around(folded, value_at)
+    if _denies(folded[start:end], vocabulary.negations):
+        return False
+    return not someone_elses(folded[start:value_at + length], lowercase(normalised(cue)), vocabulary.statements)
+
+
+def _fits(kind: FactKind, sentence: str, value_at: int, length: int) -> bool:
+    """The kind's own limits: no excluding word in the value's clause, no telling word right after it."""
+    folded = lowercase(normalised(sentence))
+    start, end = _clause_around(folded, value_at)
+    if any(holds_word(folded[start:end], lowercase(normalised(word))) for word in kind.excludes):
+        return False
+    after = folded[value_at + length:].lstrip()
+    return not any(after.startswith(lowercase(normalised(word))) for word in kind.not_before)
+
+
+def _contrast_between(sentence: str, value_at: int, length: int, cue_start: int, cue_end: int,
+                      vocabulary: FactVocabulary) -> bool:
+    """A contrast (「けど」, "but") between a cue and a value: 「名前は忘れたけど、あの映画が…」 names no one."""
+    low, high = (cue_end, value_at) if cue_end <= value_at else (value_at + length, cue_start)
+    between = lowercase(normalised(sentence[low:high]))
+    return any(holds_word(between, lowercase(word)) for word in vocabulary.contrasts)
 
 
 def _one_value_per_single_kind(grounded: list[tuple[int, GroundedFact]]) -> list[GroundedFact]:
@@ -189,7 +249,8 @@ def framed_facts(message: str, vocabulary: FactVocabulary) -> list[GroundedFact]
             continue
         for kind in vocabulary.kinds:
             values = [(value, frame) for frame in kind.frames for value in _frame_values(sentence, frame, vocabulary)
-                      if len(value) <= kind.max_chars]
+                      if len(value) <= kind.max_chars
+                      and _fits(kind, sentence, max(sentence.find(value), 0), len(value))]
             if values:
                 value, frame = min(values, key=lambda item: len(item[0]))
                 found.append(GroundedFact(kind=kind, value=value, sentence=sentence.strip(), cue=_cue_in(frame, kind)))
@@ -211,11 +272,15 @@ def _frame_values(sentence: str, frame: str, vocabulary: FactVocabulary) -> list
             close = folded.find(after, end, clause_end)
             span = (end, close) if close > end else None
         elif before:  # the value follows the frame, up to the first bound
-            span = (end, end + _first_bound(folded[end:clause_end], vocabulary.value_bounds))
+            rest = folded[end:clause_end]
+            # "my name is on the list": a bound right after the frame means it named no value
+            starts_bound = any(s == len(rest) - len(rest.lstrip()) for s, _ in _bounds_in(rest, vocabulary.value_bounds))
+            span = None if starts_bound else (end, end + _first_bound(rest, vocabulary.value_bounds))
         else:  # the value comes before the frame, from the last bound
             span = (clause_start + _after_last_bound(folded[clause_start:start], vocabulary.value_bounds), start)
         clause = folded[clause_start:clause_end]
-        if span is not None and not _denies(clause, vocabulary.negations):
+        if (span is not None and not _denies(clause, vocabulary.negations)
+                and not someone_elses(folded[clause_start:span[0]], anchor, vocabulary.statements)):
             value = vocabulary.trimmed(sentence[span[0]:span[1]].strip(_TRIM)).strip(_TRIM)
             if vocabulary.is_a_value(value):
                 values.append(value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .prompts import PromptError, PromptLibrary
 
@@ -29,6 +29,10 @@ class FactKind:
     # Word-for-word patterns around a value (「{value}アレルギー」, "allergic to {value}"): what the
     # value is when the model proposed nothing usable for this kind (see fact_grounding.framed_facts).
     frames: tuple[str, ...] = ()
+    # A clause holding one of these is not about this kind (「嫌いな食べ物」 is no favourite food).
+    excludes: tuple[str, ...] = ()
+    # A value right before one of these is not of this kind (「4月から」, 「小学校に」 are no name).
+    not_before: tuple[str, ...] = ()
 
     def label_for(self, cue: str) -> str:
         if not self.label_from_cue or not cue:
@@ -38,6 +42,18 @@ class FactKind:
             words = words[1:]
         label = " ".join(words)
         return label[0].upper() + label[1:]
+
+
+@dataclass(frozen=True)
+class StatementRules:
+    """facts.toml [statements]: what marks a sentence that says nothing and another person
+    (statements.py). These only ever drop sentences that carry nothing; no kind depends on them."""
+
+    small_talk: tuple[str, ...] = ()  # phrases that carry nothing: greetings, thanks, reactions
+    requests: tuple[str, ...] = ()  # a sentence opening ("tell me") or ending (「してね」) that asks for something
+    function_words: tuple[str, ...] = ()  # Latin words that carry no content ("the", "really")
+    others: tuple[str, ...] = ()  # words for people other than the user ("friend", 「同僚」, 「さん」)
+    min_content: int = 3  # content needed: 2 per Latin content word, 1 per kanji, katakana or digit
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,10 @@ class FactVocabulary:
     negations: tuple[str, ...] = ()
     # Words said about a cue's topic that are never a value: 「犬は苦手かな。」 is no dog named 苦手.
     not_values: tuple[str, ...] = ()
+    # [statements]: what marks a sentence that says nothing, and another person (statements.py).
+    statements: StatementRules = field(default_factory=StatementRules)
+    # Words that part a cue from a value in the same sentence (「忘れたけど」, "but").
+    contrasts: tuple[str, ...] = ()
 
     def is_a_value(self, value: str) -> bool:
         folded = lowercase(normalised(value))
@@ -95,11 +115,18 @@ def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
             FactKind(key=str(entry["key"]), label=str(entry["label"]), cues=tuple(str(c) for c in entry["cues"]),
                      replace=bool(entry.get("replace", True)), max_chars=int(entry.get("max_chars", MAX_VALUE_CHARS)),
                      label_from_cue=bool(entry.get("label_from_cue", False)),
-                     frames=tuple(_frame(str(frame)) for frame in entry.get("frames", [])))
+                     frames=tuple(_frame(str(frame)) for frame in entry.get("frames", [])),
+                     excludes=tuple(str(word) for word in entry.get("excludes", [])),
+                     not_before=tuple(str(word) for word in entry.get("not_before", [])))
             for entry in data.get("kind", [])
         ]
         words = {key: tuple(str(word) for word in data.get(key, []))
-                 for key in ("endings", "about_persona", "value_bounds", "negations", "not_values")}
+                 for key in ("endings", "about_persona", "value_bounds", "negations", "not_values", "contrasts")}
+        table = data.get("statements", {})
+        statement_rules = StatementRules(
+            **{key: tuple(str(word) for word in table.get(key, []))
+               for key in ("small_talk", "requests", "function_words", "others")},
+            min_content=int(table.get("min_content", StatementRules.min_content)))
         promise_table = data.get("promise")
         promise = None
         if promise_table and promise_table.get("cues"):
@@ -111,7 +138,8 @@ def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
     if not kinds:
         raise PromptError(f"{path}: no [[kind]] entries; add at least one, or set [memory] mode = agent")
     return FactVocabulary(kinds, words["endings"], promise, words["about_persona"], words["value_bounds"],
-                          words["negations"], words["not_values"])
+                          words["negations"], words["not_values"], statement_rules,
+                          words["contrasts"])
 
 
 VALUE_SLOT = "{value}"

@@ -164,6 +164,7 @@ class PromptLibrary:
         functions: Sequence[str] | None = None,
         now: str = "",
         output: str = "json",
+        memory_mode: str = "agent",
     ) -> SystemPrompt:
         """Render each part of the system prompt, then system.j2, which joins them.
 
@@ -178,6 +179,7 @@ class PromptLibrary:
 
         variables: dict[str, Any] = {
             "example_reply": example_reply,
+            "memory_mode": memory_mode,
             "persona": persona,
             "human": human,
             "core": core,

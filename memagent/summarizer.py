@@ -154,7 +154,8 @@ class Summarizer:
         labels = {self._speaker_prefix(role).strip(" :："): role for role in {line["role"] for line in lines}}
         instruction = self.deps.prompts.render("summary.j2", messages=[], previous_summary=previous)
         return SummarySource(said=tuple((line["role"], line["content"]) for line in lines), labels=labels,
-                             previous=previous or "", instruction_lines=tuple(instruction.splitlines()))
+                             previous=previous or "", instruction_lines=tuple(instruction.splitlines()),
+                             names=(self.deps.persona.name,))
 
     def _speaker_prefix(self, role: str) -> str:
         """How summary.j2 introduces a line of `role` ("ユーザー: "), found by rendering a marker."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from .degenerate import is_system_note, nearly_equal, normalise_text
+from .fact_vocabulary import holds_word
 from .sentences import is_question
 
 # Name-like words: runs of kanji (two or more: one kanji is mostly a verb or adjective stem),
@@ -62,6 +63,7 @@ class SummarySource:
     labels: dict[str, str]
     previous: str = ""
     instruction_lines: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()  # the persona's and the user's names: a summary may use them
 
     # Normalised once per summary, not once per line of it.
     @cached_property
@@ -79,28 +81,55 @@ class SummarySource:
 
 
 def grounded_summary(summary: str, source: SummarySource) -> str:
-    """The lines of `summary` that hold against `source`, in order ("" when none does)."""
-    everything = [*(words for _, words in source.said), source.previous, *source.labels]
-    said = unicodedata.normalize("NFKC", "\n".join(everything)).casefold()
+    """The lines of `summary` that hold against `source`, in order ("" when none does), each saying
+    who said it: a line that names no speaker gets the label of the one whose words it holds against
+    (the user's first), so the persona's own claims never read as the user's facts later."""
+    everything = [*(words for _, words in source.said), source.previous, *source.labels, *source.names]
+    said = _folded("\n".join(everything))
+    by_role = {role: _folded("\n".join([*(words for r, words in source.said if r == role), *source.names,
+                                         *source.labels]))
+               for role in ("user", "assistant")}
     instruction = {normalise_text(line) for line in source.instruction_lines}
     instruction -= {words for _, words in source.said_normalised} | {""}
-    kept = [line for line in summary.splitlines() if _holds(line, said, instruction, source)]
+    label_of = {role: label for label, role in source.labels.items()}
+    kept = []
+    for line in summary.splitlines():
+        role = _holds(line, said, instruction, source, by_role)
+        if role is None:
+            continue
+        if role in ("user", "assistant") and role in label_of:
+            kept.append(f"- {label_of[role]}: {_BULLET.sub('', line.strip())}")
+        else:
+            kept.append(line)
     return "\n".join(kept).strip()
 
 
-def _holds(line: str, said: str, instruction: set[str], source: SummarySource) -> bool:
+def _folded(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _holds(line: str, said: str, instruction: set[str], source: SummarySource,
+           by_role: dict[str, str]) -> str | None:
+    """None when `line` does not hold; else "" for a line that already names its speaker (or the
+    summary so far), or the role whose words it holds against."""
     text = line.strip()
     folded = normalise_text(text)
     if not folded or text.startswith("#") or folded in instruction or is_system_note(text):
-        return False
+        return None
     body = _BULLET.sub("", text)
     if body.strip() in ("{", "}", "[", "]", "},", "],"):
-        return False
+        return None
     speaker = _speaker(body, source.role_of)
     if speaker is not None:
         role, words = speaker
-        return _said_by(role, words, source)
-    return _words_hold(body, said)
+        return "" if _said_by(role, words, source) else None
+    if not _words_hold(body, said):
+        return None
+    if any(normalise_text(body) in previous for previous in source.previous_lines):
+        return ""  # carried over from the summary so far, with whatever speaker it had
+    if any(holds_word(_folded(body), _folded(label)) for label in source.labels):
+        return ""  # it names whom it is about ("The user works as a nurse")
+    return next((role for role, words in by_role.items() if _words_hold(body, words)), "assistant")
 
 
 def _speaker(text: str, role_of: dict[str, str]) -> tuple[str, str] | None:

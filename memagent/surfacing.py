@@ -26,7 +26,7 @@ from .sentences import is_question
 
 log = logging.getLogger(__name__)
 
-MemorySource = Literal["fact", "recall", "archival"]
+MemorySource = Literal["fact", "recall", "note", "archival"]
 # e5 cosine similarity at which a passage is related even when it shares no words with the message
 # (paraphrase); unrelated Japanese passages score about 0.75-0.82 with multilingual-e5-small.
 DENSE_FLOOR = 0.86
@@ -36,12 +36,16 @@ DENSE_FLOOR = 0.86
 # be surfaced; by meaning alone only a near-repeat.
 RECALL_DENSE_FLOOR = 0.92
 FACT_SCORE = 1.0  # a fact whose kind the message names is the most relevant memory there is
+# A question and the statement that answers it share few words and score like unrelated lines, but
+# among the passages the answer is usually near the top by meaning: a question about the user's
+# own world gets its nearest passages whatever their score.
+NEAREST_FOR_A_QUESTION = 3
 
 
 @dataclass(frozen=True)
 class Memory:
     source: MemorySource
-    ref: int  # fact id, message id or passage id
+    ref: int  # fact id, message id or passage id (of a note too)
     text: str
     time: str  # local time it was said or stored; "" for facts (they are current by definition)
     score: float
@@ -65,7 +69,7 @@ class Surfacer:
     def vocabulary(self) -> FactVocabulary:
         return self._vocabulary()
 
-    def surface(self, query: str) -> list[Memory]:
+    def surface(self, query: str, persona_name: str = "") -> list[Memory]:
         """Up to surface_limit memories for `query`, most relevant first."""
         if self.limit < 1 or not query.strip():
             return []
@@ -74,7 +78,8 @@ class Surfacer:
         # (「東京に住んでる」 after a move to Osaka) is out of date and not shown at all.
         said = {m.ref for m in facts}
         skipped = {f.message_id for f in self.store.facts.all() if f.id in said or f.superseded_by is not None}
-        found = facts + [m for m in self._recall(query) if m.ref not in skipped] + self._archival(query)
+        found = facts + [m for m in self._recall(query) if m.ref not in skipped] + self._archival(query, asking=bool(
+            is_question(query) and not self.vocabulary.asks_about_persona(query, persona_name)))
         found.sort(key=lambda memory: -memory.score)
         unique: list[Memory] = []
         for memory in found:
@@ -110,13 +115,21 @@ class Surfacer:
                 memories.append(Memory("recall", message_id, message.text, local_time_text(message.time), score))
         return memories
 
-    def _archival(self, query: str) -> list[Memory]:
+    def _archival(self, query: str, asking: bool) -> list[Memory]:
         if self.store.archival.count() == 0:
             return []
         found = self.store.archival.candidate_scores(query)
-        return [Memory("archival", passage_id, found.rows[passage_id].text, local_time_text(found.rows[passage_id].time),
+        related = dict(self._related(found, DENSE_FLOOR))
+        if asking:
+            nearest = sorted(found.dense.items(), key=lambda item: -item[1])[:NEAREST_FOR_A_QUESTION]
+            related.update({i: round(score, 4) for i, score in nearest if i not in related})
+        # A captured note is shown as the user's words, without the passage's time and framing.
+        notes = {fact.passage_id: fact.value for fact in self.store.facts.current("note") if fact.passage_id in related}
+        return [Memory("note", passage_id, notes[passage_id], local_time_text(found.rows[passage_id].time), score)
+                if passage_id in notes else
+                Memory("archival", passage_id, found.rows[passage_id].text, local_time_text(found.rows[passage_id].time),
                        score)
-                for passage_id, score in self._related(found, DENSE_FLOOR)]
+                for passage_id, score in related.items()]
 
     def _related(self, found: Candidates, dense_floor: float) -> list[tuple[int, float]]:
         """Candidates related to the message, best first: by the share of its weighted words they

@@ -92,3 +92,22 @@ def test_insisting_pushes_the_start_of_a_value_hard_until_it_is_said():
     assert pushed_after(insisting, [CALL, "ミ"]) == {"ケ": 10.0}
     insisting = RecallNudgeProcessor(RecallNudge(values=("ミケ",), insist=True), tokenize, detokenize, strength)
     assert pushed_after(insisting, [CALL, "ミ", "ケ", "だ"]) == {}
+
+
+def scores_after(nudge: RecallNudgeProcessor, pieces: list[str]) -> dict[str, float]:
+    ids = tokenize("ab")
+    scores = np.zeros(len(VOCABULARY), dtype=np.single)
+    for piece in ["", *pieces]:
+        ids += tokenize(piece)
+        scores = nudge(np.array(ids, dtype=np.intc), np.zeros(len(VOCABULARY), dtype=np.single))
+    return {VOCABULARY[i]: float(score) for i, score in enumerate(scores) if score != 0}
+
+
+def test_an_insisted_value_is_not_left_bare():
+    insisted = RecallNudgeProcessor(RecallNudge(values=("ミケ",), insist=True), tokenize, detokenize, STRENGTH)
+    # Right after the value the message may not close yet: 「ミケ」 alone is no reply.
+    assert scores_after(insisted, [CALL, "ミ", "ケ"]) == {'"': -STRENGTH.go_on}
+    # Once the sentence goes on, closing is the model's choice again.
+    assert scores_after(insisted, [CALL, "ミ", "ケ", "だ", "よ", "と", "猫", "の", "名", "前"]) == {}
+    # Without insisting (the first try) the model closes when it likes.
+    assert scores_after(processor("ミケ"), [CALL, "ミ", "ケ"]) == {}

@@ -15,7 +15,7 @@ JA = SummarySource(
 
 def test_a_copied_heading_or_instruction_line_never_holds():
     summary = "## 要約する会話\n次の会話を、あとで思い出せるように日本語で要約してください。\n- 好きな食べ物はカレーうどん"
-    assert grounded_summary(summary, JA) == "- 好きな食べ物はカレーうどん"
+    assert grounded_summary(summary, JA) == "- ユーザー: 好きな食べ物はカレーうどん"
 
 
 def test_a_transcript_line_holds_only_for_the_speaker_who_said_it():
@@ -47,13 +47,14 @@ def test_english_paraphrase_holds_when_its_names_were_said():
                            labels={"User": "user", "You": "assistant"})
     summary = ("- The user works as a nurse.\n- Their cat is named Mike.\n- The user's sister Yuka visits often.\n"
                "- The user loves sushi.")
-    assert grounded_summary(summary, source) == "- The user works as a nurse.\n- Their cat is named Mike."
+    assert grounded_summary(summary, source) == "- The user works as a nurse.\n- User: Their cat is named Mike."
 
 
 def test_the_summary_so_far_is_something_said_too():
     source = SummarySource(said=(("user", "週末は何をしようか迷ってるところ。"),), labels={"ユーザー": "user", "あなた": "assistant"},
                            previous="- ユーザー「うちの猫の名前はミケだよ。」")
-    assert grounded_summary("- 猫の名前はミケ\n- 週末に何をするか迷っている", source) == "- 猫の名前はミケ\n- 週末に何をするか迷っている"
+    assert grounded_summary("- 猫の名前はミケ\n- 週末に何をするか迷っている", source) == (
+        "- 猫の名前はミケ\n- ユーザー: 週末に何をするか迷っている")
     assert grounded_summary("- 週末の予定を迷っている", source) == ""  # strict: a word nobody said, 予定
 
 
@@ -62,3 +63,12 @@ def test_user_lines_summary_keeps_statements_and_drops_the_oldest_to_fit():
     lines = user_lines_summary("- 「前の話」", ["猫の名前はミケ。", "私の名前、覚えてる？", "妹は由香。"], render,
                                fits=lambda text: len(text.splitlines()) <= 2)
     assert lines == "- 「猫の名前はミケ。」\n- 「妹は由香。」"
+
+
+def test_a_line_is_labelled_with_whoever_said_what_it_holds():
+    # The persona's own claim must not read as the user's fact once the conversation has left the window.
+    source = SummarySource(said=(("user", "I play the cello every Sunday."), ("assistant", "I adore mango pudding!")),
+                           labels={"User": "user", "You": "assistant"}, names=("Sam",))
+    summary = "- Plays the cello every Sunday.\n- Adores mango pudding.\n- Sam adores mango pudding."
+    assert grounded_summary(summary, source) == (
+        "- User: Plays the cello every Sunday.\n- You: Adores mango pudding.\n- You: Sam adores mango pudding.")

@@ -38,6 +38,10 @@ class NudgeStrength:
     start: float = 5.0  # logits added to a token starting a value not said yet
     follow: float = 10.0  # logits added to the token continuing a value begun where it was offered
     insist: float = 30.0  # logits added to a token starting a value on the second try (RecallNudge.insist)
+    # Right after an insisted value, logits taken from the tokens that would end the message: a reply
+    # that is the bare value (「ミケ」) answers, but no person talks like that; it goes on instead.
+    go_on: float = 8.0
+    go_on_chars: int = 6  # ...until the message holds this many characters beyond the value
 
 
 class RecallNudgeProcessor:
@@ -56,6 +60,7 @@ class RecallNudgeProcessor:
         # 'Saturday' has not begun 'Sam', whose first token is 'Sam').
         self._offered: dict[str, dict[int, int]] = {value: {} for value in self._values}
         self.pushed = 0  # how many times a token was pushed up (for the debug log and tests)
+        self._closers: list[int] | None = None
 
     def __call__(self, input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
         if not self._values:
@@ -78,7 +83,23 @@ class RecallNudgeProcessor:
         for token, bonus in bonuses.items():
             scores[token] += bonus
             self.pushed += 1
+        if self._insist and self._bare(message):
+            for token in self._closing_tokens():
+                scores[token] -= self._strength.go_on
         return scores
+
+    def _bare(self, message: str) -> bool:
+        """The message so far is a value it was asked for and hardly anything else."""
+        said = [value for value in self._values if value in message]
+        return bool(said) and len(message.strip()) < len(said[0]) + self._strength.go_on_chars
+
+    def _closing_tokens(self) -> list[int]:
+        """The tokens that close the message string (a quote, alone or with what follows it)."""
+        if self._closers is None:
+            self._closers = sorted({token for text in ('"', '",', '"}', '" }')
+                                    for token in self._tokenize(text)[:1]
+                                    if self._detokenize([token]).decode("utf-8", errors="ignore").startswith('"')})
+        return self._closers
 
     def _begun(self, value: str, message: str) -> int:
         """How many characters of `value` the message ends with, counted from where it was offered."""
