@@ -4,7 +4,9 @@ Data: bench/data/open_memory ({dev,test}.json: 44 fact kinds split in two, three
 statement phrasings and two questions each, ja and en, plus trap sentences). The test split was
 frozen before any capture rule was changed: tune on dev, report test.
 
-Two measurements per split and language:
+Three measurements per split and language:
+- retrieval: each question against all the split's statements and small talk, by meaning (the
+  ranking a question's nearest passages get in surfacing): R@1, R@3.
 - capture: every phrasing of every fact and every trap through the agent's capture alone (no reply),
   each turn undone after it. kept = a memory with that message as its source holds the value;
   typed = filed under a fact kind; misfiled = a typed fact of a kind the statement is not about, or
@@ -138,6 +140,37 @@ def capture_run(split: str, language: str, model_path: Path, context_length: int
     }}
 
 
+# --- retrieval alone ----------------------------------------------------------------------------
+def retrieval_run(split: str, language: str) -> dict[str, Any]:
+    """Each question against every statement of the split (one phrasing per kind, in turn) and the
+    small talk, through the archival search surfacing uses: R@1 and R@3 of the answering statement,
+    by meaning (the ranking a question's nearest passages get in surfacing)."""
+    import numpy as np
+
+    from memagent.config import load_settings
+    from memagent.memory.embeddings import make_embedder
+    from memagent.paths import resolve_paths
+
+    data = load(split)
+    small_talk = json.loads((DATA / "smalltalk.json").read_text(encoding="utf-8"))[language]
+    embedder = make_embedder(load_settings(resolve_paths(Path(tempfile.mkdtemp())), environ={}))
+    found = {"dense_r1": 0, "dense_r3": 0, "questions": 0}
+    for phrasing in range(3):
+        statements = [kind[language]["say"][phrasing].replace("{v}", kind[language]["values"][phrasing])
+                      for kind in data["kinds"]]
+        vectors = embedder.embed_passages(statements + small_talk)
+        for index, kind in enumerate(data["kinds"]):
+            for question in kind[language]["ask"]:
+                order = list(np.argsort(-(vectors @ embedder.embed_query(question))))
+                rank = order.index(index)
+                found["dense_r1"] += rank == 0
+                found["dense_r3"] += rank < 3
+                found["questions"] += 1
+    n = found["questions"]
+    return {"scores": {"questions": n, "candidates": len(data["kinds"]) + len(small_talk),
+                       "R@1": round(found["dense_r1"] / n, 3), "R@3": round(found["dense_r3"] / n, 3)}}
+
+
 # --- a generated chat ---------------------------------------------------------------------------
 def generate_chat(split: str, language: str, seed: int, facts: int = 8, traps: int = 3) -> dict[str, Any]:
     """A three-session script in bench.memory_e2e's format: `facts` statements of distinct kinds among
@@ -210,36 +243,67 @@ def chat_score(script: dict[str, Any], turns: list[dict[str, Any]], facts: list[
     }
 
 
+def run(split: str, models: list[str], languages: list[str], what: str = "retrieval,capture,chat",
+        modes: tuple[str, ...] = ("assisted",), seed: int = 1, facts: int = 8) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for model in models:
+        path = memory_e2e.model_file(model)
+        for language in languages:
+            if "retrieval" in what and model == models[0]:
+                key = f"retrieval/{split}/{language}"
+                results[key] = retrieval_run(split, language)
+                print(key, json.dumps(results[key]["scores"]), file=sys.stderr, flush=True)
+            if "capture" in what:
+                key = f"capture/{split}/{model}/{language}"
+                print(f"… {key}", file=sys.stderr, flush=True)
+                results[key] = capture_run(split, language, path)
+                print(key, json.dumps(results[key]["scores"]), file=sys.stderr, flush=True)
+            if "chat" in what:
+                script = generate_chat(split, language, seed, facts=facts)
+                for mode in modes:
+                    key = f"chat/{split}/{model}/{language}/{mode}/seed{seed}"
+                    print(f"… {key}", file=sys.stderr, flush=True)
+                    results[key] = memory_e2e.run_script(script, mode=mode, model_path=path, context_length=2048,
+                                                         scorer=chat_score)
+                    print(key, json.dumps(results[key]["scores"], ensure_ascii=False), file=sys.stderr, flush=True)
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| run | kept | typed | misfiled | traps storing | answered after the window (good) | bare | "
+             "junk / no reply | s per reply | capture s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, result in results.items():
+        s = result["scores"]
+        if key.startswith("retrieval/"):
+            lines.append(f"| {key} (R@1 / R@3 of {s['questions']} questions among {s['candidates']}) | "
+                         f"{s['R@1']} / {s['R@3']} | | | | | | | | |")
+        elif key.startswith("capture/"):
+            lines.append(f"| {key} | {s['kept']}/{s['statements']} | {s['typed']} | {s['misfiled']} | "
+                         f"{s['trap_violations']}/{s['traps']} | | | | | {s['capture_s_mean']} |")
+        else:
+            lines.append(f"| {key} | {s['facts_kept']}/{s['facts_stated']} | | {len(s['misfiled'])} | | "
+                         f"{s['answered_out_of_view']}/{s['questions_out_of_view']} ({s['good_out_of_view']}) | "
+                         f"{s['bare_answers']} | {s['junk_replies']} / {s['no_reply_turns']} of {s['turns']} | "
+                         f"{s['reply_s_mean']} | {s['capture_s_mean']} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", choices=["dev", "test"], default="test")
     parser.add_argument("--models", default="0.5b", help="comma-separated: 0.5b, 1.5b")
     parser.add_argument("--langs", default="ja,en")
-    parser.add_argument("--what", default="capture,chat", help="capture, chat or both")
+    parser.add_argument("--what", default="retrieval,capture,chat", help="any of retrieval, capture, chat")
     parser.add_argument("--modes", default="assisted", help="memory modes for the chat: " + ", ".join(memory_e2e.MODES))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--facts", type=int, default=8, help="facts stated in a generated chat")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    results: dict[str, Any] = {}
-    for model in args.models.split(","):
-        path = memory_e2e.model_file(model)
-        for language in args.langs.split(","):
-            if "capture" in args.what:
-                key = f"capture/{args.split}/{model}/{language}"
-                print(f"… {key}", file=sys.stderr, flush=True)
-                results[key] = capture_run(args.split, language, path)
-                print(key, json.dumps(results[key]["scores"]), flush=True)
-            if "chat" in args.what:
-                script = generate_chat(args.split, language, args.seed, facts=args.facts)
-                for mode in args.modes.split(","):
-                    key = f"chat/{args.split}/{model}/{language}/{mode}/seed{args.seed}"
-                    print(f"… {key}", file=sys.stderr, flush=True)
-                    results[key] = memory_e2e.run_script(script, mode=mode, model_path=path, context_length=2048,
-                                                         scorer=chat_score)
-                    print(key, json.dumps(results[key]["scores"], ensure_ascii=False), flush=True)
+    results = run(args.split, args.models.split(","), args.langs.split(","), args.what, tuple(args.modes.split(",")),
+                  args.seed, args.facts)
     if args.out:
         args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    print(table(results))
     return 0
 
 

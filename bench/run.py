@@ -201,10 +201,20 @@ def main(argv: list[str] | None = None) -> int:
     if memory_models:
         results["memory_e2e"] = timed("memory end to end (embedded models, assisted vs agent)",
                                       lambda: memory_runs(memory_models))
+        # Facts of kinds no rule was written from, on the held-out split (bench/data/open_memory).
+        from bench import open_memory
+
+        results["open_memory"] = timed("open memory, held-out split", lambda: {
+            key: {"scores": run["scores"]}
+            for key, run in open_memory.run("test", memory_models, ["ja", "en"], modes=("assisted", "agent")).items()})
     args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     print(table(results))
     if "error" not in results.get("memory_e2e", {"error": "not run"}):
         print("\n" + memory_e2e.table(results["memory_e2e"]))
+    if isinstance(results.get("open_memory"), dict) and "error" not in results["open_memory"]:
+        from bench import open_memory
+
+        print("\n" + open_memory.table({k: v for k, v in results["open_memory"].items() if isinstance(v, dict)}))
     print(f"\nwritten to {args.out}", file=sys.stderr)
     return 0
 
