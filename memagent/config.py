@@ -73,6 +73,7 @@ class LLMSettings(_Section):
     mode: Literal["auto", "raw", "chat"] = "auto"
     model_path: str = ""
     model_cache: str = ""  # where the embedded default model is assembled; empty: the user's cache folder
+    embedded_model: str = "0.5b"  # the packaged model the embedded backend runs when model_path is empty
     context_length: int = Field(0, ge=0, le=1_048_576)  # 0: from the server or the model file
     threads: int = Field(0, ge=0, le=512)
     gpu_layers: int = Field(0, ge=-1)
@@ -89,6 +90,16 @@ class LLMSettings(_Section):
         if 0 < value < MIN_CONTEXT_LENGTH:
             raise ValueError(f"is too small to hold a system prompt and a reply; use 0 (the model's own) "
                              f"or at least {MIN_CONTEXT_LENGTH}")
+        return value
+
+    @field_validator("embedded_model")
+    @classmethod
+    def _packaged_model(cls, value: str) -> str:
+        from .llm.weights import PACKAGED_MODELS
+
+        if value not in PACKAGED_MODELS:
+            raise ValueError(f"is not a packaged model; choose one of {', '.join(PACKAGED_MODELS)}, "
+                             "or set model_path to a .gguf file")
         return value
 
     @field_validator("backend")

@@ -67,6 +67,7 @@ def test_missing_explicit_config_is_one_clear_line(paths, tmp_path):
         ("[lm]\nmodel = x\n", r"unknown section \[lm\]"),
         ("[preset.mine]\ntop_k = lots\n", r"preset\.mine\.top_k = 'lots'"),
         ("[llm]\npreset = fast\n", r"llm\.preset = 'fast' is not a known sampler preset"),
+        ("[llm]\nembedded_model = 7b\n", r"llm\.embedded_model = '7b' .*choose one of 0\.5b, 1\.5b"),
         ("not an ini file\n", r"not a valid INI file"),
     ],
 )
@@ -131,3 +132,11 @@ def test_example_config_documents_every_key_with_its_default():
 def test_example_config_loads_cleanly(home, paths):
     write_config(home, (REPO / "config.example.ini").read_text(encoding="utf-8"))
     assert load_settings(paths, environ={}).llm.backend == "auto"
+
+
+def test_chat_model_option_names_a_packaged_model_a_gguf_file_or_a_server_model():
+    from memagent.cli.chat_cmd import _model_override
+
+    assert _model_override("1.5b") == {"embedded_model": "1.5b"}
+    assert _model_override("/models/x.gguf") == {"model_path": "/models/x.gguf"}
+    assert _model_override("qwen2.5:7b") == {"model": "qwen2.5:7b"}

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 def _model_override(model: str | None) -> dict[str, str]:
     if not model:
         return {}
+    from ..llm.weights import PACKAGED_MODELS
+
+    if model in PACKAGED_MODELS:
+        return {"embedded_model": model}
     return {"model_path": model} if model.endswith(".gguf") else {"model": model}
 
 
@@ -52,17 +56,18 @@ class PipedPrinter:
 def assemble_on_first_run(app: AppContext) -> None:
     """The embedded model's first assembly takes a minute or more: done here, in front, with a
     progress bar on stderr (piped mode too), instead of silently behind the first reply."""
-    from ..llm.weights import DEFAULT_MODEL, default_model_ready, ensure_default_model, model_cache_dir
+    from ..llm.weights import PACKAGED_MODELS, default_model_ready, ensure_default_model, model_cache_dir
 
     llm = app.settings.llm
     if llm.uses_server or llm.backend not in ("auto", "embedded") or llm.model_path:
         return
     cache = model_cache_dir(llm.model_cache)
-    if default_model_ready(cache):
+    model = PACKAGED_MODELS[llm.embedded_model]
+    if default_model_ready(cache, model):
         return
-    click.echo(f"first run: assembling the embedded model ({DEFAULT_MODEL.size / 1e6:.0f} MB, once per machine) "
+    click.echo(f"first run: assembling the embedded model {model.name} ({model.size / 1e6:.0f} MB, once per machine) "
                f"into {cache / 'models'}", err=True)
-    ensure_default_model(cache, progress=True)
+    ensure_default_model(cache, model, progress=True)
 
 
 def run_piped(session: AgentSession, as_json: bool) -> int:
@@ -87,7 +92,8 @@ def register(cli: click.Group) -> None:
     @click.option("--agent", "agent_name", help="Agent to chat with; created (default persona and human) if new.")
     @click.option("--persona", help="Persona for a new agent (or to use this time), from `memagent persona list`.")
     @click.option("--human", help="Human profile for a new agent, from `memagent human list`.")
-    @click.option("--model", help="Server model id, or a .gguf file for the embedded backend.")
+    @click.option("--model", help="Server model id; for the embedded backend a .gguf file or a packaged model "
+                                  "(0.5b, 1.5b).")
     @click.option("--wrapper", help="Prompt format from `memagent wrapper list` (auto = server's chat template).")
     @click.option("--preset", help="Sampler preset (default, deterministic, creative or your own).")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event (non-interactive use).")

@@ -100,10 +100,11 @@ def run_doctor(app: AppContext, probe_call: bool = True) -> list[Verdict]:
     elif settings.llm.backend not in ("auto", "embedded"):
         verdicts.append(Verdict(True, "backend", f"{settings.llm.backend} (from a plugin; the call below tries it)"))
     else:
-        from ..llm.weights import model_cache_dir, resolve_model_path
+        from ..llm.weights import PACKAGED_MODELS, model_cache_dir, resolve_model_path
 
         def model() -> str:
-            path = resolve_model_path(settings.llm.model_path, model_cache_dir(settings.llm.model_cache), progress=True)
+            path = resolve_model_path(settings.llm.model_path, model_cache_dir(settings.llm.model_cache), progress=True,
+                                      model=PACKAGED_MODELS[settings.llm.embedded_model])
             where = "[llm] model_path" if settings.llm.model_path else "shared by every home; [llm] model_cache moves it"
             return f"{path} ({path.stat().st_size / 1e6:.0f} MB; {where})"
 

@@ -32,9 +32,10 @@ def _openai(settings: Settings, paths: Paths, progress: bool) -> LLMBackend:
 
 def _embedded(settings: Settings, paths: Paths, progress: bool) -> LLMBackend:
     from .embedded import EmbeddedBackend
-    from .weights import model_cache_dir, resolve_model_path
+    from .weights import PACKAGED_MODELS, model_cache_dir, resolve_model_path
 
-    model = resolve_model_path(settings.llm.model_path, model_cache_dir(settings.llm.model_cache), progress)
+    model = resolve_model_path(settings.llm.model_path, model_cache_dir(settings.llm.model_cache), progress,
+                               PACKAGED_MODELS[settings.llm.embedded_model])
     return EmbeddedBackend(model, settings.llm)
 
 

