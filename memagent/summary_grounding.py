@@ -44,7 +44,10 @@ LATIN_SHARE = 0.5  # of a line's other Latin words found in what it summarises
 SUMMARY_GLUE = frozenset({
     "their", "there", "these", "those", "about", "named", "called", "which", "while", "would", "could",
     "should", "after", "before", "being", "since", "because", "mentioned", "mentions", "talked", "talks",
-    "shared", "shares", "person", "users", "user's", "really", "still", "again", "other", "often"})
+    "shared", "shares", "person", "users", "user's", "really", "still", "again", "other", "often",
+    # how a summary reports speech, not what was said
+    "introduced", "introduces", "herself", "himself", "themselves", "yourself", "myself", "explained",
+    "described", "revealed", "expressed", "stated", "asked", "answered", "replied", "greeted", "says"})
 
 
 # Role words a model writes as transcript speakers whatever the instruction's labels were (the 1.5B

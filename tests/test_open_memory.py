@@ -180,3 +180,19 @@ def test_the_evaluation_has_forty_kinds_and_its_test_split_is_frozen():
             own = kind[language]
             assert len(own["say"]) >= 3 and len(own["ask"]) >= 2 and all("{v}" in s for s in own["say"])
             assert not any(value.casefold() in ask.casefold() for value in own["values"] for ask in own["ask"])
+
+
+def test_a_question_brings_back_the_statement_that_answers_it_in_other_words(make_agent):
+    # 「うちの鳥」 shares no word with 「文鳥のピー」; by meaning it is among the nearest, and is shown as said.
+    statements_said = ["文鳥のピーを飼ってるんだ。", "最近ボルダリングを始めた。", "通勤は自転車で行ってる。",
+                       "駅前のパン屋によく行く。", "冬が一番好きな季節。"]
+    replies = [say("かわいい！"), facts(), say("楽しそう！"), say("健康的だね。"), say("いい匂いがしそう。"),
+               say("雪もいいよね。")]
+    agent, llm = make_agent(replies + [say("ピーちゃんだよね！")], language="ja")
+    for text in statements_said:
+        agent.send(text, Recorder())
+    events = Recorder()
+    agent.send("うちの鳥の名前、覚えてる？", events)
+    [recalled] = events.of("recalled")
+    assert "文鳥のピーを飼ってるんだ。" in [m["text"] for m in recalled.data["memories"]]
+    assert "ユーザーが前に言った「文鳥のピーを飼ってるんだ。」" in llm.requests[-1].prompt

@@ -72,3 +72,9 @@ def test_a_line_is_labelled_with_whoever_said_what_it_holds():
     summary = "- Plays the cello every Sunday.\n- Adores mango pudding.\n- Sam adores mango pudding."
     assert grounded_summary(summary, source) == (
         "- User: Plays the cello every Sunday.\n- You: Adores mango pudding.\n- You: Sam adores mango pudding.")
+
+
+def test_a_faithful_paraphrase_in_reporting_words_holds():
+    source = SummarySource(said=(("user", "Hi, I'm Misaki!"), ("assistant", "Nice to meet you, Misaki.")),
+                           labels={"User": "user", "You": "assistant"}, names=("Sam",))
+    assert grounded_summary("- Misaki introduced herself to Sam.", source) == "- User: Misaki introduced herself to Sam."
