@@ -1,14 +1,18 @@
-"""Capture (memory mode "assisted"): after a reply, the durable facts the user stated, and the
-persona's own promises, go into memory.
+"""Capture (memory mode "assisted"): after a reply, what the user told, and the persona's own
+promises, go into memory.
 
-One grammar-constrained model call proposes candidate values for the message's statements; grounding
-(fact_grounding.py) keeps only what the message really says, with the kind its cue words give it, and
-adds what a facts.toml frame finds word for word (「{value}アレルギー」) when the model missed it.
-Kept facts become lines of the human block (a newer value of a single-valued kind replaces the old
-line), or archival passages when the block is full; a value with no cue near it keeps its sentence,
-as said, as an archival note. A promise (a reply sentence with a promise cue, facts.toml [promise])
-becomes a line of the persona block, as it was said. Every one is recorded with the message it came
-from (memory/facts.py), in the same transaction and turn as the reply, so /undo and /retry revert it.
+Every sentence of the user's message that tells something (statements.py: not a question, a request
+or small talk) is kept as said, as a note: an archival passage that search and surfacing find. No
+list decides it. Listed kinds (facts.toml) refine: a sentence with a kind's cue word gets one
+grammar-constrained model call proposing values; grounding (fact_grounding.py) files only what the
+message really says, with the kind its cue gives it, when it is the user's and true now; a frame
+finds what the model missed, and the tighter of the two values wins. A filed value becomes a line of
+the human block (a newer value of a single-valued kind replaces the old line of the same subject),
+or an archival passage when the block is full. What the model wrote into memory itself is not
+written a second time (written_memory.py). A promise (a reply sentence with a promise cue, facts.toml
+[promise]) becomes a line of the persona block, as it was said. Every one is recorded with the
+message it came from (memory/facts.py), in the same transaction and turn as the reply, so /undo and
+/retry revert it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .llm.base import GenerationRequest
 from .memory.errors import MemoryEditError
 from .memory.records import Fact, StoredMessage
 from .rendering import SAFETY_MARGIN, local_time_text
-from .statements import statements
+from .statements import content_weight, statements
 from .written_memory import says_already, superseded
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,9 @@ CAPTURE_REASON = "capture"  # block history reason of captured lines (memory sho
 MAX_PROPOSALS = 4
 PROMISE_KIND = "promise"
 RECENT_PASSAGES = 10  # the model's newest archival passages compared with a new note
+# A sentence whose filed facts leave this many times a statement's minimum content untold is kept as a note too.
+LEFT_OVER_FACTOR = 2
+HISTORY_LIMIT = 10_000  # edits read back to find the human block's first value
 NOTE_KIND = "note"  # the user's sentence as said, of no listed kind
 PERSONA_BLOCK = "persona"
 CAPTURE_MAX_TOKENS = 160
@@ -132,8 +139,7 @@ class FactCapture:
         grounded = _tightest_first(framed_facts(message.content, self.vocabulary),
                                    ground(message.content, proposals, self.vocabulary))
         typed = [fact for fact in grounded if fact.kind is not None]
-        filed = {normalised(fact.sentence) for fact in typed}
-        rest = [sentence for sentence in said if normalised(sentence) not in filed]
+        rest = [sentence for sentence in said if not self._told_by(sentence, typed)]
         with self.store.transaction():
             stored = [captured for captured in (self._store(fact, message) for fact in typed) if captured is not None]
             if rest:
@@ -209,11 +215,27 @@ class FactCapture:
         completion = self.deps.backend.generate(request)
         return parse_proposals(completion.text)
 
+    def _told_by(self, sentence: str, typed: list[GroundedFact]) -> bool:
+        """Whether the filed facts tell all `sentence` does: what is left without their values and cue
+        words says little ("My sister's name is Yuka."), unlike "I'm from Kyoto, but I live in Osaka now."."""
+        mine = [fact for fact in typed if normalised(fact.sentence) == normalised(sentence)]
+        if not mine:
+            return False
+        left = lowercase(normalised(sentence))
+        for fact in mine:
+            for word in (fact.value, fact.cue):
+                left = left.replace(lowercase(normalised(word)), " ") if word else left
+        rules = self.vocabulary.statements
+        return content_weight(left, rules) < LEFT_OVER_FACTOR * rules.min_content
+
     def _written_by_others(self) -> tuple[list[str], list[str]]:
         """(human block lines, recent archival passages) that capture did not write: the model's own
         memory writes and the user's edits."""
         ours = {fact.line for fact in self.store.facts.current()}
-        block = [line for line in self.store.core.get(HUMAN_BLOCK).value.splitlines() if line.strip() and line not in ours]
+        edits = self.store.core.history(HUMAN_BLOCK, limit=HISTORY_LIMIT)
+        value = self.store.core.get(HUMAN_BLOCK).value
+        initial = set((edits[-1].old_value if edits else value).splitlines())  # the profile it started from
+        block = [line for line in value.splitlines() if line.strip() and line not in ours and line not in initial]
         passages = [p.text for p in self.store.archival.recent(RECENT_PASSAGES) if p.source != "capture"]
         return block, passages
 
@@ -224,10 +246,12 @@ class FactCapture:
         if any(lowercase(old.value) == lowercase(fact.value) for old in current):
             return None  # already known
         block_lines, passages = self._written_by_others()
-        if any(lowercase(fact.value) in lowercase(text) for text in block_lines + passages):
-            return None  # the model wrote it down itself
         label = kind.label_for(fact.cue)
         line = self.prompts.render("fact_line.j2", label=label, value=fact.value)
+        holding = [text for text in block_lines + passages if lowercase(fact.value) in lowercase(text)]
+        if holding and (says_already(fact.sentence, holding, self.store.archival.embedder)
+                        or says_already(line, holding, self.store.archival.embedder)):
+            return None  # the model wrote it down itself
         # A newer value replaces the old one of the same subject: the label from the cue ("Sister's
         # name") must match, so a brother's name never replaces a sister's.
         same_subject = [old for old in current if old.label == label]
@@ -236,6 +260,7 @@ class FactCapture:
             stale = superseded(line, fact.value, kind, block_lines, self.store.archival.embedder)
             if stale is not None:  # the model's own line of the old value ("User lives in Tokyo")
                 self.store.core.replace(HUMAN_BLOCK, stale, line, turn_id=message.turn_id, reason=CAPTURE_REASON)
+                self.context.invalidate_system()  # the stale line must not stay in view
                 record = self.store.facts.add(kind=kind.key, label=label, value=fact.value, line=line, block=HUMAN_BLOCK,
                                               message_id=message.id, turn_id=message.turn_id)
                 return Captured(record)

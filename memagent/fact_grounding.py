@@ -161,13 +161,13 @@ def _preposition_between(between: str, vocabulary: FactVocabulary) -> bool:
 
 
 def _a_phrase(value: str, value_at: int, spans: list[tuple[int, int, FactKind]], vocabulary: FactVocabulary) -> bool:
-    """A stretch of the sentence rather than a value: it holds a cue word inside it, or a particle
-    that ends a value (「文鳥のピーを飼ってる」)."""
+    """A stretch of the sentence rather than a value: it holds a cue word inside it, or a word that
+    bounds a value before its end (「文鳥のピーを飼ってる」, 「先月結婚した」, "at a city hospital")."""
     end = value_at + len(value)
     if any(value_at < cue_start and cue_end < end for cue_start, cue_end, _ in spans):
         return True
     folded = lowercase(value)
-    return any(0 < start and stop < len(folded) for start, stop in _bounds_in(folded, vocabulary.value_bounds))
+    return any(stop < len(folded) for _, stop in _bounds_in(folded, vocabulary.value_bounds))
 
 
 def _clause_around(sentence: str, position: int) -> tuple[int, int]:
@@ -188,10 +188,11 @@ def _the_users_now(sentence: str, value_at: int, length: int, cue: str, vocabula
 
 
 def _fits(kind: FactKind, sentence: str, value_at: int, length: int) -> bool:
-    """The kind's own limits: no excluding word in the value's clause, no telling word right after it."""
+    """The kind's own limits: no excluding word up to the end of the value's clause (「うちの犬は柴犬で、
+    名前はコテツ」 names the dog, not the user), no telling word right after the value."""
     folded = lowercase(normalised(sentence))
-    start, end = _clause_around(folded, value_at)
-    if any(holds_word(folded[start:end], lowercase(normalised(word))) for word in kind.excludes):
+    _, clause_end = _clause_around(folded, value_at)
+    if any(holds_word(folded[:clause_end], lowercase(normalised(word))) for word in kind.excludes):
         return False
     after = folded[value_at + length:].lstrip()
     return not any(after.startswith(lowercase(normalised(word))) for word in kind.not_before)

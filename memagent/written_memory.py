@@ -13,9 +13,9 @@ from .fact_vocabulary import FactKind, lowercase, normalised
 from .memory.embeddings import Embedder
 
 # e5 cosine between two lines that say the same thing in other words ("I started cello lessons" /
-# "User is learning the cello") is about 0.89-0.94; lines about other things 0.78-0.87. A shared
+# "User is learning the cello") is about 0.89-0.94; lines about other things 0.78-0.875. A shared
 # content word is required as well, so a close score between unrelated lines does not count.
-SAME_MEANING = 0.88
+SAME_MEANING = 0.89
 # A line about the same kind of fact (lives in Tokyo / lives in Osaka) scores lower than a restatement.
 SAME_TOPIC = 0.85
 _CONTENT = re.compile(r"[a-z0-9][a-z0-9'’\-]{2,}|[\u4e00-\u9fff\u30a0-\u30ffー]{2,}")

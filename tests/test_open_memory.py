@@ -196,3 +196,12 @@ def test_a_question_brings_back_the_statement_that_answers_it_in_other_words(mak
     [recalled] = events.of("recalled")
     assert "文鳥のピーを飼ってるんだ。" in [m["text"] for m in recalled.data["memories"]]
     assert "ユーザーが前に言った「文鳥のピーを飼ってるんだ。」" in llm.requests[-1].prompt
+
+
+def test_a_sentence_that_says_more_than_its_filed_fact_is_kept_as_said_too(make_agent):
+    agent, _ = make_agent([say("Osaka, nice!"), facts(("home", "Osaka")), say("Yuka, lovely name."),
+                           facts(("family", "Yuka"))])
+    agent.send("I'm from Kyoto, but I live in Osaka now.", Recorder())
+    agent.send("My sister's name is Yuka.", Recorder())
+    current = [(fact.kind, fact.value) for fact in agent.store.facts.current()]
+    assert current == [("home", "Osaka"), ("note", "I'm from Kyoto, but I live in Osaka now."), ("family", "Yuka")]
