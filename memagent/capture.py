@@ -131,7 +131,9 @@ class FactCapture:
         """Keep what one user message tells: each value a listed kind's cue words ground (a line of the
         human block), and every other sentence that tells something, as said (a note). Returns what
         was stored."""
-        said = statements(message.content, self.vocabulary.statements)
+        rules = self.vocabulary.statements
+        # Calling the persona by name ("Good morning, Sam!") tells nothing about the user.
+        said = statements(message.content, replace(rules, small_talk=(*rules.small_talk, self.deps.persona.name)))
         cued = cue_sentences(message.content, self.vocabulary.kinds)
         if not said and not cued:  # a question, a greeting, a request: nothing to keep, no model call
             return []

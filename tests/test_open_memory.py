@@ -59,6 +59,12 @@ def test_questions_greetings_and_requests_keep_nothing(vocabularies, language, m
     assert statements(message, vocabularies[language].statements) == []
 
 
+def test_greeting_the_persona_by_name_keeps_nothing(make_agent):
+    agent, _ = make_agent([say("Morning!")])
+    agent.send("Good morning, Sam!", Recorder())
+    assert agent.store.facts.current() == []
+
+
 def test_of_a_message_only_the_sentences_that_tell_something_are_kept(vocabularies):
     assert statements("Hi! I'm Kenji, by the way. Can you help me?", vocabularies["en"].statements) == [
         "I'm Kenji, by the way."]
