@@ -22,6 +22,7 @@ from .executor import FunctionExecutor
 from .functions.registry import function_registry
 from .generation import ReplyGenerator, loosened
 from .llm.base import LLMBackend
+from .memory.db import StorageError
 from .memory.kinds import MessageKind, StateKey
 from .memory.records import StoredMessage
 from .personas import Human, Persona
@@ -182,6 +183,9 @@ class Agent:
         try:
             captured = self.capturer.capture(message)
             captured += self.capturer.capture_promises(self.store.recall.of_turn(message.turn_id))
+        except StorageError as exc:  # a full or read-only disk: the turn, or the next write, says so in one line
+            log.info("capture failed (%s); nothing was stored from this message", exc)
+            return
         except Exception as exc:  # a failed capture costs nothing: the message is in recall anyway
             log.warning("capture failed (%s); nothing was stored from this message", exc,
                         exc_info=log.isEnabledFor(logging.DEBUG))
