@@ -3,8 +3,10 @@ message are put into the prompt, whether or not the model would have searched fo
 
 No model call: captured facts whose kind the message mentions (「猫の名前覚えてる？」 → the pet's
 name), and earlier user messages that have left the context window and archival passages that share
-the message's rarer words or its meaning (hybrid search). They are rendered by recalled.j2 right before the reply,
-after the conversation, so the cached beginning of the prompt is untouched.
+the message's rarer words or its meaning (hybrid search); for a question about the user's own world,
+the nearest passages by meaning whatever their score (a captured note shown as the user's words).
+They are rendered by recalled.j2 right before the reply, after the conversation, so the cached
+beginning of the prompt is untouched.
 """
 
 from __future__ import annotations
