@@ -216,7 +216,8 @@ def chat_score(script: dict[str, Any], turns: list[dict[str, Any]], facts: list[
             kind, value = stating[source]
             if not typed_ok(f.kind, f.value, kind, value):
                 misfiled.append(f"{f.kind}={f.value}")
-        elif not any(turn.get("trap") and turn["say"] == source and f.kind in turn["trap"]["allow"] for turn in turns):
+        elif not any(turn.get("trap") and turn["say"] == source and f.kind in turn["trap"]["allow"]
+                     for session in script["sessions"] for turn in session):  # the script's turns hold the traps
             misfiled.append(f"{f.kind}={f.value} ← {source}")
     invented = [f"{f.kind}={f.value}" for f in facts
                 if f.kind not in NOT_A_FACT and not holds(sources.get(f.message_id or -1, ""), f.value)]
