@@ -34,6 +34,7 @@ from .llm.base import GenerationRequest
 from .memory.errors import MemoryEditError
 from .memory.records import Fact, StoredMessage
 from .rendering import SAFETY_MARGIN, local_time_text
+from .sentences import join_sentences
 from .statements import content_weight, statements
 from .written_memory import says_already, superseded
 
@@ -145,7 +146,7 @@ class FactCapture:
         with self.store.transaction():
             stored = [captured for captured in (self._store(fact, message) for fact in typed) if captured is not None]
             if rest:
-                note = self._store_note(_joined(rest), message)
+                note = self._store_note(join_sentences(rest), message)
                 stored += [note] if note is not None else []
         # A new fact joins the human block, but the system prompt is not rebuilt for it: the message
         # that stated it is still in view, and a rebuild early in the prompt would make the server
@@ -284,7 +285,3 @@ class FactCapture:
         record = self.store.facts.add(kind=NOTE_KIND, label="", value=sentence, line=line, block=None,
                                       passage_id=passage.id, message_id=message.id, turn_id=message.turn_id)
         return Captured(record)
-
-
-def _joined(sentences: list[str]) -> str:
-    return " ".join(sentences) if all(s.isascii() for s in sentences) else "".join(sentences)

@@ -25,7 +25,7 @@ from .fact_vocabulary import (
     normalised,
     whole_word,
 )
-from .sentences import is_question, split_sentences
+from .sentences import is_question, join_sentences, split_sentences
 from .statements import someone_elses
 
 CUE_WINDOW = 24  # characters between a cue and its value, at most
@@ -58,11 +58,7 @@ def cue_sentences(message: str, kinds: list[FactKind]) -> str:
     (「猫の名前、覚えてる？」) states nothing, and grounding would drop whatever was proposed for it."""
     text = normalised(message)
     chosen = [body for _, body in split_sentences(text) if mentions_a_cue(body, kinds) and not is_question(body)]
-    return " ".join(chosen) if all(body.isascii() for body in chosen) else "".join(chosen)
-
-
-def _sentences(text: str) -> list[tuple[int, str]]:
-    return split_sentences(text)
+    return join_sentences(chosen)
 
 
 def _cue_spans(sentence: str, kinds: list[FactKind]) -> list[tuple[int, int, FactKind]]:
@@ -122,7 +118,7 @@ def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocab
             continue  # not said: never stored
         value = text[position:position + len(value)]
         sentence_start, sentence = next(
-            ((start, body) for start, body in _sentences(text) if start <= position < start + len(body)), (0, text))
+            ((start, body) for start, body in split_sentences(text) if start <= position < start + len(body)), (0, text))
         if is_question(sentence):
             continue  # "do you remember my cat's name?" states nothing
         local = position - sentence_start
@@ -229,7 +225,7 @@ def promised_sentences(reply: str, rule: PromiseRule) -> list[str]:
     """The sentences of the persona's reply that promise something: a cue word in a sentence that is
     not a question, kept word for word (「じゃあ今度、その本を取っておくね！」)."""
     found = []
-    pieces = (piece for _, sentence in _sentences(reply) for piece in _AFTER_FULL_STOP.split(sentence))
+    pieces = (piece for _, sentence in split_sentences(reply) for piece in _AFTER_FULL_STOP.split(sentence))
     for sentence in pieces:
         sentence = sentence.strip()
         folded = lowercase(normalised(sentence))
@@ -245,7 +241,7 @@ def framed_facts(message: str, vocabulary: FactVocabulary) -> list[GroundedFact]
     (「東京に住んでない」 is not where the user lives). No model call: the 0.5B proposed 「アレルギー」
     for 「あと、そばアレルギーがあるんだ。」, and nothing at all for a move to Osaka, in a long chat."""
     found: list[GroundedFact] = []
-    for _, sentence in _sentences(normalised(message)):
+    for _, sentence in split_sentences(normalised(message)):
         if is_question(sentence):
             continue
         for kind in vocabulary.kinds:

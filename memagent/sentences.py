@@ -22,6 +22,11 @@ def split_sentences(text: str) -> list[tuple[int, str]]:
     return found
 
 
+def join_sentences(sentences: list[str]) -> str:
+    """Sentences back into one text: with a space between Latin ones, as they are between Japanese ones."""
+    return " ".join(sentences) if all(sentence.isascii() for sentence in sentences) else "".join(sentences)
+
+
 def is_question(sentence: str) -> bool:
     """Ends with a question mark (a closing 。 or ! after it does not count)."""
     stripped = sentence.strip().rstrip("。.!！")
