@@ -47,7 +47,6 @@ PROMISE_KIND = "promise"
 RECENT_PASSAGES = 10  # the model's newest archival passages compared with a new note
 # A sentence whose filed facts leave this many times a statement's minimum content untold is kept as a note too.
 LEFT_OVER_FACTOR = 2
-HISTORY_LIMIT = 10_000  # edits read back to find the human block's first value
 NOTE_KIND = "note"  # the user's sentence as said, of no listed kind
 PERSONA_BLOCK = "persona"
 CAPTURE_MAX_TOKENS = 160
@@ -235,9 +234,8 @@ class FactCapture:
         """(human block lines, recent archival passages) that capture did not write: the model's own
         memory writes and the user's edits."""
         ours = {fact.line for fact in self.store.facts.current()}
-        edits = self.store.core.history(HUMAN_BLOCK, limit=HISTORY_LIMIT)
         value = self.store.core.get(HUMAN_BLOCK).value
-        initial = set((edits[-1].old_value if edits else value).splitlines())  # the profile it started from
+        initial = set(self.store.core.first_value(HUMAN_BLOCK).splitlines())  # the profile it started from
         block = [line for line in value.splitlines() if line.strip() and line not in ours and line not in initial]
         passages = [p.text for p in self.store.archival.recent(RECENT_PASSAGES) if p.source != "capture"]
         return block, passages

@@ -211,3 +211,12 @@ def test_a_sentence_that_says_more_than_its_filed_fact_is_kept_as_said_too(make_
     agent.send("My sister's name is Yuka.", Recorder())
     current = [(fact.kind, fact.value) for fact in agent.store.facts.current()]
     assert current == [("home", "Osaka"), ("note", "I'm from Kyoto, but I live in Osaka now."), ("family", "Yuka")]
+
+
+def test_the_human_blocks_first_value_is_the_profile_it_started_from(make_agent):
+    agent, _ = make_agent([say("Hi!")])
+    profile = agent.store.core.get("human").value
+    assert agent.store.core.first_value("human") == profile  # never edited
+    agent.store.core.append("human", "User is learning the cello")
+    agent.store.core.append("human", "User drives an old Jimny")
+    assert agent.store.core.first_value("human") == profile

@@ -42,6 +42,14 @@ class CoreMemory:
         with self._db.read() as session:
             return session.scalar(select(func.max(BlockRow.updated_at)))
 
+    def first_value(self, label: str) -> str:
+        """What block `label` held before its first edit (its value now, if it was never edited)."""
+        with self._db.read() as session:
+            first = session.scalar(
+                select(BlockHistoryRow.old_value).join(BlockRow, BlockRow.id == BlockHistoryRow.block_id)
+                .where(BlockRow.label == label).order_by(BlockHistoryRow.id).limit(1))
+            return first if first is not None else self._row(session, label).value
+
     def history(self, label: str | None = None, limit: int = 50) -> builtins.list[BlockEdit]:
         """Edits, newest first."""
         query = (
