@@ -395,11 +395,17 @@ def tiny_filesystem(where: Path, size: str) -> Iterator[Path]:
 
 def _fill_up(folder: Path) -> Path:
     filler = folder / "filler"
-    with open(filler, "wb") as out:
+    # Unbuffered: a buffered file would try the failed write again on close and raise there.
+    with open(filler, "wb", buffering=0) as out:
+        block = b"\0" * 65536
         try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
+            while out.write(block):
+                pass
+        except OSError:
+            pass
+        try:
+            while out.write(b"\0"):  # the last few bytes a whole block did not fit in
+                pass
         except OSError:
             pass
     return filler
@@ -519,6 +525,48 @@ def test_damaged_database_is_one_line(home: Path, echo_server, damage: str) -> N
         result = memagent(home, *args, stdin=b"MSG-1-2 hi\n", env={"MEMAGENT_BASE_URL": url})
         assert result.returncode == 1, result.stderr.decode()
         one_line(result.stderr, "cannot use the memory database", "restore")
+
+
+CHROMA_ON_A_FULL_DISK = """
+import sys
+from pathlib import Path
+import numpy as np
+from memagent.memory.chroma_index import ChromaIndex, IndexLocation
+
+folder, filler = Path(sys.argv[1]), Path(sys.argv[2])
+signature = {"embedder": "test", "dim": 8}
+passages, messages = (ChromaIndex(IndexLocation(local_dir=folder), name) for name in ("passages", "messages"))
+for index in (passages, messages):
+    index.open(signature)
+    index.upsert([1], np.ones((1, 8), dtype=np.float32))
+with open(filler, "wb", buffering=0) as out:
+    try:
+        while out.write(b"\\0" * 4096):
+            pass
+    except OSError:
+        pass
+failed = []
+for row in range(2, 32):
+    try:
+        (passages, messages)[row % 2].upsert([row], np.ones((1, 8), dtype=np.float32))
+    except Exception as exc:
+        failed.append(f"{type(exc).__name__}: {exc}")
+filler.unlink()
+for index in (passages, messages):
+    index.upsert([99], np.ones((1, 8), dtype=np.float32))
+print(len(failed), failed[0].startswith("StorageError: the disk is full"), passages.count(), messages.count())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="mounting a tmpfs needs root on Linux")
+def test_the_vector_index_writes_again_once_a_full_disk_has_room(home: Path) -> None:
+    """chromadb can leave a write lock behind when a write fails on a full disk; the next write
+    then waits for it for 1000 s with the GIL held. Hence a subprocess with a timeout."""
+    with tiny_filesystem(home / "data", "8m") as data:
+        result = subprocess.run([sys.executable, "-c", CHROMA_ON_A_FULL_DISK, str(data / "chroma"), str(data / "filler")],
+                                capture_output=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert result.stdout.decode().split() == ["30", "True", "2", "2"]
 
 
 def test_disk_full_inside_sqlite(home: Path, echo_server, monkeypatch: pytest.MonkeyPatch, capfd) -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -13,6 +16,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from ..errors import MemagentError
+from .db import storage_error
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +46,18 @@ class IndexLocation:
 
 
 # chromadb shares one System per folder between clients and counts them without a lock; the
-# archival and recall indexes of one agent live in one folder and open or close their clients from
-# their own indexer threads, and an unlucky interleaving stopped the System under the other client
-# ("'RustBindingsAPI' object has no attribute 'bindings'"). So clients are made and closed one at a time.
-_SYSTEMS_LOCK = threading.RLock()
+# archival and recall indexes of one agent live in one folder and use it from their own indexer
+# threads. Its calls hold the GIL, so running them one at a time costs nothing, and it keeps a
+# failed write (below) from racing another one.
+_CHROMA_LOCK = threading.RLock()
+# A write that fails on a full disk can leave chromadb's SQLite write lock held; the next write on
+# that folder then waits out chromadb's busy timeout (1000 s) with the GIL held. Closing every
+# client of the folder drops that connection; each index reopens on its next use.
+_OPEN_INDEXES: dict[Path, weakref.WeakSet[ChromaIndex]] = {}
 
 
 def _client(location: IndexLocation) -> Any:
-    with _SYSTEMS_LOCK:
+    with _CHROMA_LOCK:
         return _new_client(location)
 
 
@@ -101,6 +109,10 @@ class ChromaIndex:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def open(self, signature: dict[str, str | int]) -> None:
+        with _CHROMA_LOCK:
+            self._open(signature)
+
+    def _open(self, signature: dict[str, str | int]) -> None:
         self.signature = signature
         try:
             self._open_collection()
@@ -110,6 +122,11 @@ class ChromaIndex:
             if self.location.local_dir is None:  # a server's trouble is reported, never "fixed" by deleting
                 raise MemagentError(f"the Chroma server at {self.location.description} failed ({exc}); "
                                     "check it, or set memory.chroma = local") from None
+            trouble = storage_error(self.location.local_dir / "chroma.sqlite3", exc)
+            if trouble is not None and not trouble.damaged:  # a full or read-only disk: deleting would not help
+                self.close()
+                _forget_cached_system(self.location.local_dir)
+                raise trouble from None
             # A corrupt local index: start it over (every collection in it), SQLite has the data.
             log.warning("vector index at %s unusable (%s); rebuilding it", self.location.description, exc)
             self.close()
@@ -120,6 +137,8 @@ class ChromaIndex:
     def _open_collection(self) -> None:
         if self._client is None:
             self._client = _client(self.location)
+            if self.location.local_dir is not None:
+                _OPEN_INDEXES.setdefault(self.location.local_dir, weakref.WeakSet()).add(self)
         collection = self._get_or_create()
         stored = {key: (collection.metadata or {}).get(key) for key in self.signature}
         if stored != self.signature:
@@ -141,40 +160,67 @@ class ChromaIndex:
     def close(self) -> None:
         if self._client is not None:
             try:
-                with _SYSTEMS_LOCK:
+                with _CHROMA_LOCK:
                     self._client.close()
             except Exception as exc:  # closing must never hide the caller's own outcome
                 log.debug("closing chroma client: %s", exc)
         self._client = None
         self._collection = None
 
+    @contextmanager
+    def _using(self) -> Iterator[Any]:
+        """The collection, for one chromadb call (reopened first after a restart of its folder).
+        After a failed call every client of a local folder is closed (see _OPEN_INDEXES); a full or
+        read-only disk is raised as StorageError."""
+        with _CHROMA_LOCK:
+            try:
+                if self._collection is None:
+                    if not self.signature:
+                        raise RuntimeError("ChromaIndex.open() must be called first")
+                    self.open(self.signature)
+                yield self._collection
+            except MemagentError:
+                raise
+            except Exception as exc:
+                folder = self.location.local_dir
+                if folder is None:
+                    raise
+                for index in list(_OPEN_INDEXES.pop(folder, ())):
+                    index.close()
+                _forget_cached_system(folder)
+                trouble = storage_error(folder / "chroma.sqlite3", exc)
+                if trouble is not None and not trouble.damaged:
+                    raise trouble from None
+                raise
+
     def wipe(self) -> None:
         """Remove the whole collection (others in the same folder or server stay)."""
         if self.missing_on_disk:
             self.close()
             return
-        if self._client is None:
-            self._client = _client(self.location)
-        try:
-            self._client.delete_collection(self.name)
-        except Exception as exc:  # already gone
-            log.debug("delete collection %s: %s", self.name, exc)
-        self._collection = None
+        with _CHROMA_LOCK:
+            if self._client is None:
+                self._client = _client(self.location)
+            try:
+                self._client.delete_collection(self.name)
+            except Exception as exc:  # already gone
+                log.debug("delete collection %s: %s", self.name, exc)
+            self._collection = None
 
     def peek(self) -> dict[str, object] | None:
         """Count and metadata of the stored collection, without checking or changing it (None if absent)."""
         if self.missing_on_disk:
             return None
         client = None
-        try:
-            client = self._client or _client(self.location)
-            collection = client.get_collection(self.name)
-            return {"count": int(collection.count()), **(collection.metadata or {})}
-        except Exception:  # absent or unreadable: both mean "will be rebuilt on next use"
-            return None
-        finally:
-            if client is not None and client is not self._client:
-                with _SYSTEMS_LOCK:
+        with _CHROMA_LOCK:
+            try:
+                client = self._client or _client(self.location)
+                collection = client.get_collection(self.name)
+                return {"count": int(collection.count()), **(collection.metadata or {})}
+            except Exception:  # absent or unreadable: both mean "will be rebuilt on next use"
+                return None
+            finally:
+                if client is not None and client is not self._client:
                     client.close()
 
     @property
@@ -189,13 +235,15 @@ class ChromaIndex:
 
     # --- data ----------------------------------------------------------------------------------
     def count(self) -> int:
-        return int(self.collection.count())
+        with self._using() as collection:
+            return int(collection.count())
 
     def ids(self) -> set[int]:
         found: set[int] = set()
         offset = 0
         while True:
-            page = self.collection.get(include=[], limit=MAX_BATCH, offset=offset)["ids"]
+            with self._using() as collection:
+                page = collection.get(include=[], limit=MAX_BATCH, offset=offset)["ids"]
             found.update(int(item) for item in page)
             if len(page) < MAX_BATCH:
                 return found
@@ -204,22 +252,26 @@ class ChromaIndex:
     def upsert(self, ids: list[int], vectors: np.ndarray, metadata: list[Metadata | None] | None = None) -> None:
         for start in range(0, len(ids), MAX_BATCH):
             end = start + MAX_BATCH
-            self.collection.upsert(ids=[str(i) for i in ids[start:end]], embeddings=vectors[start:end],
-                                   metadatas=metadata[start:end] if metadata is not None else None)
+            with self._using() as collection:
+                collection.upsert(ids=[str(i) for i in ids[start:end]], embeddings=vectors[start:end],
+                                  metadatas=metadata[start:end] if metadata is not None else None)
 
     def delete(self, ids: list[int]) -> None:
         for start in range(0, len(ids), MAX_BATCH):
-            self.collection.delete(ids=[str(i) for i in ids[start:start + MAX_BATCH]])
+            with self._using() as collection:
+                collection.delete(ids=[str(i) for i in ids[start:start + MAX_BATCH]])
 
     def query(self, vector: np.ndarray, limit: int, where: Where | None = None) -> list[tuple[int, float]]:
         """Nearest rows as (row id, cosine similarity), best first; `where` filters on metadata."""
         if limit <= 0:
             return []
-        result = self.collection.query(query_embeddings=[vector], n_results=limit, include=["distances"], where=where)
+        with self._using() as collection:
+            result = collection.query(query_embeddings=[vector], n_results=limit, include=["distances"], where=where)
         return [(int(i), 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0])]
 
     def vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
         if not ids:
             return {}
-        result = self.collection.get(ids=[str(i) for i in ids], include=["embeddings"])
+        with self._using() as collection:
+            result = collection.get(ids=[str(i) for i in ids], include=["embeddings"])
         return {int(i): np.asarray(v, dtype=np.float32) for i, v in zip(result["ids"], result["embeddings"])}

@@ -32,6 +32,10 @@ LOW_SPACE_BYTES = 1 << 20
 class StorageError(MemagentError):
     """The database file could not be read or written (full disk, read-only, locked, damaged)."""
 
+    def __init__(self, message: str, *, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged  # the file itself is bad, rather than the disk or another program
+
 
 def _free_bytes(folder: Path) -> int | None:
     try:
@@ -59,7 +63,8 @@ def storage_error(path: Path, exc: BaseException) -> StorageError | None:
                             "close it and try again")
     if "malformed" in text or "not a database" in text or "disk i/o error" in text or "unable to open" in text:
         return StorageError(f"{path}: cannot use the memory database ({detail}); check the disk, or move the "
-                            "file aside and restore the agent from an export (memagent memory import --create)")
+                            "file aside and restore the agent from an export (memagent memory import --create)",
+                            damaged=True)
     return None
 
 

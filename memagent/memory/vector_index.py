@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import MemagentError
 from .chroma_index import ChromaIndex, IndexLocation, Metadata, Where
+from .db import StorageError
 from .embeddings import Embedder
 
 log = logging.getLogger(__name__)
@@ -229,8 +230,10 @@ class VectorIndex:
                     self._embed_and_upsert(self._source.indexable_rows(ids[start:start + READ_BATCH]), bar)
         except Exception as exc:  # SQLite already has the rows; the next open indexes them
             self._checked = False
-            # In the background nobody waits for it (and a full disk has already said so): -v shows it.
-            level = logging.INFO if threading.current_thread() is not threading.main_thread() else logging.WARNING
+            # In the background nobody waits for it, and the memory database's own writes report a
+            # full disk in one line: -v shows these.
+            quiet = isinstance(exc, StorageError) or threading.current_thread() is not threading.main_thread()
+            level = logging.INFO if quiet else logging.WARNING
             log.log(level, "could not index %d new %s yet (%s); they will be indexed on next use", len(ids), self.what, exc)
 
     def removed(self, ids: Iterable[int]) -> None:
