@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from memagent.config import load_settings
+from memagent.config import ServeSettings, load_settings
 from memagent.paths import resolve_paths
 
 
@@ -50,7 +50,7 @@ def run(turns: int = 30) -> dict[str, Any]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(pool, []), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(pool, ServeSettings()), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -300,7 +300,9 @@ class Agent:
         if execution.memory_changed:
             self.context.invalidate_system()
         if call.function == "send_message":
-            emit(AgentEvent("assistant_message", call.arguments["message"], {"name": self.persona.name, "streamed": streamed}))
+            emit(AgentEvent("assistant_message", call.arguments["message"],
+                            {"name": self.persona.name, "streamed": streamed, "prompt_tokens": stats.prompt_tokens,
+                             "completion_tokens": stats.completion_tokens}))
         else:
             emit(AgentEvent("function_result", execution.summary, {"function": call.function, "ok": execution.ok}))
         return heartbeat is not None

@@ -230,9 +230,20 @@ class ServeSettings(_Section):
     api_keys: SecretStr = SecretStr("")
     # How long a retried request with the same Idempotency-Key gets the first answer back.
     idempotency_seconds: int = Field(600, ge=0, le=86_400)
+    # Without a key, only requests addressed to these hosts (Host, and Origin when a browser sends
+    # one) are served, besides localhost/127.0.0.1/::1: a web page cannot reach the API, even through
+    # DNS rebinding. Comma-separated host names; with api_keys set the key is the check instead.
+    allowed_hosts: str = ""
+    # Larger request bodies get 413 (a long chat resent in full is well under 1 MB).
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=1 << 30)
+    # Chat requests waiting or running at once; more get 503 with Retry-After.
+    max_waiting_turns: int = Field(8, ge=1, le=1000)
 
     def keys(self) -> list[str]:
         return [key.strip() for key in self.api_keys.get_secret_value().split(",") if key.strip()]
+
+    def hosts(self) -> list[str]:
+        return [host.strip().lower() for host in self.allowed_hosts.split(",") if host.strip()]
 
 
 class Settings(_Section):

@@ -4,28 +4,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from pydantic import SecretStr
 
-from memagent.config import load_settings
+from memagent.config import ServeSettings, load_settings
 from memagent.creation import create_agent
 from memagent.llm.factory import make_backend
 from memagent.memory.kinds import MessageKind
 from memagent.paths import Paths
 from memagent.serve.app import create_app
 from memagent.serve.pool import AgentPool
-from memagent.serve.reconcile import IncomingMessage, ReconcileError, plan_turn
+from memagent.serve.reconcile import IncomingMessage, ReconcileError, StoredTail, plan_turn
 
 from .conftest import _free_port
 from .fake_server import Behaviour, echo_reply, fake_openai_server
@@ -39,30 +43,56 @@ def _messages(*pairs: tuple[str, str]) -> list[IncomingMessage]:
 
 
 @pytest.mark.parametrize(
-    ("sent", "last_user", "last_reply", "expected"),
+    ("sent", "stored", "expected"),
     [
-        ([("user", "hi")], None, None, ("new", "hi")),
-        ([("system", "card"), ("user", "hi"), ("assistant", "hello"), ("user", "how are you?")], "hi", "hello",
-         ("new", "how are you?")),
-        # a swipe: the UI dropped our reply and sends the same message again
-        ([("user", "hi"), ("assistant", "hello"), ("user", "tell me a story")], "tell me a story", "Once upon",
-         ("retry", "tell me a story")),
+        ([("user", "hi")], StoredTail(), ("new", "hi")),
+        ([("system", "card"), ("user", "hi"), ("assistant", "hello"), ("user", "how are you?")],
+         StoredTail("hi", "hello"), ("new", "how are you?")),
+        # a swipe: the UI dropped our reply and sends the same message after the same context
+        ([("user", "hi"), ("assistant", "hello"), ("user", "tell me a story")],
+         StoredTail("tell me a story", "Once upon", "hello"), ("retry", "tell me a story")),
+        # a swipe of the very first message of the agent's history
+        ([("user", "hi")], StoredTail("hi", "hello"), ("retry", "hi")),
         # the same words again after our reply are a new turn
-        ([("user", "yes"), ("assistant", "Really?"), ("user", "yes")], "yes", "Really?", ("new", "yes")),
+        ([("user", "yes"), ("assistant", "Really?"), ("user", "yes")], StoredTail("yes", "Really?", "Sure?"),
+         ("new", "yes")),
         # the last turn got no reply (the UI showed an error): sending it again retries it
-        ([("user", "hi"), ("assistant", "hello"), ("user", "again")], "again", None, ("retry", "again")),
+        ([("user", "hi"), ("assistant", "hello"), ("user", "again")], StoredTail("again", None, "hello"),
+         ("retry", "again")),
         # an earlier message edited in the UI changes nothing: only the last one counts
-        ([("user", "EDITED"), ("assistant", "hello"), ("user", "next")], "hi", "hello", ("new", "next")),
+        ([("user", "EDITED"), ("assistant", "hello"), ("user", "next")], StoredTail("hi", "hello"), ("new", "next")),
+        # a new chat opening with the same question: its greeting was never stored, so it is a new turn
+        ([("assistant", "Welcome back!"), ("user", "what is my cat called?")],
+         StoredTail("what is my cat called?", "Miso.", None), ("new", "what is my cat called?")),
+        ([("assistant", "Welcome back!"), ("user", "what is my cat called?")],
+         StoredTail("what is my cat called?", "Miso.", "See you!"), ("new", "what is my cat called?")),
+        # ... and without a greeting, after earlier turns: the context before it differs
+        ([("user", "what is my cat called?")], StoredTail("what is my cat called?", "Miso.", "See you!"),
+         ("new", "what is my cat called?")),
+        # two chats interleaved: chat B sends what chat A sent last, after its own context
+        ([("user", "B1"), ("assistant", "reply to B1"), ("user", "same words")],
+         StoredTail("same words", "reply in A", "reply to A1"), ("new", "same words")),
+        # the last message edited, then sent again without our reply: a new turn
+        ([("user", "hi"), ("assistant", "hello"), ("user", "fixed typo")], StoredTail("fixd typo", None, "hello"),
+         ("new", "fixed typo")),
+        # our reply deleted in the UI and a different message sent: a new turn
+        ([("user", "hi"), ("assistant", "hello"), ("user", "something else")],
+         StoredTail("tell me a story", "Once upon", "hello"), ("new", "something else")),
     ],
 )
-def test_plan_turn(sent, last_user, last_reply, expected) -> None:
-    plan = plan_turn(_messages(*sent), last_user, last_reply)
+def test_plan_turn(sent, stored, expected) -> None:
+    plan = plan_turn(_messages(*sent), stored)
     assert (plan.action, plan.text) == expected
 
 
-def test_a_request_must_end_with_the_users_message() -> None:
-    with pytest.raises(ReconcileError, match="last message must be the user's"):
-        plan_turn(_messages(("user", "hi"), ("assistant", "hello")), "hi", "hello")
+@pytest.mark.parametrize("tail", [
+    [("assistant", "Once upon a time")],
+    [("assistant", "Once upon a time"), ("system", "[Continue your last message without repeating its original content.]")],
+    [("assistant", "Hello"), ("system", "[Write your next reply from the point of view of User.]")],  # Impersonate
+])
+def test_continue_and_impersonate_are_refused_in_the_uis_words(tail) -> None:
+    with pytest.raises(ReconcileError, match="Continue and Impersonate are not supported: use Regenerate"):
+        plan_turn(_messages(("user", "hi"), *tail), StoredTail("hi", "Hello"))
 
 
 # --- a real server ---------------------------------------------------------------------------
@@ -93,8 +123,8 @@ def _start(app) -> tuple[str, threading.Thread, object]:
     return f"http://127.0.0.1:{port}/v1", thread, server
 
 
-@pytest.fixture
-def served(paths: Paths, home: Path) -> Iterator[Served]:
+@contextmanager
+def serving(paths: Paths, home: Path, serve: ServeSettings) -> Iterator[Served]:
     behaviour = Behaviour("ok", reply=echo_reply(r"MSG-[\w-]+"))
     with fake_openai_server(behaviour) as model_url:
         (home / "config.ini").write_text(f"[llm]\nbase_url = {model_url}\n[memory]\nmode = agent\n", encoding="utf-8")
@@ -102,13 +132,26 @@ def served(paths: Paths, home: Path) -> Iterator[Served]:
         for name, persona in (("sakura", "sakura"), ("sam", "sam"), ("third", "sam")):
             create_agent(paths, settings, name, persona=persona)[0].close()
         pool = AgentPool(paths, settings, make_backend(settings, paths, progress=False), turn_wait=60)
-        url, thread, server = _start(create_app(pool, [KEY]))
+        url, thread, server = _start(create_app(pool, serve))
         try:
             yield Served(url, pool, paths, behaviour)
         finally:
             server.should_exit = True  # type: ignore[attr-defined]
             thread.join(timeout=30)
             assert not thread.is_alive()
+
+
+@pytest.fixture
+def served(paths: Paths, home: Path) -> Iterator[Served]:
+    with serving(paths, home, ServeSettings(api_keys=SecretStr(KEY))) as server:
+        yield server
+
+
+@pytest.fixture
+def keyless(paths: Paths, home: Path) -> Iterator[Served]:
+    """The default: no key, on loopback, plus one configured host name and a short queue."""
+    with serving(paths, home, ServeSettings(allowed_hosts="memagent.lan", max_waiting_turns=4)) as server:
+        yield server
 
 
 def test_models_list_the_agents(served: Served) -> None:
@@ -150,14 +193,102 @@ def test_openai_shaped_errors(served: Served) -> None:
     assert "memagent agents create nobody" in missing.value.message
     with pytest.raises(openai.BadRequestError) as bad:
         served.client().chat.completions.create(model="sam", messages=[{"role": "assistant", "content": "hi"}])
-    assert "last message must be the user's" in bad.value.message
-    raw = httpx.post(served.url + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
-                     content=b"{not json")
+    assert "ends with the character's" in bad.value.message and "use Regenerate" in bad.value.message
+    raw = httpx.post(served.url + "/chat/completions", content=b"{not json",
+                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
     assert raw.status_code == 400 and raw.json()["error"]["code"] == "invalid_json"
     raw = httpx.post(served.url + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
                      json={"model": "sam", "messages": "hi"})
     assert raw.status_code == 400 and set(raw.json()["error"]) == {"message", "type", "code"}
     assert KEY not in raw.text
+
+
+def test_a_new_chat_opening_with_the_same_question_deletes_no_turn(served: Served) -> None:
+    client = served.client()
+    greeting = {"role": "assistant", "content": "Welcome back! What shall we talk about?"}
+    first_chat = [greeting, {"role": "user", "content": "MSG-1 what is my cat called?"}]
+    first = client.chat.completions.create(model="sam", messages=first_chat).choices[0].message.content
+    second = client.chat.completions.create(model="sam", messages=list(first_chat)).choices[0].message.content
+    assert served.stored("sam") == [("user_message", "MSG-1 what is my cat called?"), ("assistant_call", first),
+                                    ("user_message", "MSG-1 what is my cat called?"), ("assistant_call", second)]
+    # Back in the first chat, after its reply: a new turn again, both earlier ones kept.
+    client.chat.completions.create(model="sam", messages=[*first_chat, {"role": "assistant", "content": first},
+                                                          {"role": "user", "content": "MSG-2 thanks"}])
+    assert [text for kind, text in served.stored("sam") if kind == "user_message"] == [
+        "MSG-1 what is my cat called?", "MSG-1 what is my cat called?", "MSG-2 thanks"]
+
+
+CHAT = {"model": "sam", "messages": [{"role": "user", "content": "MSG-9 forget everything"}]}
+
+
+def _user_messages(served: Served, agent: str = "sam") -> list[str]:
+    return [text for kind, text in served.stored(agent) if kind == "user_message"]
+
+
+def test_a_web_page_cannot_drive_a_keyless_server(keyless: Served) -> None:
+    """What a page the user visits could send to 127.0.0.1, each refused before any turn runs."""
+    chat_url = keyless.url + "/chat/completions"
+    # A "simple" cross-site POST (no CORS preflight): text/plain, or a form.
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        refused = httpx.post(chat_url, content=json.dumps(CHAT), headers={"Content-Type": content_type})
+        assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_media_type"
+    # The page's own Origin, as a browser adds it.
+    refused = httpx.post(chat_url, json=CHAT, headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "origin_not_allowed"
+    # DNS rebinding: the page's host name now points at 127.0.0.1; the Host header still names it.
+    for path in ("/agents/sam/memory", "/models"):
+        refused = httpx.get(keyless.url + path, headers={"Host": "evil.example:8283"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "host_not_allowed"
+    assert _user_messages(keyless) == []
+    # Local pages and the configured name are let in.
+    assert httpx.post(chat_url, json=CHAT, headers={"Origin": "http://localhost:8000"}).status_code == 200
+    assert httpx.get(keyless.url + "/models", headers={"Host": "memagent.lan:8283"}).status_code == 200
+    assert _user_messages(keyless) == ["MSG-9 forget everything"]
+
+
+def test_bodies_are_capped_and_routes_answer_in_openais_shape(keyless: Served) -> None:
+    chat_url = keyless.url + "/chat/completions"
+    huge = {"model": "sam", "messages": [{"role": "user", "content": "x" * (10 * 1024 * 1024)}]}
+    refused = httpx.post(chat_url, json=huge)
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "body_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b'{"model": "sam", "messages": [{"role": "user", "content": "'
+        for _ in range(10):
+            yield b"x" * (1024 * 1024)
+        yield b'"}]}'
+    refused = httpx.post(chat_url, content=chunks(), headers={"Content-Type": "application/json"})
+    assert refused.status_code == 413
+    missing = httpx.get(keyless.url + "/nothing/here")
+    assert missing.status_code == 404 and set(missing.json()["error"]) == {"message", "type", "code"}
+    wrong_method = httpx.get(chat_url)
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert _user_messages(keyless) == []
+
+
+def test_any_wrong_key_is_a_401(served: Served) -> None:
+    for key in ("wrong", "ключ", "鍵🔑"):
+        raw = httpx.get(served.url + "/models", headers={"Authorization": f"Bearer {key}".encode()})
+        assert raw.status_code == 401 and raw.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_two_hundred_requests_at_once_meet_a_bounded_queue(keyless: Served) -> None:
+    keyless.behaviour.delay = 0.2
+    chat_url = keyless.url + "/chat/completions"
+
+    async def flood() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=200)) as client:
+            bodies = [{"model": ("sam", "third")[i % 2], "messages": [{"role": "user", "content": f"MSG-{i} hi"}]}
+                      for i in range(200)]
+            return await asyncio.gather(*(client.post(chat_url, json=body) for body in bodies))
+
+    answers = asyncio.run(flood())
+    statuses = Counter(answer.status_code for answer in answers)
+    assert set(statuses) == {200, 503} and statuses[200] >= 4, statuses
+    assert all(a.headers["Retry-After"] for a in answers if a.status_code == 503)
+    stored = _user_messages(keyless, "sam") + _user_messages(keyless, "third")
+    assert len(stored) == len(set(stored)) == statuses[200]
+    assert httpx.post(chat_url, json=CHAT).status_code == 200  # still up, and the queue is empty again
 
 
 def test_idempotency_key_returns_the_first_answer_without_a_second_turn(served: Served) -> None:
@@ -297,7 +428,7 @@ def test_a_real_conversation_with_the_embedded_model(paths: Paths, home: Path, d
     settings = load_settings(paths, environ={})
     create_agent(paths, settings, "sakura", persona="sakura")[0].close()
     pool = AgentPool(paths, settings, make_backend(settings, paths, progress=False), turn_wait=600)
-    url, thread, server = _start(create_app(pool, []))
+    url, thread, server = _start(create_app(pool, ServeSettings()))
     client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
     history: list[dict[str, str]] = []
     replies: list[str] = []

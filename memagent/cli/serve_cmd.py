@@ -57,5 +57,5 @@ def register(cli: click.Group) -> None:
         if not agents:
             click.echo("make one with `memagent agents create NAME`; it appears as a model at once", err=True)
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-        uvicorn.run(create_app(pool, keys, settings.serve.idempotency_seconds), host=host, port=port,
+        uvicorn.run(create_app(pool, settings.serve), host=host, port=port,
                     log_level="warning", timeout_graceful_shutdown=int(settings.llm.timeout))

@@ -10,7 +10,6 @@ model works, then sends the reply in pieces.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import sys
@@ -26,30 +25,22 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..config import ServeSettings
 from ..errors import AgentBusyError, LLMError, MemagentError, NotFoundError
 from ..events import AgentEvent
 from ..memory.errors import QueryError
 from ..summarizer import ContextOverflow
+from .door import Door
+from .errors import ApiError
 from .pool import AgentBusy, AgentPool, TurnOutcome
-from .reconcile import ChatRequest, ReconcileError
+from .reconcile import ChatRequest, ReconcileError, conversation_of
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 1.0
 STREAM_PIECE_CHARS = 24
 RETRY_AFTER_SECONDS = 2
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str, code: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.code, self.headers = status, message, type_, code, headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def api_error(exc: BaseException) -> ApiError:
@@ -87,21 +78,40 @@ class Turns:
     """Runs turns in worker threads and hands their outcome to the event loop as soon as the reply is
     known; the capture after it goes on in the thread (the agent's lock is held until it is done)."""
 
-    def __init__(self, pool: AgentPool, idempotency_seconds: int) -> None:
+    def __init__(self, pool: AgentPool, idempotency_seconds: int, max_waiting: int) -> None:
         self.pool = pool
         self.idempotency_seconds = idempotency_seconds
+        self.max_waiting = max_waiting
         self._remembered: dict[str, Remembered] = {}
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._threads: set[threading.Thread] = set()
+        self._admitted = 0  # chat requests admitted and not finished: a bounded queue, not a thread each
+        self._admitted_lock = threading.Lock()
+
+    def admit(self) -> None:
+        """Count a chat request in, or refuse it when the queue is full."""
+        with self._admitted_lock:
+            if self._admitted >= self.max_waiting:
+                raise ApiError(503, f"the server already has {self._admitted} messages waiting for the model; "
+                               "try again shortly", "server_busy", "queue_full",
+                               {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            self._admitted += 1
+
+    def leave(self) -> None:
+        with self._admitted_lock:
+            self._admitted -= 1
 
     async def answer(self, request: ChatRequest, idempotency_key: str | None) -> dict[str, Any]:
-        """The completion body for `request` (an Idempotency-Key seen before returns the first answer)."""
+        """The completion body for an admitted `request` (an Idempotency-Key seen before returns the
+        first answer). It leaves the queue when its turn has ended, capture included."""
         key = f"{request.model}\x00{idempotency_key}" if idempotency_key else None
         if key is not None:
             self._forget_old()
             if key in self._remembered:
+                self.leave()
                 return self._remembered[key].body
             if key in self._pending:
+                self.leave()
                 return await asyncio.shield(self._pending[key])
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         if key is not None:
@@ -145,10 +155,16 @@ class Turns:
                 _post(loop, settle, exc)
             finally:
                 self._threads.discard(threading.current_thread())
+                self.leave()
 
         thread = threading.Thread(target=work, name=f"turn-{request.model}", daemon=True)
         self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            self._threads.discard(thread)
+            self.leave()
+            raise
         first = await ready
         return completion_body(request.model, first)
 
@@ -178,21 +194,36 @@ class _Partial:
     event: AgentEvent
 
 
+# What a chat UI shows when a turn ends without a reply: its own words, no terminal commands.
+NO_REPLY_TEXT = {
+    "no_usable_reply": "the model gave no usable reply this time (empty, a repeat or debris); nothing was stored "
+                       "— press Regenerate to ask again",
+    "invalid_output": "the model could not produce a valid reply; nothing was changed — press Regenerate, or "
+                      "rephrase your message",
+    "step_cap": "the agent stopped after its step limit ([agent] max_steps) without a reply — press Regenerate",
+}
+
+
 def completion_body(model: str, outcome: TurnOutcome | _Partial) -> dict[str, Any]:
     events = outcome.events if isinstance(outcome, TurnOutcome) else [outcome.event]
-    replies = [e.text for e in events if e.type == "assistant_message"]
+    replies = [e for e in events if e.type == "assistant_message"]
     if not replies:
         notice = next((e for e in events if e.type == "notice"), None)
-        message = notice.text if notice else "the model gave no reply"
-        raise ApiError(502, f"{message} (regenerate to try again)", "model_error", "no_usable_reply")
+        reason = str(notice.data.get("reason", "")) if notice else ""
+        message = NO_REPLY_TEXT.get(reason, "the model gave no reply — press Regenerate to ask again")
+        raise ApiError(502, message, "model_error", reason or "no_usable_reply")
+    prompt_tokens = int(replies[-1].data.get("prompt_tokens", 0))
+    completion_tokens = int(replies[-1].data.get("completion_tokens", 0))
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "\n\n".join(replies)},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "\n\n".join(e.text for e in replies)},
                      "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        # The turn's model calls so far (a chain of calls counts each prompt).
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
     }
 
 
@@ -227,8 +258,9 @@ async def stream_answer(answer: asyncio.Task[dict[str, Any]], model: str) -> Asy
     yield "data: [DONE]\n\n"
 
 
-def create_app(pool: AgentPool, api_keys: list[str], idempotency_seconds: int = 600) -> FastAPI:
-    turns = Turns(pool, idempotency_seconds)
+def create_app(pool: AgentPool, serve: ServeSettings) -> FastAPI:
+    turns = Turns(pool, serve.idempotency_seconds, serve.max_waiting_turns)
+    door = Door.of(serve.keys(), serve.hosts(), serve.max_body_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -241,14 +273,19 @@ def create_app(pool: AgentPool, api_keys: list[str], idempotency_seconds: int = 
     app = FastAPI(title="memagent", lifespan=lifespan, docs_url=None, redoc_url=None)
 
     @app.middleware("http")
-    async def authorise(request: Request, call_next: Any) -> Any:
-        if api_keys:
-            header = request.headers.get("authorization", "")
-            given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-            if not any(hmac.compare_digest(given, key) for key in api_keys):
-                return ApiError(401, "missing or wrong API key; send `Authorization: Bearer KEY` with a key from "
-                                "[serve] api_keys", "invalid_request_error", "invalid_api_key").response()
+    async def at_the_door(request: Request, call_next: Any) -> Any:
+        try:
+            door.check(request.method, request.headers)
+        except ApiError as refused:
+            return refused.response()
         return await call_next(request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = {404: f"no route {request.url.path}; the API is under /v1 (GET /v1/models, POST /v1/chat/completions)",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return ApiError(exc.status_code, message, "invalid_request_error", code).response()
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -269,9 +306,14 @@ def create_app(pool: AgentPool, api_keys: list[str], idempotency_seconds: int = 
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+        body = bytearray()
+        async for piece in request.stream():  # a body sent without Content-Length is capped too
+            body += piece
+            if len(body) > door.max_body_bytes:
+                raise door.too_large()
         try:
-            payload = await request.json()
-        except json.JSONDecodeError:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not JSON", "invalid_request_error", "invalid_json") from None
         try:
             chat = ChatRequest.model_validate(payload)
@@ -280,10 +322,12 @@ def create_app(pool: AgentPool, api_keys: list[str], idempotency_seconds: int = 
             where = ".".join(str(part) for part in first["loc"])
             raise ApiError(400, f"invalid request body: {where}: {first['msg']}", "invalid_request_error",
                            "invalid_body") from None
-        try:  # an unknown or unavailable agent is an HTTP status, before any stream starts
+        try:  # what cannot become a turn, and an unknown or unavailable agent, are refused before any stream
+            conversation_of(chat.messages)
             await asyncio.to_thread(pool.session, chat.model)
-        except MemagentError as exc:
+        except (MemagentError, ReconcileError) as exc:
             raise api_error(exc) from None
+        turns.admit()
         key = request.headers.get("idempotency-key")
         if chat.stream:
             task = asyncio.create_task(turns.answer(chat, key))

@@ -16,7 +16,7 @@ from ..memory.kinds import MessageKind
 from ..memory.store import AgentStore
 from ..paths import Paths
 from ..runtime import AgentSession
-from .reconcile import IncomingMessage, TurnPlan, plan_turn
+from .reconcile import IncomingMessage, StoredTail, TurnPlan, plan_turn
 
 
 class AgentBusy(MemagentError):
@@ -75,7 +75,7 @@ class AgentPool:
         try:
             with self._model_lock:
                 agent = session.agent()
-                plan = plan_turn(messages, *self._last_exchange(session.store))
+                plan = plan_turn(messages, self._stored_tail(session.store))
                 outcome = TurnOutcome(plan)
 
                 def emit(event: AgentEvent) -> None:
@@ -90,13 +90,18 @@ class AgentPool:
             lock.release()
 
     @staticmethod
-    def _last_exchange(store: AgentStore) -> tuple[str | None, str | None]:
-        """The agent's last user message and the reply it got (None when it got none)."""
-        last = store.recall.recent(1, kinds=[MessageKind.USER])
-        if not last:
-            return None, None
-        replies = [m.reply for m in store.recall.of_turn(last[0].turn_id) if m.reply is not None]
-        return last[0].content, ("\n\n".join(replies) if replies else None)
+    def _stored_tail(store: AgentStore) -> StoredTail:
+        """The agent's last user message, the reply it got and the reply before it."""
+        users = store.recall.recent(2, kinds=[MessageKind.USER])
+        if not users:
+            return StoredTail()
+
+        def reply_to(turn_id: int) -> str | None:
+            replies = [m.reply for m in store.recall.of_turn(turn_id) if m.reply is not None]
+            return "\n\n".join(replies) if replies else None
+
+        return StoredTail(users[-1].content, reply_to(users[-1].turn_id),
+                          reply_to(users[0].turn_id) if len(users) == 2 else None)
 
     def close(self) -> int:
         """Wait for running turns, then close every session (releasing the agent locks); returns how many."""

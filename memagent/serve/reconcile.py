@@ -2,10 +2,13 @@
 This decides what one request means for the agent, from the tail of what the UI sent:
 
 - The last message must be the user's; its text is the turn.
-- It is a **regenerate** (a "swipe") when it is the agent's own last user message and the UI does not
-  show the agent's reply to it (the UI dropped it, or that turn got no reply): the turn is retried,
-  its memory edits undone first, and the user message is not stored twice.
-- Otherwise it is a **new turn**, even when the text repeats an earlier one ("yes", then "yes").
+- It is a **regenerate** (a "swipe") when it is the agent's own last user message, the UI does not
+  show the agent's reply to it (the UI dropped it, or that turn got no reply), and the UI shows the
+  same context before it: the reply shown before it is the one stored before it, or neither exists.
+  The turn is retried, its memory edits undone first, and the user message is not stored twice.
+- Otherwise it is a **new turn**, even when the text repeats an earlier one ("yes", then "yes"; the
+  same first question in a new chat, whose greeting the agent never stored): a turn is never
+  deleted on a guess.
 - Earlier messages the user edited or deleted in the UI change nothing: the agent's memory is the
   source of truth (edit it with `memagent memory edit`, or `/undo` in the terminal). The UI's own
   system prompt and character card are ignored: the agent's persona is the character.
@@ -57,6 +60,15 @@ class ChatRequest(BaseModel):
 
 
 @dataclass(frozen=True)
+class StoredTail:
+    """The end of the agent's stored conversation, as far as a request is compared with it."""
+
+    last_user: str | None = None  # the last user message
+    last_reply: str | None = None  # the reply it got (None: none)
+    reply_before: str | None = None  # the reply shown just before that user message (None: none)
+
+
+@dataclass(frozen=True)
 class TurnPlan:
     action: Literal["new", "retry"]
     text: str
@@ -70,17 +82,29 @@ def _same(first: str, second: str) -> bool:
     return first.strip() == second.strip()
 
 
-def plan_turn(messages: list[IncomingMessage], last_user: str | None, last_reply: str | None) -> TurnPlan:
-    """What the request means, given the agent's last stored user message and the reply it got (None
-    when that turn got none)."""
+def conversation_of(messages: list[IncomingMessage]) -> list[IncomingMessage]:
+    """The user's and the agent's messages of a request, checked to end with the user's words."""
     conversation = [m for m in messages if m.role in ("user", "assistant")]
-    if not conversation or conversation[-1].role != "user":
-        raise ReconcileError("the last message must be the user's (role \"user\"); memagent replies to it")
-    text = conversation[-1].text
-    if not text.strip():
+    if conversation and conversation[-1].role == "assistant":
+        raise ReconcileError("memagent answers the user's last message, and this request ends with the "
+                             "character's (Continue and Impersonate are not supported: use Regenerate, "
+                             "or send a message)")
+    if not conversation:
+        raise ReconcileError("the request holds no message from the user; send a message")
+    if not conversation[-1].text.strip():
         raise ReconcileError("the user's message is empty; send some text")
-    shown_reply = next((m.text for m in reversed(conversation[:-1]) if m.role == "assistant"), None)
-    shows_our_reply = last_reply is not None and shown_reply is not None and _same(shown_reply, last_reply)
-    if last_user is not None and _same(text, last_user) and not shows_our_reply:
+    return conversation
+
+
+def plan_turn(messages: list[IncomingMessage], stored: StoredTail) -> TurnPlan:
+    """What the request means, given the end of the agent's stored conversation."""
+    conversation = conversation_of(messages)
+    text = conversation[-1].text
+    shown_before = next((m.text for m in reversed(conversation[:-1]) if m.role == "assistant"), None)
+    shows_our_reply = stored.last_reply is not None and shown_before is not None and _same(shown_before,
+                                                                                           stored.last_reply)
+    same_context = (shown_before is None and stored.reply_before is None) or (
+        shown_before is not None and stored.reply_before is not None and _same(shown_before, stored.reply_before))
+    if stored.last_user is not None and _same(text, stored.last_user) and not shows_our_reply and same_context:
         return TurnPlan("retry", text)
     return TurnPlan("new", text)
