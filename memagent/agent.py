@@ -122,14 +122,15 @@ class Agent:
         if call is not None:
             emit(AgentEvent("assistant_message", call.arguments["message"], {"name": self.persona.name}))
 
-    def send(self, text: str, emit: EventSink) -> TurnStats:
+    def send(self, text: str, emit: EventSink, stop: threading.Event | None = None) -> TurnStats:
         """Handle one user message: store it, then step until the model replies or a bound is hit;
-        then capture what it stated (memory mode assisted)."""
+        then capture what it stated (memory mode assisted). `stop`, once set, ends the turn before
+        its reply with TurnCancelled (what it stored stays: the caller undoes it)."""
         self.settle(emit)
         turn_id = self.store.recall.last_turn_id() + 1
         with self.store.transaction():
             message = self.store.recall.add("user", text, kind=MessageKind.USER, turn_id=turn_id)
-        stats = self._run_turn(turn_id, text, emit)
+        stats = self._run_turn(turn_id, text, emit, stop=stop)
         self._after_reply(message, stats, emit)
         return stats
 
@@ -198,7 +199,8 @@ class Agent:
                      for item in captured]
             emit(AgentEvent("captured", " · ".join(item.fact.line for item in captured), {"facts": facts}))
 
-    def retry(self, emit: EventSink, note: str | None = None, sampling: SamplerPreset | None = None) -> TurnStats | None:
+    def retry(self, emit: EventSink, note: str | None = None, sampling: SamplerPreset | None = None,
+              stop: threading.Event | None = None) -> TurnStats | None:
         """Regenerate the reply to the last user message (its side effects, captured facts included,
         are undone first). The reply being replaced counts as the last one said: the new one must not
         repeat it (a swipe that gives the same words back is no regeneration)."""
@@ -211,7 +213,7 @@ class Agent:
         undo_turn(self.store, last.turn_id, keep_user_message=True)
         self.context.invalidate_system()
         stats = self._run_turn(last.turn_id, last.content, emit, extra_note=note, sampling=sampling,
-                               discarded=discarded)
+                               discarded=discarded, stop=stop)
         self._after_reply(last, stats, emit)
         return stats
 
@@ -230,26 +232,34 @@ class Agent:
         self.context.invalidate_system()
         return last.content
 
+    def undo_reply(self) -> None:
+        """Remove what the last turn did after its user message (replies, memory edits), keeping it."""
+        last = self._last_user_message()
+        if last is not None:
+            undo_turn(self.store, last.turn_id, keep_user_message=True)
+            self.context.invalidate_system()
+
     # --- the loop -----------------------------------------------------------------------------
     def _last_user_message(self) -> StoredMessage | None:
         recent = self.store.recall.recent(1, kinds=[MessageKind.USER])
         return recent[0] if recent else None
 
     def _run_turn(self, turn_id: int, user_text: str, emit: EventSink, extra_note: str | None = None,
-                  sampling: SamplerPreset | None = None, discarded: tuple[str, ...] = ()) -> TurnStats:
+                  sampling: SamplerPreset | None = None, discarded: tuple[str, ...] = (),
+                  stop: threading.Event | None = None) -> TurnStats:
         stats = TurnStats()
         self.last_stats = stats
         started = time.perf_counter()
         recalled, asked = self._surface(user_text, emit, stats)
         try:
-            self._steps(turn_id, user_text, emit, stats, extra_note, sampling, recalled, asked, discarded)
+            self._steps(turn_id, user_text, emit, stats, extra_note, sampling, recalled, asked, discarded, stop)
         finally:
             stats.reply_seconds = time.perf_counter() - started
         return stats
 
     def _steps(self, turn_id: int, user_text: str, emit: EventSink, stats: TurnStats, extra_note: str | None,
                sampling: SamplerPreset | None, recalled: list[ChatMessage], asked: tuple[str, ...],
-               discarded: tuple[str, ...]) -> None:
+               discarded: tuple[str, ...], stop: threading.Event | None) -> None:
         max_steps = self.settings.agent.max_steps
         first_step_extra = [ChatMessage(role="user", content=extra_note)] if extra_note else []
         while stats.steps < max_steps:
@@ -260,7 +270,7 @@ class Agent:
             attempt = self.generator.generate(stats, first_step_extra, emit,
                                               allowed=["send_message"] if last_chance else None,
                                               last_user=user_text, sampling=sampling, recalled=recalled, asked=asked,
-                                              discarded=discarded)
+                                              discarded=discarded, stop=stop)
             first_step_extra = []
             if attempt is None or attempt.call is None:
                 stats.failed = True

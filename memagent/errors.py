@@ -21,3 +21,8 @@ class AgentBusyError(MemagentError):
 
 class NotFoundError(MemagentError):
     pass
+
+
+class TurnCancelled(BaseException):  # noqa: N818 - a stop, like KeyboardInterrupt, not an error
+    """A turn stopped from outside (its chat client left). A BaseException like KeyboardInterrupt, so
+    that no `except Exception` on the way takes it for a failure to report."""

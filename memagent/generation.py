@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass, replace
 
 from .agent_deps import AgentDeps
@@ -24,6 +25,7 @@ from .degenerate import (
     repeats_an_earlier_user_line,
     without_closing_cliches,
 )
+from .errors import TurnCancelled
 from .events import AgentEvent, EventSink, TurnStats
 from .functions.grammar import call_gbnf
 from .functions.schemas import call_json_schema
@@ -70,19 +72,32 @@ class ReplyGenerator:
         self.context = context
         self.summarizer = summarizer
         self.stream_replies = False  # emit assistant_delta events while a reply is generated
+        self._stop: threading.Event | None = None  # the running generate()'s stop: checked at every token
 
     def generate(
         self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, *, allowed: list[str] | None,
         last_user: str | None, sampling: SamplerPreset | None = None, recalled: list[ChatMessage] | None = None,
-        asked: tuple[str, ...] = (), discarded: tuple[str, ...] = (),
+        asked: tuple[str, ...] = (), discarded: tuple[str, ...] = (), stop: threading.Event | None = None,
     ) -> Attempt | None:
         """Call the model until it yields a valid, non-degenerate call, within the configured bounds.
         `asked`: remembered values the user's message asks for, which the reply is steered towards;
         a reply that says none of them is generated once more with the push made insistent (where the
         backend steers decoding), and kept only if that one says a value and is not junk.
         `discarded`: the replies this turn is regenerating (a /retry, a swipe), the latest said: a
-        reply repeating one is junk, and the repeat guard words around them."""
-        recalled = recalled or []
+        reply repeating one is junk, and the repeat guard words around them.
+        `stop`, once set, raises TurnCancelled at the next token or model call."""
+        self._stop = stop
+        try:
+            return self._generate_steered(stats, extra, emit, allowed=allowed, last_user=last_user, sampling=sampling,
+                                          recalled=recalled or [], asked=asked, discarded=discarded)
+        finally:
+            self._stop = None
+
+    def _generate_steered(
+        self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, *, allowed: list[str] | None,
+        last_user: str | None, sampling: SamplerPreset | None, recalled: list[ChatMessage], asked: tuple[str, ...],
+        discarded: tuple[str, ...],
+    ) -> Attempt | None:
         nudge = RecallNudge(values=asked) if asked else None
         attempt = self._generate(stats, extra, emit, allowed=allowed, last_user=last_user, sampling=sampling,
                                  recalled=recalled, nudge=nudge, discarded=discarded)
@@ -240,8 +255,18 @@ class ReplyGenerator:
         names = allowed or self.deps.functions
         constrained = wrapper.constrained and not wrapper.prefill
         streamer = MessageStreamer(lambda piece: emit(AgentEvent("assistant_delta", piece))) if self.stream_replies else None
+        stop = self._stop
+
+        def on_text(piece: str) -> None:
+            if stop is not None and stop.is_set():
+                raise TurnCancelled
+            if streamer is not None:
+                streamer.feed(piece)
+
+        if stop is not None and stop.is_set():
+            raise TurnCancelled
         request = GenerationRequest(
-            prompt=built.prompt, messages=built.messages, on_text=streamer.feed if streamer else None,
+            prompt=built.prompt, messages=built.messages, on_text=on_text if streamer or stop else None,
             schema=call_json_schema(names) if constrained else None,
             grammar=call_gbnf(names) if constrained else None,
             stop=wrapper.stop, sampling=sampling, max_tokens=self.deps.settings.llm.max_tokens, repeat_guard=guard,

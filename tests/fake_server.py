@@ -28,6 +28,7 @@ class Behaviour:
         self.mode = mode
         self.facts = facts  # the answer to a fact-capture request (memory mode assisted), as JSON text
         self.delay = delay
+        self.piece_delay = 0.0  # > 0: a streamed reply comes a few characters at a time, as a slow model's
         self.models = models if models is not None else [{"id": "fake-model", "object": "model", "owned_by": "fake"}]
         self.key = key
         self.reply = reply
@@ -181,10 +182,16 @@ def make_handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
-            for piece in (text[: len(text) // 2], text[len(text) // 2 :]):
-                self.wfile.write(self._sse_event(piece, chat))
-                self.wfile.flush()
-            self.wfile.write(b"data: [DONE]\n\n")
+            pieces = ([text[i:i + 4] for i in range(0, len(text), 4)] if behaviour.piece_delay
+                      else [text[: len(text) // 2], text[len(text) // 2 :]])
+            try:
+                for piece in pieces:
+                    self.wfile.write(self._sse_event(piece, chat))
+                    self.wfile.flush()
+                    time.sleep(behaviour.piece_delay)
+                self.wfile.write(b"data: [DONE]\n\n")
+            except (BrokenPipeError, ConnectionResetError):  # the client stopped reading: a cancelled turn
+                pass
 
         def _die_mid_stream(self, text: str, chat: bool) -> None:
             # HTTP/1.1 chunked, like llama-server: a close before the final empty chunk is detectable.

@@ -28,17 +28,18 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import ServeSettings
-from ..errors import AgentBusyError, LLMError, MemagentError, NotFoundError
+from ..errors import AgentBusyError, LLMError, MemagentError, NotFoundError, TurnCancelled
 from ..events import AgentEvent
 from ..memory.errors import QueryError
 from ..summarizer import ContextOverflow
-from .door import Door
+from .door import Door, DoorMiddleware
 from .errors import ApiError
 from .pool import AgentBusy, AgentPool, TurnOutcome
 from .reconcile import ChatRequest, ReconcileError, conversation_of
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 1.0
+DISCONNECT_POLL_SECONDS = 0.5
 STREAM_PIECE_CHARS = 24
 RETRY_AFTER_SECONDS = 2
 
@@ -101,9 +102,11 @@ class Turns:
         with self._admitted_lock:
             self._admitted -= 1
 
-    async def answer(self, request: ChatRequest, idempotency_key: str | None) -> dict[str, Any]:
+    async def answer(self, request: ChatRequest, idempotency_key: str | None,
+                     stop: threading.Event | None = None) -> dict[str, Any]:
         """The completion body for an admitted `request` (an Idempotency-Key seen before returns the
-        first answer). It leaves the queue when its turn has ended, capture included."""
+        first answer). It leaves the queue when its turn has ended, capture included. `stop` set
+        before the reply (the client left) cancels the turn and undoes it."""
         key = f"{request.model}\x00{idempotency_key}" if idempotency_key else None
         if key is not None:
             self._forget_old()
@@ -117,7 +120,7 @@ class Turns:
         if key is not None:
             self._pending[key] = future
         try:
-            body = await self._run(request)
+            body = await self._run(request, stop or threading.Event())
             if key is not None:
                 self._remembered[key] = Remembered(time.monotonic(), body)
             future.set_result(body)
@@ -130,7 +133,7 @@ class Turns:
             if key is not None:
                 self._pending.pop(key, None)
 
-    async def _run(self, request: ChatRequest) -> dict[str, Any]:
+    async def _run(self, request: ChatRequest, stop: threading.Event) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[TurnOutcome | _Partial] = loop.create_future()
 
@@ -149,8 +152,11 @@ class Turns:
 
         def work() -> None:
             try:
-                outcome = self.pool.run_turn(request.model, request.messages, on_event)
+                outcome = self.pool.run_turn(request.model, request.messages, on_event, stop)
                 _post(loop, settle, outcome)
+            except TurnCancelled:  # nobody is waiting for it any more
+                _post(loop, settle, ApiError(499, "the client closed the connection; the turn was cancelled and "
+                                             "undone", "request_cancelled", "client_closed"))
             except BaseException as exc:  # noqa: BLE001 - handed to the request
                 _post(loop, settle, exc)
             finally:
@@ -233,17 +239,22 @@ def _chunk(body: dict[str, Any], delta: dict[str, str], finish: str | None = Non
     return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
 
-async def stream_answer(answer: asyncio.Task[dict[str, Any]], model: str) -> AsyncIterator[str]:
-    """SSE: the role at once, keep-alive comments while the turn runs, then the reply in pieces."""
+async def stream_answer(answer: asyncio.Task[dict[str, Any]], model: str, stop: threading.Event) -> AsyncIterator[str]:
+    """SSE: the role at once, keep-alive comments while the turn runs, then the reply in pieces. A
+    client that leaves before the reply (the stream is closed under us) stops the turn."""
     opening = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": model}
-    yield _chunk(opening, {"role": "assistant", "content": ""})
-    while not answer.done():
-        try:
-            await asyncio.wait_for(asyncio.shield(answer), KEEPALIVE_SECONDS)
-        except TimeoutError:
-            yield ": keep-alive\n\n"
-        except Exception:  # noqa: BLE001 - the turn failed: reported below, from the task itself
-            break
+    try:
+        yield _chunk(opening, {"role": "assistant", "content": ""})
+        while not answer.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(answer), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+            except Exception:  # noqa: BLE001 - the turn failed: reported below, from the task itself
+                break
+    finally:
+        if not answer.done():
+            stop.set()
     try:
         body = answer.result()
     except Exception as exc:  # noqa: BLE001 - after the headers, errors travel in the stream
@@ -272,13 +283,7 @@ def create_app(pool: AgentPool, serve: ServeSettings) -> FastAPI:
 
     app = FastAPI(title="memagent", lifespan=lifespan, docs_url=None, redoc_url=None)
 
-    @app.middleware("http")
-    async def at_the_door(request: Request, call_next: Any) -> Any:
-        try:
-            door.check(request.method, request.headers)
-        except ApiError as refused:
-            return refused.response()
-        return await call_next(request)
+    app.add_middleware(DoorMiddleware, door=door)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -329,12 +334,17 @@ def create_app(pool: AgentPool, serve: ServeSettings) -> FastAPI:
             raise api_error(exc) from None
         turns.admit()
         key = request.headers.get("idempotency-key")
+        stop = threading.Event()
+        task = asyncio.create_task(turns.answer(chat, key, stop))
         if chat.stream:
-            task = asyncio.create_task(turns.answer(chat, key))
-            return StreamingResponse(stream_answer(task, chat.model), media_type="text/event-stream",
+            return StreamingResponse(stream_answer(task, chat.model, stop), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
+        while not task.done():  # a client that leaves before the reply stops the turn
+            await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+            if not task.done() and await request.is_disconnected():
+                stop.set()
         try:
-            return JSONResponse(await turns.answer(chat, key))
+            return JSONResponse(task.result())
         except Exception as exc:  # noqa: BLE001 - every failure of a turn becomes an OpenAI-shaped error
             return api_error(exc).response()
 

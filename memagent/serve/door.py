@@ -11,6 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from .errors import ApiError
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -66,3 +69,21 @@ class Door:
     def too_large(self) -> ApiError:
         return ApiError(413, f"the request body is larger than {self.max_body_bytes} bytes ([serve] max_body_bytes)",
                         "invalid_request_error", "body_too_large")
+
+
+class DoorMiddleware:
+    """Checks every HTTP request at the door (a plain ASGI middleware: the app behind it still sees
+    the client leave, which a BaseHTTPMiddleware would hide)."""
+
+    def __init__(self, app: ASGIApp, door: Door) -> None:
+        self.app = app
+        self.door = door
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                self.door.check(scope["method"], Headers(scope=scope))
+            except ApiError as refused:
+                await refused.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..config import Settings
-from ..errors import MemagentError, NotFoundError
+from ..errors import MemagentError, NotFoundError, TurnCancelled
 from ..events import AgentEvent, TurnStats
 from ..llm.base import LLMBackend
 from ..memory.kinds import MessageKind
@@ -65,26 +65,44 @@ class AgentPool:
                 self._turn_locks[name] = threading.Lock()
             return self._sessions[name]
 
-    def run_turn(self, name: str, messages: list[IncomingMessage], on_event: Callable[[AgentEvent], None]) -> TurnOutcome:
+    def run_turn(self, name: str, messages: list[IncomingMessage], on_event: Callable[[AgentEvent], None],
+                 stop: threading.Event | None = None) -> TurnOutcome:
         """One turn of agent `name` for a request's messages, blocking; events go to `on_event` as they
-        happen (the reply is known before the capture after it has run)."""
+        happen (the reply is known before the capture after it has run). `stop` set before the reply
+        (the client left) cancels the turn — at the next token — and undoes what it stored:
+        TurnCancelled."""
+        stop = stop or threading.Event()
         session = self.session(name)
         lock = self._turn_locks[name]
         if not lock.acquire(timeout=self.turn_wait):
             raise AgentBusy(f"agent {name!r} is still answering an earlier message; try again shortly")
         try:
             with self._model_lock:
+                if stop.is_set():
+                    raise TurnCancelled
                 agent = session.agent()
                 plan = plan_turn(messages, self._stored_tail(session.store))
+                turns_before = session.store.recall.last_turn_id()
                 outcome = TurnOutcome(plan)
 
                 def emit(event: AgentEvent) -> None:
+                    if stop.is_set() and not outcome.replies:
+                        raise TurnCancelled
                     outcome.events.append(event)
                     if event.type == "assistant_message":
                         outcome.replies.append(event.text)
                     on_event(event)
 
-                outcome.stats = agent.retry(emit) if plan.action == "retry" else agent.send(plan.text, emit)
+                try:
+                    outcome.stats = (agent.retry(emit, stop=stop) if plan.action == "retry"
+                                     else agent.send(plan.text, emit, stop=stop))
+                except TurnCancelled:
+                    # As /undo would: a new turn goes whole; a regenerate keeps the message it regenerates.
+                    if plan.action == "retry":
+                        agent.undo_reply()
+                    elif session.store.recall.last_turn_id() > turns_before:  # its message was stored
+                        agent.undo()
+                    raise
                 return outcome
         finally:
             lock.release()
