@@ -528,3 +528,14 @@ def test_sigterm_lets_the_running_turn_finish_and_unlocks_every_agent(paths: Pat
     with AgentSession(paths, load_settings(paths, environ={}), "sam", create=False) as session:  # unlocked
         stored = [(m.kind.value, m.content) for m in session.store.recall.all() if m.kind == MessageKind.USER]
     assert stored == [("user_message", "MSG-late")]
+
+
+def test_a_uis_background_tasks_get_an_answer_and_store_nothing(keyless: Served) -> None:
+    bodies = json.loads((Path(__file__).parent / "data" / "clients" / "open_webui_tasks.json").read_text(encoding="utf-8"))
+    for task in ("title", "tags"):
+        for stream in (False, True):
+            answer = httpx.post(keyless.url + "/chat/completions", json={**bodies[task], "stream": stream}, timeout=60)
+            assert answer.status_code == 200, answer.text
+            assert "chat.completion" in answer.text and "error" not in answer.text
+    assert keyless.stored("sam") == []
+    assert keyless.pool.session("sam").store.facts.current() == []

@@ -35,7 +35,7 @@ from ..summarizer import ContextOverflow
 from .door import Door, DoorMiddleware
 from .errors import ApiError
 from .pool import AgentBusy, AgentPool, TurnOutcome
-from .reconcile import ChatRequest, ReconcileError, conversation_of
+from .reconcile import ChatRequest, ReconcileError, conversation_of, is_background_task
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 1.0
@@ -173,6 +173,15 @@ class Turns:
             raise
         first = await ready
         return completion_body(request.model, first)
+
+    async def background(self, request: ChatRequest) -> dict[str, Any]:
+        """The completion body for an admitted background task of a UI (nothing is stored)."""
+        try:
+            text = await asyncio.to_thread(self.pool.run_task, request.model, request.messages)
+        finally:
+            self.leave()
+        event = AgentEvent("assistant_message", text)
+        return completion_body(request.model, _Partial(request.model, event))
 
     def _forget_old(self) -> None:
         horizon = time.monotonic() - self.idempotency_seconds
@@ -335,7 +344,10 @@ def create_app(pool: AgentPool, serve: ServeSettings) -> FastAPI:
         turns.admit()
         key = request.headers.get("idempotency-key")
         stop = threading.Event()
-        task = asyncio.create_task(turns.answer(chat, key, stop))
+        if is_background_task(chat.messages):
+            task = asyncio.create_task(turns.background(chat))
+        else:
+            task = asyncio.create_task(turns.answer(chat, key, stop))
         if chat.stream:
             return StreamingResponse(stream_answer(task, chat.model, stop), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})

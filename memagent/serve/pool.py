@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from ..config import Settings
 from ..errors import MemagentError, NotFoundError, TurnCancelled
 from ..events import AgentEvent, TurnStats
-from ..llm.base import LLMBackend
+from ..llm.base import GenerationRequest, LLMBackend
 from ..memory.kinds import MessageKind
 from ..memory.store import AgentStore
 from ..paths import Paths
 from ..runtime import AgentSession
 from .reconcile import IncomingMessage, StoredTail, TurnPlan, plan_turn
+
+TASK_MAX_TOKENS = 256  # a title, a few tags or follow-up questions
 
 
 class AgentBusy(MemagentError):
@@ -106,6 +108,16 @@ class AgentPool:
                 return outcome
         finally:
             lock.release()
+
+    def run_task(self, name: str, messages: list[IncomingMessage]) -> str:
+        """A UI's background task (a chat title, tags) answered by the model alone: no persona, no
+        memory, nothing stored."""
+        self.session(name)  # the model id must still name an agent
+        request = GenerationRequest(messages=[{"role": m.role, "content": m.text} for m in messages
+                                              if m.role in ("system", "user", "assistant")],
+                                    max_tokens=TASK_MAX_TOKENS)
+        with self._model_lock:
+            return self.backend.generate(request).text.strip()
 
     @staticmethod
     def _stored_tail(store: AgentStore) -> StoredTail:

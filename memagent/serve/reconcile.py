@@ -9,6 +9,8 @@ This decides what one request means for the agent, from the tail of what the UI 
 - Otherwise it is a **new turn**, even when the text repeats an earlier one ("yes", then "yes"; the
   same first question in a new chat, whose greeting the agent never stored): a turn is never
   deleted on a guess.
+- A UI's background task about the chat (a title, tags: its last message quotes the chat) is
+  answered by the model alone and stores nothing.
 - Earlier messages the user edited or deleted in the UI change nothing: the agent's memory is the
   source of truth (edit it with `memagent memory edit`, or `/undo` in the terminal). The UI's own
   system prompt and character card are ignored: the agent's persona is the character.
@@ -80,6 +82,16 @@ class ReconcileError(ValueError):
 
 def _same(first: str, second: str) -> bool:
     return first.strip() == second.strip()
+
+
+# A request whose last message quotes the chat inside these tags is a UI's own background task about
+# the chat (Open WebUI's title, tags and follow-up suggestions), not something the user said.
+QUOTED_CHAT_TAGS = (("<chat_history>", "</chat_history>"),)
+
+
+def is_background_task(messages: list[IncomingMessage]) -> bool:
+    last = next((m.text for m in reversed(messages) if m.role == "user"), "")
+    return any(opening in last and closing in last for opening, closing in QUOTED_CHAT_TAGS)
 
 
 def conversation_of(messages: list[IncomingMessage]) -> list[IncomingMessage]:
