@@ -6,9 +6,12 @@ The kinds, checked in this order:
   "[Recalled memories…"): a small model copies the tag of a corrective note or a recalled-memory
   block, and every stored copy primes the next one.
 - "looping": the same character or short phrase over and over (「わわわわわ…」), a sampler runaway.
-- "call_debris": pieces of the call's JSON in the message, a `}` in a message that opens none (the 0.5B answered a
-  whole session 「... }}}.」 and 「(看護師の仕事って何だったっけ？)}}'}'（深呼吸）…」); closing braces at the
-  very end are trimmed off before this check (generation.py).
+- "call_debris": pieces of the call's JSON in the message, a `}` in a message that opens none; or a
+  message that opens like a command (a slash or a backslash). Closing braces at the very end are trimmed off
+  before this check (generation.py).
+- "mixed_scripts": letters of two writing systems that no one language mixes (Japanese with
+  Hangul, Cyrillic…): a small model sliding into another language mid-sentence. Latin mixes with
+  every one of them (「OKだよ」, "LINEで") and is never counted.
 - "thoughts_equal_message": inner_thoughts says the same as the message.
 - "parrots_user": the message repeats the user's last message (or contains all of a long one).
 - "repeated_reply": the message repeats one of the recent assistant replies, or opens or ends like
@@ -32,13 +35,14 @@ from typing import Literal
 from memagent.conversation import FunctionCall
 
 DegenerateKind = Literal[
-    "empty_message", "system_note", "looping", "call_debris", "thoughts_equal_message", "parrots_user",
-    "repeated_reply", "assistant_cliche"]
+    "empty_message", "system_note", "looping", "call_debris", "mixed_scripts", "thoughts_equal_message",
+    "parrots_user", "repeated_reply", "assistant_cliche"]
 DEGENERATE_KINDS: tuple[DegenerateKind, ...] = (
     "empty_message",
     "system_note",
     "looping",
     "call_debris",
+    "mixed_scripts",
     "thoughts_equal_message",
     "parrots_user",
     "repeated_reply",
@@ -103,9 +107,34 @@ def is_system_note(message: str) -> bool:
 
 def has_call_debris(message: str) -> bool:
     """A closing brace in a message that opens none: JSON of the call leaking into what the user reads
-    (a message with braces of its own, "Use {braces} like this }", is left alone)."""
+    (a message with braces of its own, "Use {braces} like this }", is left alone); or a message that
+    opens like a command or an escape."""
     text = unicodedata.normalize("NFKC", message)
-    return "}" in text and "{" not in text
+    return ("}" in text and "{" not in text) or opens_like_a_command(text)
+
+
+def opens_like_a_command(message: str) -> bool:
+    """「/はい?」: a slash command or an escape where the reply should start."""
+    return message.lstrip().startswith(("/", "\\"))
+
+
+# Writing systems by their letters; Latin, digits, symbols and emoji belong to none. Greek is left
+# out: its letters stand in formulas within any language (「ρの値」).
+WRITING_SYSTEMS = {
+    "japanese": re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]"),
+    "hangul": re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]"),
+    "cyrillic": re.compile(r"[\u0400-\u04ff]"),
+    "arabic": re.compile(r"[\u0600-\u06ff]"),
+    "hebrew": re.compile(r"[\u0590-\u05ff]"),
+    "thai": re.compile(r"[\u0e00-\u0e7f]"),
+    "devanagari": re.compile(r"[\u0900-\u097f]"),
+}
+
+
+def mixes_scripts(message: str) -> bool:
+    """Letters of two writing systems other than Latin in one message (「ミケ的猫の名前입니다」)."""
+    text = unicodedata.normalize("NFKC", message)
+    return sum(1 for letters in WRITING_SYSTEMS.values() if letters.search(text)) >= 2
 
 
 def normalise_text(text: str) -> str:
@@ -170,6 +199,8 @@ def detect_degenerate(
         return "looping"
     if isinstance(message, str) and has_call_debris(message):
         return "call_debris"
+    if isinstance(message, str) and mixes_scripts(message):
+        return "mixed_scripts"
     if nearly_equal(normalise_text(call.inner_thoughts or ""), message_text):
         return "thoughts_equal_message"
     if last_user_message:
@@ -252,6 +283,8 @@ def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) ->
         return "empty"
     if is_system_note(reply) or has_call_debris(reply):
         return "system_note"
+    if mixes_scripts(reply):
+        return "mixed_scripts"
     mine = normalise_text(reply)
     if _repeats(mine, earlier) or repeats_a_frame(mine, earlier):
         return "repeat"

@@ -51,7 +51,7 @@ CLICHES_FILE = "cliches.txt"  # per language, editable: assistant phrases a char
 
 # Which flawed reply to keep when every regeneration was flawed too: the least harmful one.
 DEGENERATE_SEVERITY = {"thoughts_equal_message": 1, "repeated_reply": 2, "assistant_cliche": 2, "parrots_user": 3,
-                       "looping": 4, "call_debris": 4, "system_note": 5, "empty_message": 6}
+                       "looping": 4, "call_debris": 4, "mixed_scripts": 4, "system_note": 5, "empty_message": 6}
 # The only flaw a reply can be shown with: its inner thoughts are dropped and the message is fine.
 # An empty message, a system-note tag, a copy of the user's words or of an earlier reply is junk:
 # better one notice ("no usable reply — /retry") than junk shown and stored to prime the next turn.

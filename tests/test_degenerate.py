@@ -148,8 +148,8 @@ def test_checks_run_in_documented_order() -> None:
     text = "今日は本当に楽しかったね"
     assert detect_degenerate(_reply(text, text), text, [text]) == "thoughts_equal_message"
     assert detect_degenerate(_reply(text), text, [text]) == "parrots_user"
-    assert set(DEGENERATE_KINDS) == {"empty_message", "system_note", "looping", "call_debris", "thoughts_equal_message",
-                                     "parrots_user", "repeated_reply", "assistant_cliche"}
+    assert set(DEGENERATE_KINDS) == {"empty_message", "system_note", "looping", "call_debris", "mixed_scripts",
+                                     "thoughts_equal_message", "parrots_user", "repeated_reply", "assistant_cliche"}
 
 
 def test_near_copies_of_shown_texts_are_caught_even_when_short():
@@ -286,3 +286,27 @@ def test_saying_back_a_fact_from_an_earlier_user_line_is_not_junk() -> None:
     lines = ["好きな食べ物はいちご大福！", "私の好きな食べ物、覚えてる？"]
     assert junk_kind("ゆいの好きな食べ物はいちご大福", [], lines) is None
     assert junk_kind("うん、私の好きな食べ物、覚えてる？", [], lines) == "parrot"
+
+
+def test_another_script_mid_reply_and_command_debris_are_junk_and_natural_text_is_not() -> None:
+    """Measured both ways: the replies served to SillyTavern that were junk, and every natural line
+    we hold — the written long conversations and the replies both packaged models gave in the
+    memory benchmark runs (none of them mixes scripts) — plus loanwords, emoji and formulas."""
+    import json
+    from pathlib import Path
+
+    from memagent.degenerate import has_call_debris, mixes_scripts, opens_like_a_command
+
+    junk = ["ミケ的猫の名前입니다。", "/はい?", "\\n はい", "Привет! ミケだよ", "こんにちは、안녕하세요！"]
+    assert all(mixes_scripts(text) or has_call_debris(text) for text in junk)
+    bench = Path(__file__).parents[1] / "bench"
+    natural = ["OK！", "Tシャツ買ったよ", "LINEで送るね", "100,000,000 yen", "（思い出した）ミケだよね", "😊 いいね！",
+               "Thank you!", "Nooooo!", "カフェでlatteを飲んだ", "3/4に行くよ", "ρの値は？", "x² + y² = 1 だね"]
+    for name in ("longconv_en.jsonl", "longconv_ja.jsonl"):
+        for line in (bench / "data" / name).read_text(encoding="utf-8").splitlines():
+            natural += [message["content"] for message in json.loads(line)["messages"]]
+    runs = json.loads((bench / "memory_e2e_runs.json").read_text(encoding="utf-8"))
+    natural += [turn["reply"] for run in runs.values() for turn in run.get("turns", [])
+                if turn.get("reply") and turn.get("junk") is None]  # what the benchmark did not mark junk
+    assert len(natural) > 3000
+    assert [text for text in natural if mixes_scripts(text) or opens_like_a_command(text)] == []
