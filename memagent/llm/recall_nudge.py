@@ -9,7 +9,7 @@ model's initiative, so the system leans on decoding as well as on the prompt:
   is invented);
 - a token that would start a value not said yet is pushed up by `start` logits — enough to win where
   the model already finds the value a likely next word, meant to be too little to break into the
-  middle of another word (the in-view runs measured in README showed no junk reply from it);
+  middle of another word (the in-view runs in docs/memory.md showed no junk reply from it);
 - once a value has begun where it was offered, the token continuing it is pushed up by `follow`
   logits, so a begun name is finished rather than left half-written;
 - a value already said is left alone: saying it once answers the question;
