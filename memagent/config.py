@@ -161,8 +161,8 @@ class AgentSettings(_Section):
     degenerate_retries: int = Field(3, ge=0, le=10)
     # Steer a reply's wording away from the persona's last replies while it is generated (embedded
     # model; words from the user's lines and from memory stay free). retry: only when regenerating a
-    # rejected reply; always: every reply (fewer partial copies, but small models then write
-    # mixed-script words: 12 of 50 replies on the 0.5B); off.
+    # rejected reply; always: every reply (fewer partial copies, but a small model pushed off its
+    # words starts writing mixed-script ones: docs/benchmarks.md); off.
     repeat_guard: Literal["retry", "always", "off"] = "retry"
     first_message: Literal["persona", "generate"] = "persona"
 

@@ -151,9 +151,9 @@ class ContextWindow:
 
 def with_recalled(history: list[ChatMessage], recalled: list[ChatMessage]) -> list[ChatMessage]:
     """The conversation with the surfaced memories at its end. When it ends with a user turn (the
-    user's message, or a heartbeat) they join that turn, in the prompt only: measured on the 1.5B
-    model, a reply held the remembered value 12 of 15 times that way against 6 of 15 as a turn of
-    their own (Japanese; English 15 vs 14). After a function result they stay a turn of their own."""
+    user's message, or a heartbeat) they join that turn, in the prompt only: a small model uses a
+    memory right next to the question far more often than one in a turn of its own (figures in
+    docs/memory.md). After a function result they stay a turn of their own."""
     if not recalled:
         return history
     if history and history[-1].role == "user" and history[-1].call is None:

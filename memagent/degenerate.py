@@ -53,17 +53,16 @@ DEGENERATE_KINDS: tuple[DegenerateKind, ...] = (
 # message of some length; a repeated reply is flagged sooner.
 PARROT_MIN_CHARS = 8
 REPEAT_MIN_CHARS = 4
-# A shorter reply ("どうぞ", "え？") is a repeat when it equals one of the last few: the 0.5B model
-# answered nine turns in a row with 「どうぞ」, under the length any repeat was flagged at.
+# A shorter reply ("どうぞ", "え？") is a repeat when it equals one of the last few: a small model can
+# answer turn after turn with the same short word, under the length other repeats are flagged at.
 SHORT_REPEAT_WINDOW = 3
 # A reply that contains the user's whole line is parroting once that line is a real sentence (a short
 # "Nice to meet you" echoed in "Nice to meet you too!" is natural). A CJK character counts double: it
 # carries about what two Latin letters do.
 PARROT_LINE_MIN_WEIGHT = 16
 # A reply that is mostly one piece of a user's line, and ends with it, copies the line with an
-# interjection put in front or the line's own opening dropped: the 0.5B answered 「6回目: さくらさんの
-# おすすめの本を教えて。」 with 「さくらさんのおすすめの本を教えて。」 and 「わたしは田中ゆいです。会社で…」
-# with 「うわ、田中ゆいです。会社で…」. A reply that confirms what it heard ends with words of its own
+# interjection put in front or the line's own opening dropped (「わたしは田中ゆいです。会社で…」 →
+# 「うわ、田中ゆいです。会社で…」). A reply that confirms what it heard ends with words of its own
 # (「大阪に引っ越したんだね！」), and a real answer takes up less of the user's words
 # (「猫カフェに行こうと思ってるんだね」 shares 12 of its 16 characters).
 PARROT_FRAGMENT_SHARE = 0.8
@@ -75,13 +74,12 @@ SIMILARITY_RATIO = 0.9
 # The opening of the system's own bracketed notes, in every language we ship (degenerate.j2,
 # alert_memory_pressure.j2, post_history.j2, recalled.j2, capture.j2).
 # A reply that opens with a time stamp copies how the system writes messages and memories
-# ("[2025-01-02 21:03] …", "(2025-01-02 21:03) …"). Quoted or braced, it is the same tag: the 0.5B
-# answered 「'[System]'」 and 「'{System}' + '…'」.
-# At the start of the reply or of any of its lines: the 0.5B wrote a reply, then "---" and a copy of
-# the corrective note (「[システム] さっきと同じ返事になっている…」) below it.
-# A role word in quotes opening the reply, alone or owning what follows, is the same tag again:
-# 「'システム'の新しい返事を'」, 「'System'の答えは…」 (the 0.5B, a whole session long, once it had
-# started); 「「システム」って難しいよね」 is talk.
+# ("[2025-01-02 21:03] …", "(2025-01-02 21:03) …"). Quoted or braced, it is the same tag
+# (「'[System]'」, 「'{System}' + '…'」).
+# At the start of the reply or of any of its lines: a reply, then "---" and a copy of the corrective
+# note below it, is caught too.
+# A role word in quotes opening the reply, alone or owning what follows, is the same tag again
+# (「'System'の答えは…」); 「「システム」って難しいよね」 is talk.
 _SYSTEM_NOTE = re.compile(
     r"^\s*(-\s*)?(['\"`「『]*\s*[\[【［(（{]\s*(システム|system|思い出した|recalled|メモ係|note-taker|\d{4}-\d{2}-\d{2})"
     r"|['\"`「『]\s*(システム|system)\s*['\"`」』]\s*(の|$))",
@@ -96,7 +94,7 @@ def _weight(text: str) -> int:
     return len(text) + sum(1 for char in text if ord(char) >= 0x2E80)
 
 
-# A reply that is nothing but a role or tag word: the 0.5B answered "system" (after two regenerations).
+# A reply that is nothing but a role or tag word ("system").
 _BARE_TAG = re.compile(r"^\W*(system|システム|assistant|アシスタント|user|ユーザー)\W*$", re.IGNORECASE)
 
 
@@ -172,8 +170,8 @@ def copies_a_user_line(message_text: str, line_text: str) -> bool:
 
 
 def repeats_an_earlier_user_line(message: str, lines: Sequence[str]) -> bool:
-    """Asked 「うちの猫の名前は？」, the 1.5B model answered with the user's earlier line
-    「おはよう！私の名前、覚えてる？」. The newest user line has the parrot rules of its own (a piece
+    """A reply that is one of the user's earlier lines (asked 「うちの猫の名前は？」, an answer of
+    「おはよう！私の名前、覚えてる？」). The newest user line has the parrot rules of its own (a piece
     of it is a copy too); an earlier one must be nearly the whole reply, since it holds facts a reply
     may say back (「好きな食べ物はいちご大福！」 → 「ゆいの好きな食べ物はいちご大福」)."""
     mine = normalise_text(message)
@@ -216,8 +214,8 @@ def detect_degenerate(
     return None
 
 
-# Katakana to hiragana: the same word in the other script is the same reply (the 0.5B answered a
-# swipe of 「うん...」 with 「ウん...」). Only for repeats: elsewhere the script tells a name from a word.
+# Katakana to hiragana: the same word in the other script is the same reply (「うん...」 and 「ウん...」).
+# Only for repeats: elsewhere the script tells a name from a word.
 _KANA_FOLD = {code: code - 0x60 for code in range(ord("ァ"), ord("ヶ") + 1)}
 
 
@@ -234,9 +232,9 @@ def _repeats(message_text: str, earlier_replies: Sequence[str]) -> bool:
 
 
 # A reply that opens or ends like each of the last FRAME_REPLIES replies is the same reply with a word
-# changed: the 0.5B answered a whole session 「(ミケの名前)新しい文を追加」, 「(緑茶)新しい文を追加」…, and
-# opened seven replies in a row with its persona's example 「う、それはへこむね。」. Shared text of this
-# weight (a CJK character counts double) at the start or the end, after normalisation.
+# changed (「(ミケの名前)新しい文を追加」, 「(緑茶)新しい文を追加」), or a persona example line opening
+# reply after reply. Shared text of this weight (a CJK character counts double) at the start or the
+# end, after normalisation.
 FRAME_REPLIES = 2
 FRAME_MIN_WEIGHT = 12  # 6 CJK characters; three replies opening 「うん、いいね！」 are still talk
 
@@ -307,7 +305,7 @@ COPY_FRAGMENT_SHARE = 0.7
 
 
 # A corrective note is an instruction; no run of it this long belongs in a reply, however much else
-# the reply says (the 0.5B wrote 「さっき同じ返事をになっている。同じ言葉は使わず、…ごめん！」).
+# the reply says.
 # "something new" may be said, "say something new that fits" (24) may not; a CJK character counts
 # double: 「一歩進める返事をすること」 (12 characters) is the parrot note's instruction.
 NOTE_RUN_WEIGHT = 20

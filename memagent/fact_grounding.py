@@ -238,8 +238,8 @@ def promised_sentences(reply: str, rule: PromiseRule) -> list[str]:
 def framed_facts(message: str, vocabulary: FactVocabulary) -> list[GroundedFact]:
     """Values read off the kinds' frames (facts.toml), word for word, in the message's statements:
     per sentence and kind, the shortest value its frames give, in a clause that denies nothing
-    (「東京に住んでない」 is not where the user lives). No model call: the 0.5B proposed 「アレルギー」
-    for 「あと、そばアレルギーがあるんだ。」, and nothing at all for a move to Osaka, in a long chat."""
+    (「東京に住んでない」 is not where the user lives). No model call: a small model proposes the
+    kind's word instead of the value, or nothing, late in a long chat."""
     found: list[GroundedFact] = []
     for _, sentence in split_sentences(normalised(message)):
         if is_question(sentence):

@@ -41,9 +41,8 @@ log = logging.getLogger(__name__)
 # said twice an hour apart as much as two in a row. Comparing is cheap (exact match first, difflib
 # only between long texts).
 RECENT_REPLIES = 300
-# A reply that copies one of the user's last this many lines, in view or not, is a parrot: after a
-# restart the 0.5B answered "Do you remember my favorite food?" with the user's earlier line "The
-# sky was really beautiful." (summarised out of view), word for word but one.
+# A reply that copies one of the user's last this many lines, in view or not, is a parrot: a small
+# model may answer a question with an earlier line of the user's, even one summarised out of view.
 EARLIER_USER_LINES = 50
 GUARDED_REPLIES = 2  # the repeat guard steers a reply away from this many of the last replies
 CORRECTION_CHARS = 600  # of a failed attempt shown back to the model with its corrective note
@@ -175,8 +174,8 @@ class ReplyGenerator:
             # system wrote into the prompt.
             message = str(call.arguments.get("message", ""))
             in_view = self.deps.store.recall.in_context()
-            # Every corrective note, not only this attempt's: the 0.5B answered a later turn with
-            # 「私はAIアシスタントの決まり文句になっている。」, the cliché note's words.
+            # Every corrective note, not only this attempt's: a small model may answer a later turn
+            # with an earlier note's words.
             notes = list(dict.fromkeys([c.content for c in corrections[-1:]] + self._corrective_notes()))
             shown = notes + self._system_texts(recalled, in_view)
             # A reply may be mostly the value asked for, which the recalled line holds too
@@ -200,7 +199,7 @@ class ReplyGenerator:
 
     def _copies_the_recalled_tag(self, message: str) -> bool:
         """The recalled-memory line's opening (「さくらが覚えていること」, "What Sakura remembers") in a
-        reply: the 0.5B answered 「(さくらが覚えていること: 住んでいる所)は大阪に引っ越したんだ。」."""
+        reply: the model copying the system's tag instead of speaking."""
         opening = normalise_text(self.deps.prompts.render("recalled.j2", memories=[],
                                                           persona_name=self.context.persona().name))
         return len(opening) >= PARROT_MIN_CHARS and opening in normalise_text(message)
@@ -312,8 +311,8 @@ def _only_a_label(rest: str, recalled: list[ChatMessage], values: tuple[str, ...
         mine in normalise_text(_without_values(m.content, values)) for m in recalled)
 
 
-# The call's closing braces written inside the message string: 「はい、看護師として働いています。}}」,
-# 「…教えてくれましたか？”}}.」 (1.5B and 0.5B). Only where the message opens no brace of its own.
+# The call's closing braces written inside the message string (「…働いています。}}」). Only where the
+# message opens no brace of its own.
 _JSON_TAIL = re.compile(r"\s*[\"”]?\s*\}+[\s.。]*$")
 
 
@@ -346,9 +345,9 @@ _BRACKET_PAIRS = {"(": ")", "（": "）", "[": "]", "［": "］", "【": "】"}
 
 
 def _unwrapped(message: str) -> str | None:
-    """A reply wrapped whole in brackets, 「(お腹がすいた。どうするん？)」, copies the bracketed
-    recalled-memory line (the 1.5B model did it for a whole session once it started): the words are
-    the reply, the brackets are not — kept, they would prime the next reply to do the same."""
+    """A reply wrapped whole in brackets, 「(お腹がすいた。どうするん？)」, copies the shape of the
+    bracketed recalled-memory line: the words are the reply, the brackets are not — kept, they would
+    prime every next reply to do the same."""
     text = message.strip()
     if len(text) < 3 or _BRACKET_PAIRS.get(text[0]) != text[-1]:
         return None

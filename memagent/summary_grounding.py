@@ -1,10 +1,9 @@
 """Keeping the conversation summary to what was said.
 
 The summary sits in every later system prompt, so a line in it that nobody said is an invented
-memory, shown to the model on every turn. Asked to summarise, the embedded 0.5B model copied the
-instruction's headings (「## 要約する会話」), put the user's words into the persona's mouth
-(「あなた: 今日は朝から雨が降ってて…」) and changed them (「誕生日は3月14日なんだ。」 became
-「ユーザー: 3月14日は寿司だよ。」); the persona then spoke of sushi for a whole session.
+memory, shown to the model on every turn. Asked to summarise, a small model copies the
+instruction's headings, puts the user's words into the persona's mouth and changes them (a
+birthday becomes a meal), and the persona then speaks of what was never said.
 
 So each line of a model's summary is checked against what it summarises (the conversation lines
 and the summary so far) and kept only when it holds:
@@ -50,8 +49,8 @@ SUMMARY_GLUE = frozenset({
     "described", "revealed", "expressed", "stated", "asked", "answered", "replied", "greeted", "says"})
 
 
-# Role words a model writes as transcript speakers whatever the instruction's labels were (the 1.5B
-# wrote `"user": "私は美咲です！"` for a line the persona said).
+# Role words a model writes as transcript speakers whatever the instruction's labels were
+# (`"user": …` for a line the persona said).
 ROLE_WORDS = {"user": "user", "ユーザー": "user", "you": "assistant", "あなた": "assistant",
               "assistant": "assistant", "アシスタント": "assistant", "system": "system", "システム": "system"}
 _SPEAKER = re.compile(r"^[\s\"'「『]*([^\s\"'」』:：]{1,16})[\"'」』]?\s*[:：]\s*(.*)$")

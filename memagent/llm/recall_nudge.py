@@ -1,7 +1,7 @@
 """Steering a reply towards a remembered value it was asked for, while it is generated (embedded backend).
 
 Asked 「うちの猫の名前は？」 with the fact 「猫の名前: ミケ」 placed right before the reply, small models
-often answer without it (the 0.5B: 「お疲れ様！今は何の状況なのか？」). Memory must not depend on the
+often answer without it (「お疲れ様！」). Memory must not depend on the
 model's initiative, so the system leans on decoding as well as on the prompt:
 
 - only while the call's `message` string is being written, and only for the values of the facts the
@@ -9,7 +9,7 @@ model's initiative, so the system leans on decoding as well as on the prompt:
   is invented);
 - a token that would start a value not said yet is pushed up by `start` logits — enough to win where
   the model already finds the value a likely next word, meant to be too little to break into the
-  middle of another word (the in-view runs in docs/memory.md showed no junk reply from it);
+  middle of another word;
 - once a value has begun where it was offered, the token continuing it is pushed up by `follow`
   logits, so a begun name is finished rather than left half-written;
 - a value already said is left alone: saying it once answers the question;

@@ -1,10 +1,10 @@
 """Steering a reply's wording away from earlier replies while it is generated (embedded backend).
 
-Small models copy their previous reply (the 0.5B answered nine turns in a row with 「どうぞ」), and
-regenerating with the same prompt returns the same text. llama.cpp's repeat penalty and DRY act on
-the whole context, which here is mostly the call's JSON — repeated by design every turn — and the
-facts the persona should repeat when asked (DRY over the whole context made the 0.5B answer every
-turn 「え？」). This is DRY ("don't repeat yourself") with a narrower reach:
+Small models copy their previous reply (「どうぞ」 turn after turn), and regenerating with the same
+prompt returns the same text. llama.cpp's repeat penalty and DRY act on the whole context, which
+here is mostly the call's JSON — repeated by design every turn — and the facts the persona should
+repeat when asked (over the whole context, DRY leaves a small model nothing to say but 「え？」).
+This is DRY ("don't repeat yourself") with a narrower reach:
 
 - only while the call's `message` string is being written, not its JSON or its inner thoughts;
 - only against the texts to avoid (the last replies, and this turn's rejected attempts) and the
@@ -40,20 +40,17 @@ class RepeatPenalty:
     the penalty by `base`. A reply that so far equals the start of an avoided one counts as a run
     from its first character (starting a reply the same way is the habit to break).
 
-    Measured by replaying the prompts of real 12-turn conversations (2 seeds each; a copy is a reply
-    sharing 8+ characters with an avoided one): 0.5B, 25 prompts, 42/50 copies without the guard
-    (33 exact), 39/50 at 1.0/1.6/3, 8-9/50 at 3.0/1.8/2 (no exact copy); 1.5B, 14 prompts, 12/28
-    without, 5/28 at 2.0/1.6/2, 3/28 at 3.0/1.8/2, with no slower tokens. But pushed off its copies,
-    the 0.5B wrote words in another script (「猫が appearingSF」, 「お_hand伝い」) in 12/50 replies at
-    3.0/1.8/2 (0/50 without); with `margin` 5: 29/50 copies (1 exact), 6/50 odd. Hence the agent
-    guards regenerations only unless told otherwise (`[agent] repeat_guard`)."""
+    The defaults were chosen by replaying the prompts of real conversations (docs/benchmarks.md,
+    "Repeat guard"): they remove most copies, but a small model pushed off its copies starts writing
+    words in another script, hence the agent guards regenerations only unless told otherwise
+    (`[agent] repeat_guard`)."""
 
     multiplier: float = 3.0
     base: float = 1.8
     allowed: int = 2
     # A copied token is pushed down only where another token is within this many logits of it: in
     # the middle of a word (お|手伝い) the copy is the only sensible continuation, and pushing it
-    # made the 0.5B write 「お_hand伝い」 and 「どうzo」. None: always.
+    # breaks the word (「お_hand伝い」). None: always.
     margin: float | None = 5.0
 
     def logits(self, run: int) -> float:
@@ -95,7 +92,7 @@ class RepeatGuardProcessor:
     def _penalties(self, message: str) -> dict[int, float]:
         """The token that would continue each copied run, with how hard to push it down. The message
         itself is avoided too: pushed off one copy, a small model falls into looping on its own
-        words (「猫が appearing SFなんだ。」 forty times over, greedy, on the 0.5B)."""
+        words."""
         worst: dict[int, float] = {}
 
         def push(source: str, end: int, logits: float) -> None:

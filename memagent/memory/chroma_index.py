@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 # Chroma rejects batches above its own maximum (about 5k on a local client).
 MAX_BATCH = 4000
-# Chroma's defaults (ef 100, 16 neighbours) missed 9% of the true top 10 on our Japanese set in a
-# crowd of similar chat lines; these miss 2%, for a few ms per query.
+# Chroma's defaults (ef 100, 16 neighbours) miss many of the true nearest among similar chat lines;
+# these miss few, for a few ms per query (docs/benchmarks.md, "Figures behind code choices").
 HNSW_CONFIG = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
 
 

