@@ -85,10 +85,19 @@ def test_plan_turn(sent, stored, expected) -> None:
     assert (plan.action, plan.text) == expected
 
 
+# SillyTavern's default nudges (public/scripts/openai.js), sent as a system line after the character's
+# last message.
+CONTINUE_NUDGE = ("[Continue the following message. Do not include ANY parts of the original message. Use "
+                  "capitalization and punctuation as if your reply is a part of the original message: Once upon a time]")
+IMPERSONATE_NUDGE = ("[Write your next reply from the point of view of User, using the chat history so far as a "
+                     "guideline for the writing style of User. Don't write as Sam or system. Don't describe actions "
+                     "of Sam.]")
+
+
 @pytest.mark.parametrize("tail", [
     [("assistant", "Once upon a time")],
-    [("assistant", "Once upon a time"), ("system", "[Continue your last message without repeating its original content.]")],
-    [("assistant", "Hello"), ("system", "[Write your next reply from the point of view of User.]")],  # Impersonate
+    [("assistant", "Once upon a time"), ("system", CONTINUE_NUDGE)],
+    [("assistant", "Hello"), ("system", IMPERSONATE_NUDGE)],
 ])
 def test_continue_and_impersonate_are_refused_in_the_uis_words(tail) -> None:
     with pytest.raises(ReconcileError, match="Continue and Impersonate are not supported: use Regenerate"):
@@ -539,3 +548,13 @@ def test_a_uis_background_tasks_get_an_answer_and_store_nothing(keyless: Served)
             assert "chat.completion" in answer.text and "error" not in answer.text
     assert keyless.stored("sam") == []
     assert keyless.pool.session("sam").store.facts.current() == []
+
+
+def test_continue_and_impersonate_are_refused_before_any_stream_opens(served: Served) -> None:
+    for nudge in (CONTINUE_NUDGE, IMPERSONATE_NUDGE):
+        body = {"model": "sam", "stream": True, "messages": [
+            {"role": "user", "content": "MSG-1 hi"}, {"role": "assistant", "content": "Once upon a time"},
+            {"role": "system", "content": nudge}]}
+        refused = httpx.post(served.url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"})
+        assert refused.status_code == 400 and "use Regenerate" in refused.json()["error"]["message"]
+    assert served.stored("sam") == []
