@@ -56,6 +56,9 @@ REPEAT_MIN_CHARS = 4
 # A shorter reply ("どうぞ", "え？") is a repeat when it equals one of the last few: a small model can
 # answer turn after turn with the same short word, under the length other repeats are flagged at.
 SHORT_REPEAT_WINDOW = 3
+# Beyond that window only a reply of this weight (a CJK character counts double) repeats an earlier
+# one: a sentence said twice is a copy, a greeting or a thank-you said twice is not.
+LONG_REPEAT_MIN_WEIGHT = 16
 # A reply that contains the user's whole line is parroting once that line is a real sentence (a short
 # "Nice to meet you" echoed in "Nice to meet you too!" is natural). A CJK character counts double: it
 # carries about what two Latin letters do.
@@ -81,13 +84,16 @@ SIMILARITY_RATIO = 0.9
 # A role word in quotes opening the reply, alone or owning what follows, is the same tag again
 # (「'System'の答えは…」); 「「システム」って難しいよね」 is talk.
 _SYSTEM_NOTE = re.compile(
-    r"^\s*(-\s*)?(['\"`「『]*\s*[\[【［(（{]\s*(システム|system|思い出した|recalled|メモ係|note-taker|\d{4}-\d{2}-\d{2})"
+    r"^\s*(-\s*)?(['\"`「『]*\s*[\[【［(（{]\s*(システム|system|(思い出した|recalled)(?!\s*[\])）】])|メモ係|note-taker"
+    r"|\d{4}-\d{2}-\d{2})"
     r"|['\"`「『]\s*(システム|system)\s*['\"`」』]\s*(の|$))",
     re.IGNORECASE | re.MULTILINE)
 
 
-# One to four characters repeated eight or more times in a row (after normalisation).
+# One to four characters repeated eight or more times in a row (after normalisation); digits are
+# read as one number first ("100,000,000 yen" is no runaway).
 _LOOP = re.compile(r"(.{1,4}?)\1{7,}")
+_NUMBER = re.compile(r"\d+")
 
 
 def _weight(text: str) -> int:
@@ -193,7 +199,7 @@ def detect_degenerate(
         return "empty_message"
     if is_system_note(message if isinstance(message, str) else ""):
         return "system_note"
-    if _LOOP.search(message_text):
+    if _LOOP.search(_NUMBER.sub("0", message_text)):
         return "looping"
     if isinstance(message, str) and has_call_debris(message):
         return "call_debris"
@@ -221,12 +227,17 @@ _KANA_FOLD = {code: code - 0x60 for code in range(ord("ァ"), ord("ヶ") + 1)}
 
 def _repeats(message_text: str, earlier_replies: Sequence[str]) -> bool:
     """`message_text` (normalised) repeats one of `earlier_replies` (oldest first): any of them when
-    it is long enough to mean something, the last SHORT_REPEAT_WINDOW when it is shorter."""
+    it is a sentence of its own (LONG_REPEAT_MIN_WEIGHT), the last SHORT_REPEAT_WINDOW when it is
+    shorter — 「おはよう！」 or "Thank you!" said again a day later is talk."""
     recent = len(earlier_replies) - SHORT_REPEAT_WINDOW
     message_text = message_text.translate(_KANA_FOLD)
+    distinctive = _weight(message_text) >= LONG_REPEAT_MIN_WEIGHT
     for position, reply in enumerate(earlier_replies):
         earlier = normalise_text(reply).translate(_KANA_FOLD)
-        if nearly_equal(earlier, message_text, REPEAT_MIN_CHARS) or (position >= recent and earlier == message_text):
+        if position >= recent:
+            if nearly_equal(earlier, message_text, REPEAT_MIN_CHARS) or earlier == message_text:
+                return True
+        elif distinctive and nearly_equal(earlier, message_text, REPEAT_MIN_CHARS):
             return True
     return False
 

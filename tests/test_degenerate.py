@@ -310,3 +310,20 @@ def test_another_script_mid_reply_and_command_debris_are_junk_and_natural_text_i
                 if turn.get("reply") and turn.get("junk") is None]  # what the benchmark did not mark junk
     assert len(natural) > 3000
     assert [text for text in natural if mixes_scripts(text) or opens_like_a_command(text)] == []
+
+
+def test_natural_replies_the_policy_used_to_reject_are_shown() -> None:
+    """Found rejected in real chats: a greeting or thanks said again later, a long number, an
+    action in brackets, an in-character offer to help. A short reply is still a repeat within the
+    last few replies, and a sentence anywhere in the recent ones."""
+    from pathlib import Path
+
+    prompts = Path(__file__).parents[1] / "prompts"
+    cliches = [line for lang in ("ja", "en") for line in (prompts / lang / "cliches.txt").read_text(encoding="utf-8")
+               .splitlines() if line.strip() and not line.startswith("#")]
+    earlier = ["おはよう！", "Thank you!", *[f"something else entirely, number {i}" for i in range(20)]]
+    for natural in ("おはよう！", "Thank you!", "Nooooo!", "100,000,000 yen", "（思い出した）ミケだよね", "お手伝いできるかな？"):
+        assert detect_degenerate(_reply(natural), "hi", earlier, cliches) is None, natural
+    assert detect_degenerate(_reply("おはよう！"), "hi", ["おはよう！", "x1", "x2"], cliches) == "repeated_reply"
+    sentence = "今日は本屋さんで新しい文庫本を三冊も買ったんだよ"
+    assert detect_degenerate(_reply(sentence), "hi", [sentence, *earlier], cliches) == "repeated_reply"
