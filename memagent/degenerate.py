@@ -33,6 +33,7 @@ from difflib import SequenceMatcher
 from typing import Literal
 
 from memagent.conversation import FunctionCall
+from memagent.sentences import join_sentences, split_sentences
 
 DegenerateKind = Literal[
     "empty_message", "system_note", "looping", "call_debris", "mixed_scripts", "thoughts_equal_message",
@@ -262,21 +263,17 @@ def repeats_a_frame(message_text: str, earlier_replies: Sequence[str]) -> bool:
             or _weight(message_text[len(message_text) - ending:]) >= FRAME_MIN_WEIGHT)
 
 
-# A sentence: text up to its closing punctuation (Japanese or Latin), or the rest of a line.
-_SENTENCE = re.compile(r"[^。！？!?.…\n]+[。！？!?.…]*\s*|[。！？!?.…\n]+\s*")
-
-
 def without_closing_cliches(text: str, cliches: Sequence[str]) -> str | None:
     """`text` without its closing sentences that hold an assistant cliché — the tail small models add
     to a real answer (「はい、ミケだよ。何か他にもお手伝いできることはありますか？」) — or None when
     there is none, or when nothing of the reply would be left (a reply that is only a cliché is
     regenerated instead)."""
     folded = [c for c in (normalise_text(c) for c in cliches) if c]
-    sentences = _SENTENCE.findall(text)
+    sentences = [sentence for _, sentence in split_sentences(text)]
     kept = list(sentences)
     while kept and any(cliche in normalise_text(kept[-1]) for cliche in folded):
         kept.pop()
-    rest = "".join(kept).strip()
+    rest = join_sentences(kept).strip()
     if len(kept) == len(sentences) or not normalise_text(rest):
         return None
     return rest
