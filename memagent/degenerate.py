@@ -5,7 +5,8 @@ The kinds, checked in this order:
 - "system_note": starts, or has a line that starts, like one of the system's own notes ("[システム]",
   "[Recalled memories…"): a small model copies the tag of a corrective note or a recalled-memory
   block, and every stored copy primes the next one.
-- "looping": the same character or short phrase over and over (「わわわわわ…」), a sampler runaway.
+- "looping": the same character or phrase over and over (「わわわわわ…」, a sentence again and
+  again), a sampler runaway.
 - "call_debris": pieces of the call's JSON in the message, a `}` in a message that opens none; or a
   message that opens like a command (a slash or a backslash). Closing braces at the very end are trimmed off
   before this check (generation.py).
@@ -95,6 +96,14 @@ _SYSTEM_NOTE = re.compile(
 # read as one number first ("100,000,000 yen" is no runaway).
 _LOOP = re.compile(r"(.{1,4}?)\1{7,}")
 _NUMBER = re.compile(r"\d+")
+# A longer phrase three times in a row (「猫がappearingSFなんだ」 over and over): the same runaway.
+_PHRASE_LOOP = re.compile(r"(.{5,40}?)\1{2,}")
+
+
+def loops(message_text: str) -> bool:
+    """A sampler runaway in a normalised message: a short unit eight times or a phrase three times
+    in a row."""
+    return bool(_LOOP.search(_NUMBER.sub("0", message_text)) or _PHRASE_LOOP.search(message_text))
 
 
 def _weight(text: str) -> int:
@@ -200,7 +209,7 @@ def detect_degenerate(
         return "empty_message"
     if is_system_note(message if isinstance(message, str) else ""):
         return "system_note"
-    if _LOOP.search(_NUMBER.sub("0", message_text)):
+    if loops(message_text):
         return "looping"
     if isinstance(message, str) and has_call_debris(message):
         return "call_debris"
@@ -291,6 +300,8 @@ def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) ->
         return "system_note"
     if mixes_scripts(reply):
         return "mixed_scripts"
+    if loops(normalise_text(reply)):
+        return "looping"
     mine = normalise_text(reply)
     if _repeats(mine, earlier) or repeats_a_frame(mine, earlier):
         return "repeat"

@@ -295,10 +295,12 @@ def test_another_script_mid_reply_and_command_debris_are_junk_and_natural_text_i
     import json
     from pathlib import Path
 
-    from memagent.degenerate import has_call_debris, mixes_scripts, opens_like_a_command
+    from memagent.degenerate import has_call_debris, loops, mixes_scripts, opens_like_a_command
 
     junk = ["ミケ的猫の名前입니다。", "/はい?", "\\n はい", "Привет! ミケだよ", "こんにちは、안녕하세요！"]
     assert all(mixes_scripts(text) or has_call_debris(text) for text in junk)
+    runaway = "猫は、三毛猫なんだ。" + "猫が appearingSFなんだ。" * 12
+    assert loops(normalise_text(runaway)) and junk_kind(runaway, []) == "looping"
     bench = Path(__file__).parents[1] / "bench"
     natural = ["OK！", "Tシャツ買ったよ", "LINEで送るね", "100,000,000 yen", "（思い出した）ミケだよね", "😊 いいね！",
                "Thank you!", "Nooooo!", "カフェでlatteを飲んだ", "3/4に行くよ", "ρの値は？", "x² + y² = 1 だね"]
@@ -309,7 +311,8 @@ def test_another_script_mid_reply_and_command_debris_are_junk_and_natural_text_i
     natural += [turn["reply"] for run in runs.values() for turn in run.get("turns", [])
                 if turn.get("reply") and turn.get("junk") is None]  # what the benchmark did not mark junk
     assert len(natural) > 3000
-    assert [text for text in natural if mixes_scripts(text) or opens_like_a_command(text)] == []
+    assert [text for text in natural if mixes_scripts(text) or opens_like_a_command(text)
+            or loops(normalise_text(text))] == []
 
 
 def test_natural_replies_the_policy_used_to_reject_are_shown() -> None:
