@@ -139,7 +139,8 @@ def ground(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocab
         gap, kind, cue = min(nearby, key=lambda item: (item[0], kinds.index(item[1]))) if nearby else (0, None, "")
         if kind is not None and len(value) > kind.max_chars:
             continue
-        if kind is not None and _a_phrase(value, local, spans, vocabulary):
+        if kind is not None and (_a_phrase(value, local, spans, vocabulary)
+                                 or _a_compound_with_its_cue(sentence, local, len(value), kind, spans)):
             kind, cue = None, ""
         if kind is not None and not (_the_users_now(sentence, local, len(value), cue, vocabulary)
                                      and _fits(kind, sentence, local, len(value))):
@@ -164,6 +165,28 @@ def _a_phrase(value: str, value_at: int, spans: list[tuple[int, int, FactKind]],
         return True
     folded = lowercase(value)
     return any(stop < len(folded) for _, stop in _bounds_in(folded, vocabulary.value_bounds))
+
+
+def _a_compound_with_its_cue(sentence: str, value_at: int, length: int, kind: FactKind,
+                             spans: list[tuple[int, int, FactKind]]) -> bool:
+    """A value written onto a cue word of its kind with nothing between (「三毛猫」: 三毛 + 猫) is part
+    of one word that says what sort of thing it is, not the value — unless one of the kind's frames
+    is written that way (「{value}アレルギー」). A cue that opens or ends with a particle (「に住んで」)
+    links rather than compounds."""
+    end = value_at + length
+    for cue_start, cue_end, cue_kind in spans:
+        if cue_kind is not kind:
+            continue
+        cue = sentence[cue_start:cue_end]
+        if cue_start == end and not _is_hiragana(cue[0]) and cue[0].isalnum():
+            written = "{value}" + cue
+        elif cue_end == value_at and not _is_hiragana(cue[-1]) and cue[-1].isalnum():
+            written = cue + "{value}"
+        else:
+            continue
+        if not any(written in frame for frame in kind.frames):
+            return True
+    return False
 
 
 def _clause_around(sentence: str, position: int) -> tuple[int, int]:

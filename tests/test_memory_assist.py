@@ -56,6 +56,14 @@ def test_the_kind_comes_from_the_cue_words_not_from_the_model(ja_vocabulary):
         ("name", "美咲"), ("pet_name", "タマ")]
 
 
+def test_a_value_written_onto_its_cue_word_says_what_sort_not_which(ja_vocabulary, en_vocabulary):
+    # 三毛 + 猫 is a kind of cat; the cat is ミケ. A frame written that way still files (そばアレルギー).
+    assert grounded("うちの猫はミケっていう名前で、三毛猫なんだ。", [("pet_name", "三毛"), ("pet_name", "ミケ")],
+                    ja_vocabulary) == [(None, "三毛"), ("pet_name", "ミケ")]
+    assert grounded("あと、そばアレルギーがあるんだ。", [("allergy", "そば")], ja_vocabulary) == [("allergy", "そば")]
+    assert grounded("大阪に住んでるよ。", [("home", "大阪")], ja_vocabulary) == [("home", "大阪")]
+
+
 def test_a_message_states_one_value_of_a_single_valued_kind(en_vocabulary, ja_vocabulary):
     # The 1.5B model proposed both; as two values of one kind the second replaced the first.
     assert grounded("I work as a nurse at a city hospital.", [("job", "nurse"), ("job", "a city hospital")],

@@ -15,6 +15,7 @@ import click
 from ..config import Settings
 from ..errors import MemagentError
 from ..events import AgentEvent
+from ..llm.weights import PACKAGED_MODELS
 from ..memory.kinds import MessageKind, StateKey
 from .context import AppContext
 from .memory_view import fact_records, format_fact
@@ -158,7 +159,10 @@ def model_label(settings: Settings) -> str:
         return f"{llm.model or 'server model'} at {llm.base_url}"
     if llm.backend not in ("auto", "embedded"):
         return f"{llm.backend} backend"
-    return Path(llm.model_path).name if llm.model_path else "embedded Qwen2.5-Coder-0.5B (smoke-test grade)"
+    if llm.model_path:
+        return Path(llm.model_path).name
+    grade = " (smoke-test grade)" if llm.embedded_model == "0.5b" else ""
+    return f"embedded {PACKAGED_MODELS[llm.embedded_model].name}{grade}"
 
 
 def _prompt_session(session: AgentSession) -> PromptSession[str]:
