@@ -162,7 +162,8 @@ def model_label(settings: Settings) -> str:
     if llm.model_path:
         return Path(llm.model_path).name
     grade = " (smoke-test grade)" if llm.embedded_model == "0.5b" else ""
-    return f"embedded {PACKAGED_MODELS[llm.embedded_model].name}{grade}"
+    model = PACKAGED_MODELS[llm.embedded_model]
+    return f"embedded {model.title or model.name}{grade}"
 
 
 def _prompt_session(session: AgentSession) -> PromptSession[str]:

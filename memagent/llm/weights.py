@@ -30,6 +30,7 @@ class PackagedModel:
     sha256: str
     size: int
     template: str  # the wrapper that matches the model's chat template
+    title: str = ""  # as people know it, for the terminal's header
 
 
 # The embedded models, by the name `[llm] embedded_model` (or `chat --model`) chooses them with.
@@ -42,6 +43,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         size=5 * 89128960 + 45755264,
         template="chatml",
+        title="Qwen2.5-Coder-0.5B-Instruct",
     ),
     # Qwen2.5-Coder-1.5B-Instruct, Q4 GGUF, in 22 packages (the extra `memagent[model-1.5b]`).
     "1.5b": PackagedModel(
@@ -51,6 +53,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         size=1117320768,
         template="chatml",
+        title="Qwen2.5-Coder-1.5B-Instruct",
     ),
 }
 DEFAULT_EMBEDDED_MODEL = "0.5b"
