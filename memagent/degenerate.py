@@ -300,9 +300,9 @@ def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) ->
         return "system_note"
     if mixes_scripts(reply):
         return "mixed_scripts"
-    if loops(normalise_text(reply)):
-        return "looping"
     mine = normalise_text(reply)
+    if loops(mine):
+        return "looping"
     if _repeats(mine, earlier) or repeats_a_frame(mine, earlier):
         return "repeat"
     if user_lines and (copies_a_user_line(mine, normalise_text(user_lines[-1]))

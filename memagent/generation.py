@@ -71,7 +71,6 @@ class ReplyGenerator:
         self.context = context
         self.summarizer = summarizer
         self.stream_replies = False  # emit assistant_delta events while a reply is generated
-        self._stop: threading.Event | None = None  # the running generate()'s stop: checked at every token
 
     def generate(
         self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, *, allowed: list[str] | None,
@@ -85,21 +84,10 @@ class ReplyGenerator:
         `discarded`: the replies this turn is regenerating (a /retry, a swipe), the latest said: a
         reply repeating one is junk, and the repeat guard words around them.
         `stop`, once set, raises TurnCancelled at the next token or model call."""
-        self._stop = stop
-        try:
-            return self._generate_steered(stats, extra, emit, allowed=allowed, last_user=last_user, sampling=sampling,
-                                          recalled=recalled or [], asked=asked, discarded=discarded)
-        finally:
-            self._stop = None
-
-    def _generate_steered(
-        self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, *, allowed: list[str] | None,
-        last_user: str | None, sampling: SamplerPreset | None, recalled: list[ChatMessage], asked: tuple[str, ...],
-        discarded: tuple[str, ...],
-    ) -> Attempt | None:
+        recalled = recalled or []
         nudge = RecallNudge(values=asked) if asked else None
         attempt = self._generate(stats, extra, emit, allowed=allowed, last_user=last_user, sampling=sampling,
-                                 recalled=recalled, nudge=nudge, discarded=discarded)
+                                 recalled=recalled, nudge=nudge, discarded=discarded, stop=stop)
         if nudge is None or not self.deps.backend.steers_decoding or _says_a_value(attempt, asked) is not False:
             return attempt
         assert attempt is not None  # _says_a_value is False only for a send_message
@@ -108,7 +96,7 @@ class ReplyGenerator:
         _retract(attempt, emit)
         again = self._generate(stats, extra, emit, allowed=allowed, last_user=last_user, sampling=sampling,
                                recalled=recalled, nudge=replace(nudge, insist=True), discarded=discarded,
-                               degenerate_retries=0)
+                               degenerate_retries=0, stop=stop)
         if _says_a_value(again, asked):
             return again
         if again is not None:
@@ -118,7 +106,7 @@ class ReplyGenerator:
     def _generate(
         self, stats: TurnStats, extra: list[ChatMessage], emit: EventSink, *, allowed: list[str] | None,
         last_user: str | None, sampling: SamplerPreset | None, recalled: list[ChatMessage], nudge: RecallNudge | None,
-        discarded: tuple[str, ...], degenerate_retries: int | None = None,
+        discarded: tuple[str, ...], degenerate_retries: int | None = None, stop: threading.Event | None = None,
     ) -> Attempt | None:
         corrections: list[ChatMessage] = []
         settings = self.deps.settings
@@ -130,7 +118,8 @@ class ReplyGenerator:
         rejected: list[str] = []  # this turn's junk messages: a regeneration must not say them again
         while True:
             guard = self._repeat_guard(recent, rejected, last_user, recalled)
-            attempt = self._call_model(stats, extra + corrections, sampling, emit, allowed, recalled, guard, nudge)
+            attempt = self._call_model(stats, extra + corrections, sampling, emit, allowed, recalled, guard, nudge,
+                                       stop)
             if attempt.call is None:
                 _retract(attempt, emit)
                 if parse_left <= 0:
@@ -239,7 +228,7 @@ class ReplyGenerator:
 
     def _call_model(self, stats: TurnStats, extra: list[ChatMessage], sampling: SamplerPreset, emit: EventSink,
                     allowed: list[str] | None, recalled: list[ChatMessage], guard: RepeatGuard | None,
-                    nudge: RecallNudge | None) -> Attempt:
+                    nudge: RecallNudge | None, stop: threading.Event | None) -> Attempt:
         def summarised(count: int, summary: str) -> None:
             emit(AgentEvent("notice", f"summarised {count} older messages to make room",
                             {"reason": "summary", "summary": summary}))
@@ -254,7 +243,6 @@ class ReplyGenerator:
         names = allowed or self.deps.functions
         constrained = wrapper.constrained and not wrapper.prefill
         streamer = MessageStreamer(lambda piece: emit(AgentEvent("assistant_delta", piece))) if self.stream_replies else None
-        stop = self._stop
 
         def on_text(piece: str) -> None:
             if stop is not None and stop.is_set():

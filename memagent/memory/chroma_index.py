@@ -16,7 +16,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from ..errors import MemagentError
-from .db import storage_error
+from .db import StorageError, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,13 @@ def _forget_cached_system(local_dir: Path) -> None:
         log.debug("chromadb system cache not cleared: %s", exc)
 
 
+def _disk_trouble(folder: Path, exc: BaseException) -> StorageError | None:
+    """The one line for a failure of the machine (a full or read-only disk, a lock) rather than of
+    the index files themselves, or None."""
+    trouble = storage_error(folder / "chroma.sqlite3", exc)
+    return trouble if trouble is not None and not trouble.damaged else None
+
+
 class ChromaIndex:
     """Passage row id → unit vector, in collection `name`. The signature given to `open` (embedder
     name and dim) is stored in the collection's metadata; a collection with another one is dropped."""
@@ -122,8 +129,8 @@ class ChromaIndex:
             if self.location.local_dir is None:  # a server's trouble is reported, never "fixed" by deleting
                 raise MemagentError(f"the Chroma server at {self.location.description} failed ({exc}); "
                                     "check it, or set memory.chroma = local") from None
-            trouble = storage_error(self.location.local_dir / "chroma.sqlite3", exc)
-            if trouble is not None and not trouble.damaged:  # a full or read-only disk: deleting would not help
+            trouble = _disk_trouble(self.location.local_dir, exc)
+            if trouble is not None:  # deleting the folder would not help
                 self.close()
                 _forget_cached_system(self.location.local_dir)
                 raise trouble from None
@@ -188,8 +195,8 @@ class ChromaIndex:
                 for index in list(_OPEN_INDEXES.pop(folder, ())):
                     index.close()
                 _forget_cached_system(folder)
-                trouble = storage_error(folder / "chroma.sqlite3", exc)
-                if trouble is not None and not trouble.damaged:
+                trouble = _disk_trouble(folder, exc)
+                if trouble is not None:
                     raise trouble from None
                 raise
 
