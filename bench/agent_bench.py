@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from memagent.config import load_settings
-from memagent.degenerate import junk_kind
 from memagent.events import AgentEvent
+from memagent.junk import judge_shown
 from memagent.paths import resolve_paths
 from memagent.runtime import AgentSession
 
@@ -24,15 +24,14 @@ def japanese_script() -> list[str]:
 
 def final_parroting(messages: list[Any]) -> int:
     """Turns whose stored reply copies the user's message or repeats its own inner thoughts."""
-    from memagent.conversation import FunctionCall
-    from memagent.degenerate import detect_degenerate
+    from memagent.junk import Reply, ReplyContext, judge
 
     users = {m.turn_id: m.content for m in messages if m.kind == "user_message"}
     bad_turns = set()
     for m in messages:
         if m.kind == "assistant_call" and m.function_name == "send_message" and m.turn_id in users:
-            call = FunctionCall("send_message", dict(m.function_args or {}), m.inner_thoughts or "")
-            if detect_degenerate(call, users[m.turn_id], []) in ("parrots_user", "thoughts_equal_message"):
+            reply = Reply(str((m.function_args or {}).get("message", "")), m.inner_thoughts or "")
+            if judge(reply, ReplyContext(last_user=users[m.turn_id])) in ("parrots_user", "thoughts_equal_message"):
                 bad_turns.add(m.turn_id)
     return len(bad_turns)
 
@@ -80,7 +79,7 @@ def run_conversation(lines: list[str], *, context_length: int = 4096, home: Path
     junk_shown = 0
     for number, turn in enumerate(turns):
         for reply in turn["replies"]:
-            junk_shown += junk_kind(reply, shown, lines[: number + 1]) is not None
+            junk_shown += judge_shown(reply, shown, lines[: number + 1]) is not None
             shown.append(reply)
     detected = sum(1 for t in turns if {"parrots_user", "thoughts_equal_message"} & set(t["degenerate"]))
     # Tokens evaluated per call vs how much the prompt grew since the previous call (the new

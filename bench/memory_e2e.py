@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from memagent.config import load_settings
-from memagent.degenerate import junk_kind
 from memagent.events import AgentEvent
+from memagent.junk import judge_shown
 from memagent.llm.weights import PACKAGED_MODELS, PackagedModel, ensure_default_model
 from memagent.paths import resolve_paths
 from memagent.runtime import AgentSession
@@ -107,12 +107,12 @@ def run_script(script: dict[str, Any], *, mode: str, model_path: Path, context_l
                 record = {
                     "session": session_index, "say": turn["say"], "reply": reply,
                     "asks": turn.get("asks"), "states": turn.get("states"),
-                    "junk": junk_kind(reply, replies, said) if reply is not None else None,
+                    "junk": judge_shown(reply, replies, said) if reply is not None else None,
                     "notices": [e.data.get("reason") for e in events if e.type == "notice"],
                     "recalled": [m["text"] for e in events if e.type == "recalled" for m in e.data["memories"]],
                     "captured": [f["line"] for e in events if e.type == "captured" for f in e.data["facts"]],
                     "functions": [e.text for e in calls],
-                    "degenerate": list(stats.degenerate_kinds),
+                    "degenerate": list(stats.degenerate_kinds), "rejected": list(stats.rejected),
                     "recall_retries": stats.recall_retries,
                     "reply_s": round(stats.reply_seconds, 2), "capture_s": round(stats.capture_seconds, 2),
                     "in_view": in_view,

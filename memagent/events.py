@@ -43,6 +43,7 @@ class TurnStats:
     parse_retries: int = 0
     degenerate_retries: int = 0
     degenerate_kinds: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # the messages regenerated as junk, in that order
     recall_retries: int = 0  # replies generated again because they missed the remembered value asked for
     prompt_tokens: int = 0
     evaluated_tokens: int = 0

@@ -6,7 +6,6 @@ attempts and corrective notes are shown to the model but never stored."""
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from dataclasses import dataclass, replace
 
@@ -14,21 +13,11 @@ from .agent_deps import AgentDeps
 from .config import SamplerPreset
 from .context import ContextWindow
 from .conversation import ChatMessage, FunctionCall
-from .degenerate import (
-    COPY_MIN_CHARS,
-    DEGENERATE_KINDS,
-    PARROT_MIN_CHARS,
-    copies_any,
-    detect_degenerate,
-    normalise_text,
-    quotes_a_note,
-    repeats_an_earlier_user_line,
-    without_closing_cliches,
-)
 from .errors import TurnCancelled
 from .events import AgentEvent, EventSink, TurnStats
 from .functions.grammar import call_gbnf
 from .functions.schemas import call_json_schema
+from .junk import JUNK_KINDS, RULE_BY_KIND, JunkKind, Reply, ReplyContext, judge, normalise_text, tidy
 from .llm.base import GenerationRequest, RecallNudge, RepeatGuard
 from .memory.kinds import MessageKind
 from .memory.records import StoredMessage
@@ -47,15 +36,6 @@ EARLIER_USER_LINES = 50
 GUARDED_REPLIES = 2  # the repeat guard steers a reply away from this many of the last replies
 CORRECTION_CHARS = 600  # of a failed attempt shown back to the model with its corrective note
 CLICHES_FILE = "cliches.txt"  # per language, editable: assistant phrases a character never says
-
-# Which flawed reply to keep when every regeneration was flawed too: the least harmful one.
-DEGENERATE_SEVERITY = {"thoughts_equal_message": 1, "repeated_reply": 2, "assistant_cliche": 2, "parrots_user": 3,
-                       "looping": 4, "call_debris": 4, "mixed_scripts": 4, "system_note": 5, "empty_message": 6}
-# The only flaw a reply can be shown with: its inner thoughts are dropped and the message is fine.
-# An empty message, a system-note tag, a copy of the user's words or of an earlier reply is junk:
-# better one notice ("no usable reply — /retry") than junk shown and stored to prime the next turn.
-SHOWABLE_FLAWS = ("thoughts_equal_message",)
-
 
 @dataclass
 class Attempt:
@@ -114,7 +94,7 @@ class ReplyGenerator:
         parse_left = settings.agent.parse_retries
         degenerate_left = settings.agent.degenerate_retries if degenerate_retries is None else degenerate_retries
         recent = self._recent_replies() + list(discarded)
-        flawed: list[tuple[int, Attempt, str]] = []
+        flawed: list[tuple[int, Attempt, JunkKind]] = []
         rejected: list[str] = []  # this turn's junk messages: a regeneration must not say them again
         while True:
             guard = self._repeat_guard(recent, rejected, last_user, recalled)
@@ -137,7 +117,8 @@ class ReplyGenerator:
                 return attempt
             stats.degenerate_kinds.append(kind)
             rejected.append(str(attempt.call.arguments.get("message", "")))
-            flawed.append((DEGENERATE_SEVERITY[kind], attempt, kind))
+            stats.rejected.append(rejected[-1])
+            flawed.append((RULE_BY_KIND[kind].severity, attempt, kind))
             if degenerate_left <= 0:
                 chosen = _least_flawed(flawed)
                 if chosen is not attempt:
@@ -150,34 +131,22 @@ class ReplyGenerator:
             sampling = loosened(sampling, stats.degenerate_retries)
 
     def _junk_kind(self, call: FunctionCall, last_user: str | None, recent: list[str], corrections: list[ChatMessage],
-                   recalled: list[ChatMessage], asked: tuple[str, ...] = ()) -> str | None:
-        """Why `call` is not a usable reply, or None. Thoughts equal to the message are the one flaw a
-        reply may be shown with (the thoughts are dropped), so the message alone is checked too: a
-        repeat or a copy must not slip through behind that lighter flaw."""
-        cliches = self.deps.prompts.word_list(CLICHES_FILE)
-        kind: str | None = detect_degenerate(call, last_user, recent, cliches)
-        if kind == "thoughts_equal_message":  # the checks after that one have not run yet
-            kind = detect_degenerate(replace(call, inner_thoughts=""), last_user, recent, cliches) or kind
-        if kind in (None, "thoughts_equal_message"):
-            # Small models also copy a corrective note, an example reply or any other text the
-            # system wrote into the prompt.
-            message = str(call.arguments.get("message", ""))
-            in_view = self.deps.store.recall.in_context()
-            # Every corrective note, not only this attempt's: a small model may answer a later turn
-            # with an earlier note's words.
-            notes = list(dict.fromkeys([c.content for c in corrections[-1:]] + self._corrective_notes()))
-            shown = notes + self._system_texts(recalled, in_view)
-            # A reply may be mostly the value asked for, which the recalled line holds too
-            # (「写真を撮ることかな」 for 「趣味: 写真を撮ることかな」): the value is the answer, so it is
-            # left out of the comparison; the rest must not be a copy (「ミケ／ユーザーが前に言った「…」)
-            # nor only the memory's label (「- ペットの名前: ミケ」).
-            rest = _without_values(message, asked)
-            if (copies_any(rest, shown) or _only_a_label(rest, recalled, asked) or quotes_a_note(message, notes)
-                    or repeats_an_earlier_user_line(message, self._earlier_user_lines(in_view))):
-                return "parrots_user"
-            if self._copies_the_recalled_tag(message):
-                return "system_note"
-        return kind
+                   recalled: list[ChatMessage], asked: tuple[str, ...] = ()) -> JunkKind | None:
+        """Why `call` is not a usable reply (the junk policy's kind), or None."""
+        if call.function != "send_message":
+            return None
+        in_view = self.deps.store.recall.in_context()
+        # Every corrective note, not only this attempt's: a small model may answer a later turn with an
+        # earlier note's words.
+        notes = list(dict.fromkeys([c.content for c in corrections[-1:]] + self._corrective_notes()))
+        context = ReplyContext(
+            last_user=last_user, recent_replies=recent, earlier_user_lines=self._earlier_user_lines(in_view),
+            cliches=self.deps.prompts.word_list(CLICHES_FILE), system_texts=self._system_texts(recalled, in_view),
+            notes=notes, recalled=[m.content for m in recalled], asked=asked,
+            recalled_tag=self.deps.prompts.render("recalled.j2", memories=[],
+                                                  persona_name=self.context.persona().name))
+        message = call.arguments.get("message")
+        return judge(Reply(message if isinstance(message, str) else "", call.inner_thoughts or ""), context)
 
     def _earlier_user_lines(self, in_view: list[StoredMessage]) -> list[str]:
         """The user's lines before the newest one: those in view and the last EARLIER_USER_LINES."""
@@ -185,13 +154,6 @@ class ReplyGenerator:
         newest = recent[-1].id if recent else None
         lines = [m.content for m in in_view if m.kind == MessageKind.USER and m.id != newest]
         return list(dict.fromkeys(lines + [m.content for m in recent if m.id != newest]))
-
-    def _copies_the_recalled_tag(self, message: str) -> bool:
-        """The recalled-memory line's opening (「さくらが覚えていること」, "What Sakura remembers") in a
-        reply: the model copying the system's tag instead of speaking."""
-        opening = normalise_text(self.deps.prompts.render("recalled.j2", memories=[],
-                                                          persona_name=self.context.persona().name))
-        return len(opening) >= PARROT_MIN_CHARS and opening in normalise_text(message)
 
     def _repeat_guard(self, recent: list[str], rejected: list[str], last_user: str | None,
                       recalled: list[ChatMessage]) -> RepeatGuard | None:
@@ -211,7 +173,7 @@ class ReplyGenerator:
 
     def _corrective_notes(self) -> list[str]:
         """degenerate.j2 rendered for every kind of junk: texts no reply may quote."""
-        return [self.deps.prompts.render("degenerate.j2", kind=kind) for kind in DEGENERATE_KINDS]
+        return [self.deps.prompts.render("degenerate.j2", kind=kind) for kind in JUNK_KINDS]
 
     def _recent_replies(self) -> list[str]:
         return self.deps.store.recall.recent_replies(RECENT_REPLIES)
@@ -285,66 +247,14 @@ def _says_a_value(attempt: Attempt | None, values: tuple[str, ...]) -> bool | No
     return any(normalise_text(value) in message for value in values if normalise_text(value))
 
 
-def _without_values(message: str, values: tuple[str, ...]) -> str:
-    for value in values:
-        if value.strip():
-            message = message.replace(value, " ")
-    return message
-
-
-def _only_a_label(rest: str, recalled: list[ChatMessage], values: tuple[str, ...]) -> bool:
-    """What a reply says besides the values asked for is a piece of the recalled line without them."""
-    mine = normalise_text(rest)
-    return bool(values) and len(mine) >= COPY_MIN_CHARS and any(
-        mine in normalise_text(_without_values(m.content, values)) for m in recalled)
-
-
-# The call's closing braces written inside the message string (「…働いています。}}」). Only where the
-# message opens no brace of its own.
-_JSON_TAIL = re.compile(r"\s*[\"”]?\s*\}+[\s.。]*$")
-
-
 def _tidy_message(call: FunctionCall, cliches: list[str]) -> bool:
-    """Trims what is not the reply off a send_message, in this order: the call's closing braces, the
-    brackets wrapping it whole, and an assistant phrase tacked on (「…。何か他にもお手伝いできますか？」:
-    the real answer is kept rather than regenerated whole). Returns whether the message changed."""
+    """Trims what is not the reply off a send_message (junk.tidy). Returns whether it changed."""
     message = call.arguments.get("message") if call.function == "send_message" else None
     if not isinstance(message, str):
         return False
-    tidied = message
-    for tidy in (_without_json_tail, _unwrapped, lambda text: without_closing_cliches(text, cliches)):
-        changed = tidy(tidied)
-        if changed is not None:
-            tidied = changed
-    if tidied == message:
-        return False
+    tidied = tidy(message, cliches)
     call.arguments["message"] = tidied
-    return True
-
-
-def _without_json_tail(message: str) -> str | None:
-    if "{" in message:
-        return None
-    trimmed = _JSON_TAIL.sub("", message)
-    return trimmed if trimmed != message and trimmed.strip() else None
-
-
-_BRACKET_PAIRS = {"(": ")", "（": "）", "[": "]", "［": "］", "【": "】"}
-
-
-def _unwrapped(message: str) -> str | None:
-    """A reply wrapped whole in brackets, 「(お腹がすいた。どうするん？)」, copies the shape of the
-    bracketed recalled-memory line: the words are the reply, the brackets are not — kept, they would
-    prime every next reply to do the same."""
-    text = message.strip()
-    if len(text) < 3 or _BRACKET_PAIRS.get(text[0]) != text[-1]:
-        return None
-    depth = 0
-    for position, char in enumerate(text):
-        depth += (char == text[0]) - (char == text[-1])
-        if depth == 0 and position < len(text) - 1:
-            return None  # "(笑) いいね (照)": two pairs, not one wrapping the reply
-    return text[1:-1].strip() or None
+    return tidied != message
 
 
 def _retract(attempt: Attempt, emit: EventSink) -> None:
@@ -360,10 +270,10 @@ def _correction(raw: str, note: str) -> list[ChatMessage]:
     return [ChatMessage(role="assistant", content=shown), ChatMessage(role="user", content=note)]
 
 
-def _least_flawed(flawed: list[tuple[int, Attempt, str]]) -> Attempt | None:
+def _least_flawed(flawed: list[tuple[int, Attempt, JunkKind]]) -> Attempt | None:
     """The least harmful showable flawed attempt (earliest among equals), or None if there is none.
     Inner thoughts that merely repeat the message are dropped rather than stored."""
-    usable = [entry for entry in flawed if entry[2] in SHOWABLE_FLAWS]
+    usable = [entry for entry in flawed if RULE_BY_KIND[entry[2]].showable]
     if not usable:
         return None
     _, attempt, kind = min(usable, key=lambda entry: entry[0])

@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from .degenerate import is_system_note, nearly_equal, normalise_text
 from .fact_vocabulary import holds_word
+from .junk import is_system_note, nearly_equal, normalise_text
 from .sentences import is_question
 
 # Name-like words: runs of kanji (two or more: one kanji is mostly a verb or adjective stem),

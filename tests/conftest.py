@@ -11,6 +11,15 @@ from memagent.paths import Paths, resolve_paths
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = Path(__file__).resolve().parent / "data"
+# The junk policy's figures on its labelled corpus (test_junk_corpus.py), printed after the run.
+JUNK_CORPUS_FIGURES = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    figures = config.stash.get(JUNK_CORPUS_FIGURES, None)
+    if figures:
+        terminalreporter.write_sep("-", "junk corpus")
+        terminalreporter.write_line(figures)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 from memagent.errors import MemagentError
 from memagent.functions import function_names
+from memagent.junk import JUNK_KINDS
 from memagent.paths import Paths, packaged_resource_dir
 from memagent.personas import load_human, load_persona
 from memagent.prompts import LANGUAGES, SYSTEM_PARTS, PromptLibrary, core_from
@@ -54,8 +55,7 @@ EVENT_CASES: dict[str, list[dict[str, Any]]] = {
         {"error": Error(kind="empty", example={})},
         {"error": Error(kind="truncated", example={})},
     ],
-    "degenerate.j2": [{"kind": k} for k in ("empty_message", "system_note", "looping", "call_debris", "thoughts_equal_message",
-                                            "parrots_user", "repeated_reply", "assistant_cliche")],
+    "degenerate.j2": [{"kind": k} for k in JUNK_KINDS],
     "recalled.j2": [
         {"memories": [{"source": "fact", "text": "ペットの名前: ミケ", "time": "", "score": 1.0}], "persona_name": "さくら"},
         {"memories": [{"source": "recall", "text": "富良野に行った", "time": "2025-01-02 21:03", "score": 0.5},

@@ -437,7 +437,7 @@ def test_a_real_conversation_with_the_embedded_model(paths: Paths, home: Path, d
     """The embedded model behind the server, through the openai SDK (plain, streamed, then a swipe) and
     the llm CLI. A turn may end without a usable reply (a 502 the UI shows; regenerate), never with
     junk, and the conversation is stored once."""
-    from memagent.degenerate import junk_kind
+    from memagent.junk import judge_shown
 
     (home / "config.ini").write_text(f"[llm]\nmodel_path = {default_model_path}\ncontext_length = 4096\n",
                                      encoding="utf-8")
@@ -461,7 +461,7 @@ def test_a_real_conversation_with_the_embedded_model(paths: Paths, home: Path, d
             assert "no usable reply" in exc.message and getattr(exc, "status_code", 502) == 502, exc.message
             history.pop()
             return None
-        assert reply.strip() and junk_kind(reply, replies) is None, reply
+        assert reply.strip() and judge_shown(reply, replies) is None, reply
         replies.append(reply)
         history.append({"role": "assistant", "content": reply})
         return reply
@@ -475,7 +475,7 @@ def test_a_real_conversation_with_the_embedded_model(paths: Paths, home: Path, d
         third = subprocess.run([*llm, "-m", "sakura", "--no-stream", "ミケは三歳だよ。"], env=env, capture_output=True,
                                text=True, timeout=600)
         if third.returncode == 0:  # else the model gave no usable reply: llm says so on stderr
-            assert third.stdout.strip() and junk_kind(third.stdout.strip(), replies) is None, third.stdout
+            assert third.stdout.strip() and judge_shown(third.stdout.strip(), replies) is None, third.stdout
         else:
             assert "no usable reply" in third.stderr, third.stderr
         users = [m.content for m in pool.session("sakura").store.recall.all() if m.kind == MessageKind.USER]

@@ -1,27 +1,31 @@
-"""Detect the degenerate send_message replies that precede a local model going mute.
+"""The junk policy: what a send_message reply must never be shown as, in one ordered list of rules
+(RULES), the repairs made to a reply before it is judged (tidy), and the text signals they use.
 
-The kinds, checked in this order:
+A reply is judged against what the model saw (ReplyContext); the first rule that holds names its
+kind, which picks the corrective note for the regeneration (degenerate.j2) and, by its severity,
+the least harmful attempt when every regeneration failed. The rules, in order:
 - "empty_message": nothing but whitespace/punctuation ("...", "。").
 - "system_note": starts, or has a line that starts, like one of the system's own notes ("[システム]",
-  "[Recalled memories…"): a small model copies the tag of a corrective note or a recalled-memory
-  block, and every stored copy primes the next one.
-- "looping": the same character or phrase over and over (「わわわわわ…」, a sentence again and
-  again), a sampler runaway.
+  "[Recalled memories…"), or holds the recalled-memory line's opening: a small model copies the tag,
+  and every stored copy primes the next one.
+- "looping": the same character or phrase over and over (「わわわわわ…」), a sampler runaway.
 - "call_debris": pieces of the call's JSON in the message, a `}` in a message that opens none; or a
-  message that opens like a command (a slash or a backslash). Closing braces at the very end are trimmed off
-  before this check (generation.py).
+  message that opens like a command (a slash or a backslash).
 - "mixed_scripts": letters of two writing systems that no one language mixes (Japanese with
-  Hangul, Cyrillic…): a small model sliding into another language mid-sentence. Latin mixes with
-  every one of them (「OKだよ」, "LINEで") and is never counted.
-- "thoughts_equal_message": inner_thoughts says the same as the message.
-- "parrots_user": the message repeats the user's last message (or contains all of a long one).
+  Hangul, Cyrillic…). Latin mixes with every one of them (「OKだよ」, "LINEで") and is never counted.
+- "parrots_user": the message repeats the user's last message (or holds all of a long one), one of
+  their earlier lines, or copies a text the system wrote into the prompt (an example reply, a
+  corrective note, a recalled memory, the persona's description).
 - "repeated_reply": the message repeats one of the recent assistant replies, or opens or ends like
   each of the last two (the same reply with a word changed).
 - "assistant_cliche": the message holds a phrase a character never says ("How can I assist you",
   「何かお手伝いできることはありますか」), from the language's editable cliches.txt.
+- "thoughts_equal_message": inner_thoughts says the same as the message — the one flaw a reply may
+  be shown with (its thoughts are dropped).
 
 Comparison ignores case, width (NFKC), whitespace and punctuation; longer texts also count as the
-same when difflib finds them nearly identical.
+same when difflib finds them nearly identical. The thresholds below are measured on the labelled
+corpus in tests/data/junk_corpus.jsonl (tests/test_junk_corpus.py), not on one transcript.
 """
 
 from __future__ import annotations
@@ -29,27 +33,17 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from functools import cached_property
 from typing import Literal
 
-from memagent.conversation import FunctionCall
 from memagent.sentences import join_sentences, split_sentences
 
-DegenerateKind = Literal[
-    "empty_message", "system_note", "looping", "call_debris", "mixed_scripts", "thoughts_equal_message",
-    "parrots_user", "repeated_reply", "assistant_cliche"]
-DEGENERATE_KINDS: tuple[DegenerateKind, ...] = (
-    "empty_message",
-    "system_note",
-    "looping",
-    "call_debris",
-    "mixed_scripts",
-    "thoughts_equal_message",
-    "parrots_user",
-    "repeated_reply",
-    "assistant_cliche",
-)
+JunkKind = Literal[
+    "empty_message", "system_note", "looping", "call_debris", "mixed_scripts", "parrots_user",
+    "repeated_reply", "assistant_cliche", "thoughts_equal_message"]
 
 # Echoing a short greeting ("おはよう" -> "おはよう!") is a natural reply, so parroting needs a
 # message of some length; a repeated reply is flagged sooner.
@@ -63,13 +57,16 @@ SHORT_REPEAT_WINDOW = 3
 LONG_REPEAT_MIN_WEIGHT = 16
 # A reply that contains the user's whole line is parroting once that line is a real sentence (a short
 # "Nice to meet you" echoed in "Nice to meet you too!" is natural). A CJK character counts double: it
-# carries about what two Latin letters do.
+# carries about what two Latin letters do. The line must also be most of the reply: a short answer
+# taken up in a comment of its own (「青いハッチバック」 → 「青いハッチバック、街乗りにちょうどよさそう。」) is talk.
 PARROT_LINE_MIN_WEIGHT = 16
+PARROT_LINE_SHARE = 0.5
 # A reply that is mostly one piece of a user's line, and ends with it, copies the line with an
 # interjection put in front or the line's own opening dropped (「わたしは田中ゆいです。会社で…」 →
 # 「うわ、田中ゆいです。会社で…」). A reply that confirms what it heard ends with words of its own
 # (「大阪に引っ越したんだね！」), and a real answer takes up less of the user's words
-# (「猫カフェに行こうと思ってるんだね」 shares 12 of its 16 characters).
+# (「猫カフェに行こうと思ってるんだね」 shares 12 of its 16 characters). The piece must be most of the
+# user's line too: echoing its closing greeting ("…bed soon. Good night." → "Good night!") is talk.
 PARROT_FRAGMENT_SHARE = 0.8
 # Below this many characters only exact (normalised) equality counts.
 SIMILARITY_MIN_CHARS = 20
@@ -182,7 +179,7 @@ def copies_a_user_line(message_text: str, line_text: str) -> bool:
     matcher = SequenceMatcher(None, message_text, line_text, autojunk=False)
     piece = matcher.find_longest_match(0, len(message_text), 0, len(line_text))
     return (piece.size >= PARROT_MIN_CHARS and piece.size >= PARROT_FRAGMENT_SHARE * len(message_text)
-            and piece.a + piece.size == len(message_text))
+            and piece.size >= len(line_text) / 2 and piece.a + piece.size == len(message_text))
 
 
 def repeats_an_earlier_user_line(message: str, lines: Sequence[str]) -> bool:
@@ -192,42 +189,6 @@ def repeats_an_earlier_user_line(message: str, lines: Sequence[str]) -> bool:
     may say back (「好きな食べ物はいちご大福！」 → 「ゆいの好きな食べ物はいちご大福」)."""
     mine = normalise_text(message)
     return any(nearly_equal(normalise_text(line), mine, PARROT_MIN_CHARS) for line in lines)
-
-
-def detect_degenerate(
-    call: FunctionCall | None,
-    last_user_message: str | None,
-    recent_replies: list[str],
-    cliches: Sequence[str] = (),
-) -> DegenerateKind | None:
-    """The kind of degenerate reply `call` is, or None when it is fine or not a send_message."""
-    if call is None or call.function != "send_message":
-        return None
-    message = call.arguments.get("message")
-    message_text = normalise_text(message if isinstance(message, str) else "")
-    if not message_text:
-        return "empty_message"
-    if is_system_note(message if isinstance(message, str) else ""):
-        return "system_note"
-    if loops(message_text):
-        return "looping"
-    if isinstance(message, str) and has_call_debris(message):
-        return "call_debris"
-    if isinstance(message, str) and mixes_scripts(message):
-        return "mixed_scripts"
-    if nearly_equal(normalise_text(call.inner_thoughts or ""), message_text):
-        return "thoughts_equal_message"
-    if last_user_message:
-        user_text = normalise_text(last_user_message)
-        if copies_a_user_line(message_text, user_text):
-            return "parrots_user"
-        if _weight(user_text) >= PARROT_LINE_MIN_WEIGHT and user_text in message_text:
-            return "parrots_user"  # the user's whole line inside a reply of its own
-    if _repeats(message_text, recent_replies) or repeats_a_frame(message_text, recent_replies):
-        return "repeated_reply"
-    if any(cliche in message_text for cliche in (normalise_text(c) for c in cliches) if cliche):
-        return "assistant_cliche"
-    return None
 
 
 # Katakana to hiragana: the same word in the other script is the same reply (「うん...」 and 「ウん...」).
@@ -288,29 +249,6 @@ def without_closing_cliches(text: str, cliches: Sequence[str]) -> str | None:
     return rest
 
 
-def junk_kind(reply: str, earlier: list[str], user_lines: Sequence[str] = ()) -> str | None:
-    """How a reply that was shown counts as junk, for the benchmarks: "empty", "system_note",
-    "repeat" of any earlier reply (the agent checks its last RECENT_REPLIES, a few hundred), or
-    "parrot": a copy of one of `user_lines` (the user's lines so far, the last the one it answers;
-    as in the agent, only that one is compared piece by piece — an earlier line holds facts that a
-    reply may say back: 「ゆいの好きな食べ物はいちご大福」)."""
-    if not normalise_text(reply):
-        return "empty"
-    if is_system_note(reply) or has_call_debris(reply):
-        return "system_note"
-    if mixes_scripts(reply):
-        return "mixed_scripts"
-    mine = normalise_text(reply)
-    if loops(mine):
-        return "looping"
-    if _repeats(mine, earlier) or repeats_a_frame(mine, earlier):
-        return "repeat"
-    if user_lines and (copies_a_user_line(mine, normalise_text(user_lines[-1]))
-                       or repeats_an_earlier_user_line(reply, user_lines[:-1])):
-        return "parrot"
-    return None
-
-
 # Copying a text the prompt shows (an example reply, a corrective note) is caught even for short
 # texts and small edits ("どうだった？" → "どうだったか？"), since such texts are never natural replies.
 COPY_MIN_CHARS = 6
@@ -330,7 +268,7 @@ COPY_FRAGMENT_SHARE = 0.7
 NOTE_RUN_WEIGHT = 20
 
 
-def quotes_a_note(message: str, notes: list[str]) -> bool:
+def quotes_a_note(message: str, notes: Sequence[str]) -> bool:
     """True when `message` holds a run of one of `notes` weighing NOTE_RUN_WEIGHT or more."""
     mine = normalise_text(message)
     for note in notes:
@@ -342,7 +280,7 @@ def quotes_a_note(message: str, notes: list[str]) -> bool:
     return False
 
 
-def copies_any(message: str, shown_texts: list[str]) -> bool:
+def copies_any(message: str, shown_texts: Sequence[str]) -> bool:
     """True when `message` is (nearly) one of `shown_texts`, or mostly a fragment of one."""
     mine = normalise_text(message)
     if len(mine) < COPY_MIN_CHARS:
@@ -358,3 +296,174 @@ def copies_any(message: str, shown_texts: list[str]) -> bool:
         if piece >= COPY_FRAGMENT_MIN_CHARS and piece >= COPY_FRAGMENT_SHARE * len(mine):
             return True
     return False
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """What a reply is judged against: what the model was shown and what was said before."""
+
+    last_user: str | None = None  # the user's line this reply answers
+    recent_replies: Sequence[str] = ()  # the persona's earlier replies, oldest first
+    earlier_user_lines: Sequence[str] = ()  # the user's lines before the last one
+    cliches: Sequence[str] = ()  # the language's cliches.txt
+    system_texts: Sequence[str] = ()  # texts the system wrote into the prompt: a reply must not copy one
+    notes: Sequence[str] = ()  # corrective notes: a reply may not quote a run of one
+    recalled: Sequence[str] = ()  # this turn's recalled memory lines
+    asked: Sequence[str] = ()  # remembered values the user asked for: the answer, not a copy
+    recalled_tag: str = ""  # the opening of the recalled-memory line (「さくらが覚えていること」)
+
+
+@dataclass(frozen=True)
+class Reply:
+    message: str
+    thoughts: str = ""
+
+    @cached_property
+    def text(self) -> str:
+        return normalise_text(self.message)
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: JunkKind
+    severity: int  # which flawed attempt is least harmful to keep when every regeneration failed
+    holds: Callable[[Reply, ReplyContext], bool] = field(repr=False)
+    showable: bool = False  # a reply with this flaw may still be shown, the flaw removed
+
+
+def _is_empty(reply: Reply, context: ReplyContext) -> bool:
+    return not reply.text
+
+
+def _is_system_note(reply: Reply, context: ReplyContext) -> bool:
+    tag = normalise_text(context.recalled_tag)
+    return is_system_note(reply.message) or (len(tag) >= PARROT_MIN_CHARS and tag in reply.text)
+
+
+def _loops(reply: Reply, context: ReplyContext) -> bool:
+    return loops(reply.text)
+
+
+def _has_call_debris(reply: Reply, context: ReplyContext) -> bool:
+    return has_call_debris(reply.message)
+
+
+def _mixes_scripts(reply: Reply, context: ReplyContext) -> bool:
+    return mixes_scripts(reply.message)
+
+
+def _parrots(reply: Reply, context: ReplyContext) -> bool:
+    """A copy of the user's words or of a text the system wrote. A reply may be mostly the value asked
+    for, which the recalled line holds too (「写真を撮ることかな」 for 「趣味: 写真を撮ることかな」): the
+    value is the answer, so it is left out of the comparison; the rest must not be a copy nor only the
+    memory's label (「- ペットの名前: ミケ」)."""
+    if context.last_user:
+        user_text = normalise_text(context.last_user)
+        if copies_a_user_line(reply.text, user_text):
+            return True
+        if (_weight(user_text) >= PARROT_LINE_MIN_WEIGHT and user_text in reply.text
+                and len(user_text) >= PARROT_LINE_SHARE * len(reply.text)):
+            return True  # the user's whole line inside a reply of its own
+    if repeats_an_earlier_user_line(reply.message, context.earlier_user_lines):
+        return True
+    rest = without_values(reply.message, context.asked)
+    return (copies_any(rest, [*context.notes, *context.system_texts])
+            or only_a_label(rest, context.recalled, context.asked)
+            or quotes_a_note(reply.message, context.notes))
+
+
+def _repeats_a_reply(reply: Reply, context: ReplyContext) -> bool:
+    return _repeats(reply.text, context.recent_replies) or repeats_a_frame(reply.text, context.recent_replies)
+
+
+def _holds_a_cliche(reply: Reply, context: ReplyContext) -> bool:
+    return any(cliche in reply.text for cliche in (normalise_text(c) for c in context.cliches) if cliche)
+
+
+def _thoughts_equal_message(reply: Reply, context: ReplyContext) -> bool:
+    return nearly_equal(normalise_text(reply.thoughts), reply.text)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("empty_message", 6, _is_empty),
+    Rule("system_note", 5, _is_system_note),
+    Rule("looping", 4, _loops),
+    Rule("call_debris", 4, _has_call_debris),
+    Rule("mixed_scripts", 4, _mixes_scripts),
+    Rule("parrots_user", 3, _parrots),
+    Rule("repeated_reply", 2, _repeats_a_reply),
+    Rule("assistant_cliche", 2, _holds_a_cliche),
+    Rule("thoughts_equal_message", 1, _thoughts_equal_message, showable=True),
+)
+JUNK_KINDS: tuple[JunkKind, ...] = tuple(rule.kind for rule in RULES)
+RULE_BY_KIND: dict[JunkKind, Rule] = {rule.kind: rule for rule in RULES}
+
+
+def judge(reply: Reply, context: ReplyContext) -> JunkKind | None:
+    """The kind of junk `reply` is (the first rule that holds), or None when it may be shown."""
+    return next((rule.kind for rule in RULES if rule.holds(reply, context)), None)
+
+
+def judge_shown(reply: str, earlier: Sequence[str], user_lines: Sequence[str] = (),
+                cliches: Sequence[str] = ()) -> JunkKind | None:
+    """Whether a reply a transcript shows is junk, for the benchmarks and the real-model tests:
+    `earlier` the replies shown before it, `user_lines` the user's lines so far (the last the one it
+    answers)."""
+    context = ReplyContext(last_user=user_lines[-1] if user_lines else None, recent_replies=earlier,
+                           earlier_user_lines=user_lines[:-1], cliches=cliches)
+    return judge(Reply(reply), context)
+
+
+def without_values(message: str, values: Sequence[str]) -> str:
+    for value in values:
+        if value.strip():
+            message = message.replace(value, " ")
+    return message
+
+
+def only_a_label(rest: str, recalled: Sequence[str], values: Sequence[str]) -> bool:
+    """What a reply says besides the values asked for is a piece of a recalled line without them."""
+    mine = normalise_text(rest)
+    return bool(values) and len(mine) >= COPY_MIN_CHARS and any(
+        mine in normalise_text(without_values(line, values)) for line in recalled)
+
+
+# Repairs made before a reply is judged, in this order: the call's closing braces written inside the
+# message, brackets wrapping it whole, and an assistant phrase tacked on at the end.
+
+# The call's closing braces written inside the message string (「…働いています。}}」). Only where the
+# message opens no brace of its own.
+_JSON_TAIL = re.compile(r"\s*[\"”]?\s*\}+[\s.。]*$")
+_BRACKET_PAIRS = {"(": ")", "（": "）", "[": "]", "［": "］", "【": "】"}
+
+
+def tidy(message: str, cliches: Sequence[str]) -> str:
+    """`message` with what is not the reply trimmed off (see the repairs above); the real answer in
+    front of a tacked-on cliché is kept rather than regenerated whole."""
+    for repair in (_without_json_tail, _unwrapped, lambda text: without_closing_cliches(text, cliches)):
+        repaired = repair(message)
+        if repaired is not None:
+            message = repaired
+    return message
+
+
+def _without_json_tail(message: str) -> str | None:
+    if "{" in message:
+        return None
+    trimmed = _JSON_TAIL.sub("", message)
+    return trimmed if trimmed != message and trimmed.strip() else None
+
+
+def _unwrapped(message: str) -> str | None:
+    """A reply wrapped whole in brackets, 「(お腹がすいた。どうするん？)」, copies the shape of the
+    bracketed recalled-memory line: the words are the reply, the brackets are not — kept, they would
+    prime every next reply to do the same."""
+    text = message.strip()
+    if len(text) < 3 or _BRACKET_PAIRS.get(text[0]) != text[-1]:
+        return None
+    depth = 0
+    for position, char in enumerate(text):
+        depth += (char == text[0]) - (char == text[-1])
+        if depth == 0 and position < len(text) - 1:
+            return None  # "(笑) いいね (照)": two pairs, not one wrapping the reply
+    return text[1:-1].strip() or None

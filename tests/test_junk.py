@@ -5,11 +5,20 @@ from __future__ import annotations
 import pytest
 
 from memagent.conversation import FunctionCall
-from memagent.degenerate import DEGENERATE_KINDS, detect_degenerate, junk_kind, nearly_equal, normalise_text
+from memagent.junk import JUNK_KINDS, RULES, JunkKind, Reply, ReplyContext, judge, nearly_equal, normalise_text
+from memagent.junk import judge_shown as junk_kind
+from memagent.paths import Paths
+from memagent.prompts import PromptLibrary
 
 
 def _reply(message: str, thoughts: str = "ユーザーに返事をする。") -> FunctionCall:
     return FunctionCall(function="send_message", arguments={"message": message}, inner_thoughts=thoughts)
+
+
+def detect_degenerate(call: FunctionCall, last_user: str | None, recent: list[str],
+                      cliches: tuple[str, ...] = ()) -> JunkKind | None:
+    context = ReplyContext(last_user=last_user, recent_replies=recent, cliches=cliches)
+    return judge(Reply(str(call.arguments.get("message", "")), call.inner_thoughts or ""), context)
 
 
 def test_normalise_ignores_case_width_space_and_punctuation() -> None:
@@ -86,8 +95,8 @@ def test_repeated_reply() -> None:
 def test_a_short_reply_repeating_one_of_the_last_few_is_a_repeat() -> None:
     # The 0.5B model answered nine turns in a row with 「どうぞ」, under the length a repeat needed.
     assert detect_degenerate(_reply("どうぞ。"), "好きな食べ物はいちご大福！", ["ふーん、それで?", "どうぞ"]) == "repeated_reply"
-    assert junk_kind("どうぞ", ["どうぞ"]) == "repeat"
-    assert junk_kind("え？", ["え?", "ええと、それでね"]) == "repeat"
+    assert junk_kind("どうぞ", ["どうぞ"]) == "repeated_reply"
+    assert junk_kind("え？", ["え?", "ええと、それでね"]) == "repeated_reply"
     # Said once long ago, a short reply is a natural thing to say again.
     older = ["うん", "それは大変だったね。", "ケーキ食べたい!", "またね、気をつけて帰ってね。"]
     assert detect_degenerate(_reply("うん"), "疲れたー", older) is None
@@ -96,7 +105,7 @@ def test_a_short_reply_repeating_one_of_the_last_few_is_a_repeat() -> None:
 
 def test_the_same_reply_in_the_other_kana_script_is_a_repeat() -> None:
     # The 0.5B answered a swipe of 「うん...」 with 「ウん...」.
-    assert junk_kind("ウん...", ["うん..."]) == "repeat"
+    assert junk_kind("ウん...", ["うん..."]) == "repeated_reply"
     assert detect_degenerate(_reply("ミケ、かわいいね"), "猫飼ってる", ["みけ、かわいいね"]) == "repeated_reply"
 
 
@@ -110,7 +119,7 @@ def test_a_reply_framed_like_each_of_the_last_two_is_a_repeat() -> None:
     # The 0.5B's session of 「(X)新しい文を追加」 and its seven replies opening 「う、それはへこむね。」.
     framed = ["(ミケの名前)新しい文を追加", "(カレーうどんの好きな食べ物)新しい文を追加"]
     assert detect_degenerate(_reply("(緑茶)新しい文を追加"), "私の好きな飲み物は何だっけ？", framed) == "repeated_reply"
-    assert junk_kind("(緑茶)新しい文を追加", framed) == "repeat"
+    assert junk_kind("(緑茶)新しい文を追加", framed) == "repeated_reply"
     opened = ["う、それはへこむね。緑茶って何でしたか？", "う、それはへこむね。由香って誰？"]
     assert detect_degenerate(_reply("う、それはへこむね。そばって何？"), "そばアレルギーがあるんだ。", opened) == "repeated_reply"
     # Once, or a short shared opening, is how people talk.
@@ -131,29 +140,21 @@ def test_short_texts_need_exact_match() -> None:
     assert nearly_equal("", "") is False
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        None,
-        FunctionCall(function="archival_memory_insert", arguments={"content": "やあ"}, inner_thoughts="やあ"),
-        FunctionCall(function="pause_heartbeats", arguments={"minutes": 5}, inner_thoughts=""),
-    ],
-)
-def test_only_send_message_is_checked(call: FunctionCall | None) -> None:
-    assert detect_degenerate(call, "やあ", ["やあ"]) is None
-
-
-def test_checks_run_in_documented_order() -> None:
-    # Equal to the thoughts AND to the user's message: the thoughts check comes first.
+def test_the_most_harmful_kind_is_named_and_the_showable_flaw_only_when_nothing_else_is_wrong() -> None:
+    # Equal to the thoughts AND to the user's message: the parrot is what counts, since a reply whose
+    # only flaw is its thoughts is shown without them.
     text = "今日は本当に楽しかったね"
-    assert detect_degenerate(_reply(text, text), text, [text]) == "thoughts_equal_message"
-    assert detect_degenerate(_reply(text), text, [text]) == "parrots_user"
-    assert set(DEGENERATE_KINDS) == {"empty_message", "system_note", "looping", "call_debris", "mixed_scripts",
-                                     "thoughts_equal_message", "parrots_user", "repeated_reply", "assistant_cliche"}
+    assert detect_degenerate(_reply(text, text), text, [text]) == "parrots_user"
+    assert detect_degenerate(_reply(text, text), "ケーキ食べた", []) == "thoughts_equal_message"
+    assert JUNK_KINDS == ("empty_message", "system_note", "looping", "call_debris", "mixed_scripts",
+                          "parrots_user", "repeated_reply", "assistant_cliche", "thoughts_equal_message")
+    assert [rule.kind for rule in RULES if rule.showable] == ["thoughts_equal_message"]
+    severities = [rule.severity for rule in RULES]
+    assert severities == sorted(severities, reverse=True)
 
 
 def test_near_copies_of_shown_texts_are_caught_even_when_short():
-    from memagent.degenerate import copies_any
+    from memagent.junk import copies_any
 
     assert copies_any("おつかれさま。今日はどうだったか？", ["おつかれさま。今日はどうだった？"])
     assert copies_any("Long day? Tell me about it!", ["Long day? Tell me about it."])
@@ -176,7 +177,7 @@ def test_the_users_whole_line_plus_a_tail_is_parroting() -> None:
 
 
 def test_a_reply_cut_out_of_a_system_text_is_a_copy() -> None:
-    from memagent.degenerate import copies_any
+    from memagent.junk import copies_any
 
     note = "[システム] ユーザーの言葉をそのままくり返している。自分の言葉で、話を一歩進める返事をすること。"
     assert copies_any("自分の言葉で、話を一歩進める返事をすること。", [note])
@@ -220,7 +221,7 @@ def test_assistant_cliches_from_the_editable_list(message: str, expected: str | 
     ],
 )
 def test_closing_assistant_phrases_are_dropped_from_a_real_answer(message: str, kept: str | None, paths) -> None:
-    from memagent.degenerate import without_closing_cliches
+    from memagent.junk import without_closing_cliches
     from memagent.prompts import PromptLibrary
 
     cliches = PromptLibrary(paths, "ja").word_list("cliches.txt") + PromptLibrary(paths, "en").word_list("cliches.txt")
@@ -267,7 +268,7 @@ def test_a_reply_that_is_only_a_role_word_is_a_system_note() -> None:
 def test_pieces_of_the_call_json_in_a_reply_are_debris() -> None:
     assert detect_degenerate(_reply("... }}}. また、あなたは最新の会話を検索する"), "おはよう", []) == "call_debris"
     assert detect_degenerate(_reply("(看護師の仕事って何だったっけ？)}}'}'（深呼吸）"), "仕事は？", []) == "call_debris"
-    assert junk_kind("... } このように", []) == "system_note"
+    assert junk_kind("... } このように", []) == "call_debris"
     assert detect_degenerate(_reply("{笑} それいいね"), "やあ", []) is None  # braces it opened itself
 
 
@@ -285,7 +286,7 @@ def test_saying_back_a_fact_from_an_earlier_user_line_is_not_junk() -> None:
     """Only the line a reply answers is compared piece by piece; an earlier one holds facts to recall."""
     lines = ["好きな食べ物はいちご大福！", "私の好きな食べ物、覚えてる？"]
     assert junk_kind("ゆいの好きな食べ物はいちご大福", [], lines) is None
-    assert junk_kind("うん、私の好きな食べ物、覚えてる？", [], lines) == "parrot"
+    assert junk_kind("うん、私の好きな食べ物、覚えてる？", [], lines) == "parrots_user"
 
 
 def test_another_script_mid_reply_and_command_debris_are_junk_and_natural_text_is_not() -> None:
@@ -295,7 +296,7 @@ def test_another_script_mid_reply_and_command_debris_are_junk_and_natural_text_i
     import json
     from pathlib import Path
 
-    from memagent.degenerate import has_call_debris, loops, mixes_scripts, opens_like_a_command
+    from memagent.junk import has_call_debris, loops, mixes_scripts, opens_like_a_command
 
     junk = ["ミケ的猫の名前입니다。", "/はい?", "\\n はい", "Привет! ミケだよ", "こんにちは、안녕하세요！"]
     assert all(mixes_scripts(text) or has_call_debris(text) for text in junk)
@@ -330,3 +331,10 @@ def test_natural_replies_the_policy_used_to_reject_are_shown() -> None:
     assert detect_degenerate(_reply("おはよう！"), "hi", ["おはよう！", "x1", "x2"], cliches) == "repeated_reply"
     sentence = "今日は本屋さんで新しい文庫本を三冊も買ったんだよ"
     assert detect_degenerate(_reply(sentence), "hi", [sentence, *earlier], cliches) == "repeated_reply"
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_every_kind_of_junk_has_its_own_corrective_note(paths: Paths, language: str) -> None:
+    library = PromptLibrary(paths, language)
+    notes = [library.render("degenerate.j2", kind=kind) for kind in JUNK_KINDS]
+    assert len(set(notes)) == len(JUNK_KINDS)
