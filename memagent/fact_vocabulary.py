@@ -53,6 +53,9 @@ class StatementRules:
     requests: tuple[str, ...] = ()  # a sentence opening ("tell me") or ending (「してね」) that asks for something
     function_words: tuple[str, ...] = ()  # Latin words that carry no content ("the", "really")
     others: tuple[str, ...] = ()  # words for people other than the user ("friend", 「同僚」, 「さん」)
+    # a sentence's opening that makes it about the user (「わたしは」): what follows counts as content
+    # even when it is all hiragana (「わたしはゆい。」)
+    self_subjects: tuple[str, ...] = ()
     min_content: int = 3  # content needed: 2 per Latin content word, 1 per kanji, katakana or digit
 
 
@@ -125,7 +128,7 @@ def load_vocabulary(prompts: PromptLibrary) -> FactVocabulary:
         table = data.get("statements", {})
         statement_rules = StatementRules(
             **{key: tuple(str(word) for word in table.get(key, []))
-               for key in ("small_talk", "requests", "function_words", "others")},
+               for key in ("small_talk", "requests", "function_words", "others", "self_subjects")},
             min_content=int(table.get("min_content", StatementRules.min_content)))
         promise_table = data.get("promise")
         promise = None

@@ -36,7 +36,17 @@ def content_weight(sentence: str, rules: StatementRules) -> int:
     latin = [w for w in _LATIN_WORD.findall(text) if w not in stop and not w.isdigit() and len(w) > 1]
     others = sum(1 for char in re.sub(r"[a-z'’\-]+", " ", text)
                  if char.isalnum() and not ("ぁ" <= char <= "ゟ"))
-    return 2 * len(latin) + names + others
+    return 2 * len(latin) + names + others + _said_of_oneself(text, rules)
+
+
+def _said_of_oneself(text: str, rules: StatementRules) -> int:
+    """The hiragana letters after an opening that makes the sentence about the user (「わたしはゆい」):
+    there they are a name or a description, not grammar."""
+    stripped = text.strip()
+    for subject in (lowercase(normalised(s)) for s in rules.self_subjects):
+        if subject and stripped.startswith(subject):
+            return sum(1 for char in stripped[len(subject):] if "ぁ" <= char <= "ゟ")
+    return 0
 
 
 def is_request(sentence: str, rules: StatementRules) -> bool:

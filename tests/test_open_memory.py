@@ -72,6 +72,12 @@ def test_of_a_message_only_the_sentences_that_tell_something_are_kept(vocabulari
         "週末は釣りに行ってきた。", "大きい鯛が釣れたよ。"]
 
 
+def test_a_sentence_about_oneself_is_kept_even_in_hiragana(vocabularies):
+    rules = vocabularies["ja"].statements
+    assert statements("はじめまして！わたしはゆい。", rules) == ["わたしはゆい。"]
+    assert statements("うん、そうだね。", rules) == []  # hiragana alone is still grammar
+
+
 def filed(message: str, proposals: list[tuple[str, str]], vocabulary: FactVocabulary) -> list[tuple[str, str]]:
     """The (kind, value) pairs grounding files under a kind (the rest stay notes, as said)."""
     return [(f.kind.key, f.value) for f in ground(message, proposals, vocabulary) if f.kind is not None]
