@@ -1,0 +1,203 @@
+// Drive every SillyTavern button that reaches `memagent serve`, in the real UI, and record what the
+// UI sent. Not run in CI (CI has no SillyTavern); see bench/sillytavern/README.md.
+//
+//   node bench/sillytavern/acceptance.mjs --st /path/to/SillyTavern --puppeteer /path/with/puppeteer-core \
+//        --out /tmp/st-run [--memagent .venv/bin/memagent] [--config config.ini]
+//
+// It starts `memagent serve` (embedded model, a fresh MEMAGENT_HOME), SillyTavern, a recording proxy
+// between them and headless Chromium; writes report.json (each button: what the UI showed, the
+// seconds it took, what memagent stored) and requests.json (the bodies SillyTavern sent, the
+// fixtures tests/test_serve_clients.py replays).
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all) => (
+    arg.startsWith('--') ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []));
+const ST = path.resolve(args.st ?? 'SillyTavern');
+const OUT = path.resolve(args.out ?? 'st-run');
+const MEMAGENT = args.memagent ?? 'memagent';
+const CHROMIUM = args.chromium ?? '/usr/bin/chromium';
+const AGENT = 'sakura';
+const SERVE_PORT = 18283, PROXY_PORT = 18284, ST_PORT = 18000;
+const require = createRequire(path.join(args.puppeteer ?? process.cwd(), 'package.json'));
+const puppeteer = require('puppeteer-core');
+
+fs.mkdirSync(OUT, { recursive: true });
+const home = fs.mkdtempSync(path.join(os.tmpdir(), 'memagent-st-'));
+const env = { ...process.env, MEMAGENT_HOME: home };
+const children = [];
+const requests = [];
+const report = [];
+let step = 'setup';
+
+function start(command, argv, options, logName) {
+    const log = fs.openSync(path.join(OUT, logName), 'w');
+    const child = spawn(command, argv, { ...options, stdio: ['ignore', log, log] });
+    children.push(child);
+    return child;
+}
+
+async function waitFor(check, seconds, what) {
+    const until = Date.now() + seconds * 1000;
+    while (Date.now() < until) {
+        try { if (await check()) return; } catch { /* not up yet */ }
+        await new Promise(resolve => setTimeout(resolve, 250));
+    }
+    throw new Error(`timed out after ${seconds}s waiting for ${what}`);
+}
+
+const get = url => new Promise((resolve, reject) => http.get(url, res => {
+    let data = ''; res.on('data', c => data += c); res.on('end', () => resolve({ status: res.statusCode, data }));
+}).on('error', reject));
+
+async function stored() {
+    const res = await get(`http://127.0.0.1:${SERVE_PORT}/v1/agents/${AGENT}/memory`);
+    return JSON.parse(res.data).stats;
+}
+
+async function storedTimes(text) {
+    const query = encodeURIComponent(text);
+    const res = await get(`http://127.0.0.1:${SERVE_PORT}/v1/agents/${AGENT}/memory/search?query=${query}&kind=recall&literal=true&limit=50`);
+    return JSON.parse(res.data).hits.filter(hit => hit.text === text || hit.content === text).length;
+}
+
+// The proxy records each body SillyTavern's server sends on, labelled with the button that caused it.
+function recordingProxy() {
+    return http.createServer((req, res) => {
+        const chunks = [];
+        req.on('data', c => chunks.push(c));
+        req.on('end', () => {
+            const body = Buffer.concat(chunks);
+            if (req.method === 'POST') {
+                requests.push({ step, method: req.method, path: req.url, body: JSON.parse(body.toString() || 'null') });
+            }
+            const upstream = http.request({ host: '127.0.0.1', port: SERVE_PORT, path: req.url, method: req.method,
+                headers: { ...req.headers, host: `127.0.0.1:${SERVE_PORT}` } }, up => {
+                res.writeHead(up.statusCode, up.headers);
+                up.pipe(res);
+            });
+            upstream.on('error', () => { res.writeHead(502); res.end(); });
+            res.on('close', () => upstream.destroy());  // the UI's Stop reaches memagent as a dropped connection
+            upstream.end(body);
+        });
+    }).listen(PROXY_PORT, '127.0.0.1');
+}
+
+async function main() {
+    if (args.config) fs.copyFileSync(args.config, path.join(home, 'config.ini'));  // e.g. a fake model for a dry run
+    execFileSync(MEMAGENT, ['agents', 'create', AGENT, '--persona', 'sakura'], { env, stdio: 'inherit' });
+    start(MEMAGENT, ['serve', '--port', String(SERVE_PORT)], { env }, 'serve.log');
+    await waitFor(async () => (await get(`http://127.0.0.1:${SERVE_PORT}/v1/models`)).status === 200, 600, 'memagent serve');
+    recordingProxy();
+    start('node', ['server.js', '--port', String(ST_PORT), '--listen', 'false', '--browserLaunchEnabled', 'false'],
+        { cwd: ST }, 'sillytavern.log');
+    await waitFor(async () => (await get(`http://127.0.0.1:${ST_PORT}/`)).status === 200, 120, 'SillyTavern');
+
+    const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true,
+        args: ['--no-sandbox', '--disable-gpu'] });
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1400, height: 1000 });
+    const toasts = [];
+    await page.exposeFunction('recordToast', text => toasts.push({ step, text }));
+    await page.goto(`http://127.0.0.1:${ST_PORT}/`, { waitUntil: 'networkidle2', timeout: 120000 });
+    await page.waitForSelector('#send_textarea', { timeout: 120000 });
+    await page.evaluate(() => new MutationObserver(records => records.forEach(r => r.addedNodes.forEach(node => {
+        if (node.classList?.contains('toast')) window.recordToast(node.innerText);
+    }))).observe(document.body, { childList: true, subtree: true }));
+
+    const click = selector => page.$eval(selector, el => el.click());
+    const setValue = (selector, value) => page.$eval(selector, (el, v) => {
+        el.value = v; el.dispatchEvent(new Event('input', { bubbles: true })); el.dispatchEvent(new Event('change', { bubbles: true }));
+    }, value);
+    const context = () => page.evaluate(() => {
+        const c = window.SillyTavern.getContext();
+        return { chat: c.chat.map(m => ({ name: m.name, user: m.is_user, text: m.mes, swipes: m.swipes?.length ?? 0 })),
+                 online: c.onlineStatus };
+    });
+    const busy = () => page.$eval('#mes_stop', el => getComputedStyle(el).display !== 'none');
+    const idle = async seconds => {
+        await new Promise(resolve => setTimeout(resolve, 500));
+        await waitFor(async () => !(await busy()), seconds, 'the reply');
+    };
+
+    async function button(name, action, { expect }) {
+        step = name;
+        const before = await stored();
+        const startedAt = Date.now();
+        const toastsBefore = toasts.length;
+        await action();
+        await idle(600);
+        const seconds = (Date.now() - startedAt) / 1000;
+        const after = await stored();
+        const chat = (await context()).chat;
+        const entry = { button: name, expect, seconds: Math.round(seconds * 10) / 10,
+                        shown: chat.at(-1)?.text ?? null, swipes: chat.at(-1)?.swipes ?? 0,
+                        toasts: toasts.slice(toastsBefore).map(t => t.text),
+                        stored_before: before, stored_after: after };
+        report.push(entry);
+        console.log(JSON.stringify(entry));
+        return entry;
+    }
+
+    // Connect the way the README says: Chat Completion, Custom (OpenAI-compatible), the agent as model.
+    await page.select('#main_api', 'openai');
+    await page.select('#chat_completion_source', 'custom');
+    await setValue('#custom_api_url_text', `http://127.0.0.1:${PROXY_PORT}/v1`);
+    await setValue('#custom_model_id', AGENT);
+    await page.$eval('#stream_toggle', el => { el.checked = true; el.dispatchEvent(new Event('change', { bubbles: true })); });
+    await click('#api_button_openai');
+    await waitFor(async () => (await context()).online !== 'no_connection', 60, 'the connection');
+
+    const send = text => async () => { await setValue('#send_textarea', text); await click('#send_but'); };
+    const option = id => async () => { await click('#options_button'); await click(`#${id}`); };
+    const newChat = async () => {
+        await option('option_start_new_chat')();
+        await page.waitForSelector('.popup-button-ok', { visible: true });
+        await click('.popup-button-ok');
+        await new Promise(resolve => setTimeout(resolve, 1500));
+    };
+
+    await button('Test Message', () => click('#test_api_button'), { expect: 'a reply in a toast; nothing stored' });
+    await page.$eval('.character_select', el => el.click());  // the first character of the list
+    await new Promise(resolve => setTimeout(resolve, 2000));
+    const question = 'うちの猫の名前、覚えてる？';
+    await button('send', send('うちの猫の名前はミケだよ。'), { expect: 'a reply; the turn stored' });
+    await button('swipe', () => page.$eval('.last_mes .swipe_right', el => el.click()),
+        { expect: 'another reply; the turn retried, not added' });
+    await button('Regenerate', option('option_regenerate'), { expect: 'another reply; the turn retried, not added' });
+    await button('Continue', option('option_continue'), { expect: 'an error toast in plain words; nothing stored' });
+    await button('Impersonate', option('option_impersonate'), { expect: 'an error toast in plain words; nothing stored' });
+    const stop = await button('Stop', async () => {
+        await send('今日は朝から雨で、ちょっと憂うつなんだ。長めに話を聞いてくれる？')();
+        await waitFor(busy, 30, 'the reply to start');
+        await new Promise(resolve => setTimeout(resolve, 1500));
+        await click('#mes_stop');
+    }, { expect: 'the turn undone; the agent free at once' });
+    stop.stored_user_line = await storedTimes('今日は朝から雨で、ちょっと憂うつなんだ。長めに話を聞いてくれる？');
+    await button('send after Stop', send('そういえば、週末は何してた？'), { expect: 'answered without waiting for the stopped turn' });
+    await newChat();
+    await button('new chat, first message', send(question), { expect: 'a new turn' });
+    await newChat();
+    const again = await button('another new chat, the same first message', send(question),
+        { expect: 'a new turn; the first chat\'s turn not deleted' });
+    again.stored_question = await storedTimes(question);
+
+    fs.writeFileSync(path.join(OUT, 'report.json'), JSON.stringify(report, null, 2));
+    fs.writeFileSync(path.join(OUT, 'requests.json'), JSON.stringify(requests, null, 2));
+    await browser.close();
+}
+
+try {
+    await main();
+} catch (error) {
+    console.error(`${step}: ${error.message}`);
+    fs.writeFileSync(path.join(OUT, 'report.json'), JSON.stringify(report, null, 2));
+    fs.writeFileSync(path.join(OUT, 'requests.json'), JSON.stringify(requests, null, 2));
+    process.exitCode = 1;
+} finally {
+    children.forEach(child => child.kill('SIGTERM'));
+}
