@@ -65,6 +65,21 @@ async function storedTimes(text) {
     return JSON.parse(res.data).hits.filter(hit => hit.text === text || hit.content === text).length;
 }
 
+// The reply text of a chat completion, streamed (server-sent events) or not; an error's message.
+function replyText(text) {
+    try {
+        if (!text.startsWith('data:')) {
+            const parsed = JSON.parse(text);
+            return parsed.error ? { error: parsed.error.message } : parsed.choices?.[0]?.message?.content ?? null;
+        }
+        return text.split('\n').filter(line => line.startsWith('data: ') && line !== 'data: [DONE]')
+            .map(line => JSON.parse(line.slice(6))).map(event => event.error ? `[error: ${event.error.message}]`
+                : event.choices?.[0]?.delta?.content ?? '').join('');
+    } catch {
+        return text.slice(0, 500);
+    }
+}
+
 // The proxy records each body SillyTavern's server sends on, labelled with the button that caused it.
 function recordingProxy() {
     return http.createServer((req, res) => {
@@ -72,19 +87,26 @@ function recordingProxy() {
         req.on('data', c => chunks.push(c));
         req.on('end', () => {
             const body = Buffer.concat(chunks);
-            if (req.method === 'POST') {
-                requests.push({ step, method: req.method, path: req.url, body: JSON.parse(body.toString() || 'null') });
-            }
+            const record = req.method === 'POST'
+                ? { step, path: req.url, body: JSON.parse(body.toString() || 'null'), status: null, reply: null }
+                : null;
+            if (record) requests.push(record);
             const upstream = http.request({ host: '127.0.0.1', port: SERVE_PORT, path: req.url, method: req.method,
                 headers: { ...req.headers, host: `127.0.0.1:${SERVE_PORT}` } }, up => {
                 res.writeHead(up.statusCode, up.headers);
-                up.pipe(res);
+                const answer = [];
+                up.on('data', chunk => { answer.push(chunk); res.write(chunk); });
+                up.on('end', () => {
+                    res.end();
+                    if (record) Object.assign(record, { status: up.statusCode, reply: replyText(Buffer.concat(answer).toString()) });
+                });
             });
             upstream.on('error', () => { res.writeHead(502); res.end(); });
             res.on('close', () => upstream.destroy());  // the UI's Stop reaches memagent as a dropped connection
             upstream.end(body);
         });
-    }).listen(PROXY_PORT, '127.0.0.1');
+    }).on('error', error => { console.error(`proxy: ${error.message}`); process.exit(1); })
+      .listen(PROXY_PORT, '127.0.0.1');
 }
 
 async function main() {
@@ -124,13 +146,14 @@ async function main() {
         await waitFor(async () => !(await busy()), seconds, 'the reply');
     };
 
-    async function button(name, action, { expect }) {
+    async function button(name, action, { expect, until = null }) {
         step = name;
         const before = await stored();
         const startedAt = Date.now();
         const toastsBefore = toasts.length;
         await action();
         await idle(600);
+        if (until) await waitFor(until, 600, `${name} to finish`);
         const seconds = (Date.now() - startedAt) / 1000;
         const after = await stored();
         const chat = (await context()).chat;
@@ -153,19 +176,25 @@ async function main() {
     await waitFor(async () => (await context()).online !== 'no_connection', 60, 'the connection');
 
     const send = text => async () => { await setValue('#send_textarea', text); await click('#send_but'); };
-    const option = id => async () => { await click('#options_button'); await click(`#${id}`); };
+    const option = id => () => click(`#${id}`);  // the entries of the chat's ☰ menu
     const newChat = async () => {
+        step = 'new chat';
         await option('option_start_new_chat')();
-        await page.waitForSelector('.popup-button-ok', { visible: true });
-        await click('.popup-button-ok');
-        await new Promise(resolve => setTimeout(resolve, 1500));
+        // With a character card SillyTavern asks first; its own Assistant chat starts at once.
+        const ok = await page.waitForFunction(() => [...document.querySelectorAll('dialog[open] .popup-button-ok')]
+            .find(button => button.offsetParent !== null), { timeout: 3000 }).catch(() => null);
+        if (ok) await ok.click();
+        await waitFor(async () => (await context()).chat.every(message => !message.user), 15, 'the new chat');
     };
 
-    await button('Test Message', () => click('#test_api_button'), { expect: 'a reply in a toast; nothing stored' });
-    await page.$eval('.character_select', el => el.click());  // the first character of the list
-    await new Promise(resolve => setTimeout(resolve, 2000));
+    const toastsNow = () => toasts.length;
+    const before = toastsNow();
+    await button('Test Message', () => click('#test_api_button'),
+        { expect: 'a reply in a toast', until: async () => toastsNow() > before });
+    // SillyTavern's own "Assistant" chat, no character card: the README's advice (the agent is the persona).
     const question = 'うちの猫の名前、覚えてる？';
     await button('send', send('うちの猫の名前はミケだよ。'), { expect: 'a reply; the turn stored' });
+    await button('send again', send('最近、朝はコーヒーじゃなくて紅茶にしてるの。'), { expect: 'a reply; the turn stored' });
     await button('swipe', () => page.$eval('.last_mes .swipe_right', el => el.click()),
         { expect: 'another reply; the turn retried, not added' });
     await button('Regenerate', option('option_regenerate'), { expect: 'another reply; the turn retried, not added' });
@@ -200,4 +229,5 @@ try {
     process.exitCode = 1;
 } finally {
     children.forEach(child => child.kill('SIGTERM'));
+    process.exit();  // the proxy's listener would keep node alive
 }
