@@ -144,7 +144,8 @@ class ReplyGenerator:
             cliches=self.deps.prompts.word_list(CLICHES_FILE), system_texts=self._system_texts(recalled, in_view),
             notes=notes, recalled=[m.content for m in recalled], asked=asked,
             recalled_tag=self.deps.prompts.render("recalled.j2", memories=[],
-                                                  persona_name=self.context.persona().name))
+                                                  persona_name=self.context.persona().name),
+            language=self.deps.prompts.language, function_names=self.deps.functions)
         message = call.arguments.get("message")
         return judge(Reply(message if isinstance(message, str) else "", call.inner_thoughts or ""), context)
 

@@ -13,6 +13,9 @@ the least harmful attempt when every regeneration failed. The rules, in order:
   message that opens like a command (a slash or a backslash).
 - "mixed_scripts": letters of two writing systems that no one language mixes (Japanese with
   Hangul, Cyrillic…). Latin mixes with every one of them (「OKだよ」, "LINEで") and is never counted.
+- "other_language": none of the persona's letters while the user wrote in them, and a sentence's worth
+  in another writing system (a Japanese persona answering a Japanese line in English). A word or two
+  ("Thank you!", 「OK！」) is talk.
 - "parrots_user": the message repeats the user's last message (or holds all of a long one), one of
   their earlier lines, or copies a text the system wrote into the prompt (an example reply, a
   corrective note, a recalled memory, the persona's description).
@@ -42,7 +45,7 @@ from typing import Literal
 from memagent.sentences import join_sentences, split_sentences
 
 JunkKind = Literal[
-    "empty_message", "system_note", "looping", "call_debris", "mixed_scripts", "parrots_user",
+    "empty_message", "system_note", "looping", "call_debris", "mixed_scripts", "other_language", "parrots_user",
     "repeated_reply", "assistant_cliche", "thoughts_equal_message"]
 
 # Echoing a short greeting ("おはよう" -> "おはよう!") is a natural reply, so parroting needs a
@@ -116,17 +119,28 @@ def is_system_note(message: str) -> bool:
     return bool(_SYSTEM_NOTE.search(text) or _BARE_TAG.match(text))
 
 
-def has_call_debris(message: str) -> bool:
-    """A closing brace in a message that opens none: JSON of the call leaking into what the user reads
-    (a message with braces of its own, "Use {braces} like this }", is left alone); or a message that
-    opens like a command or an escape."""
+# The call's own closing braces, or a code fence: the call or code leaking into what the user reads.
+_CALL_OR_CODE = re.compile(r"\}\}|```")
+
+
+def has_call_debris(message: str, function_names: Sequence[str] = ()) -> bool:
+    """Pieces of the call in what the user reads: a closing brace in a message that opens none (a
+    message with braces of its own, "Use {braces} like this }", is left alone), the call's closing
+    braces or a code fence anywhere, the name of one of the agent's functions ("send_MESSAGE only");
+    or a message that opens like a command or markup."""
     text = unicodedata.normalize("NFKC", message)
-    return ("}" in text and "{" not in text) or opens_like_a_command(text)
+    folded = text.casefold()
+    return (("}" in text and "{" not in text) or bool(_CALL_OR_CODE.search(text)) or opens_like_a_command(text)
+            or any(name.casefold() in folded for name in function_names if "_" in name))
+
+
+# What a reply never opens with: a command or an escape (「/はい?」), a handle ("@AI"), a diff or
+# list marker ("+ I drive a blue Jimny."), a tag ("<あなたの…").
+_COMMAND_OPENINGS = ("/", "\\", "@", "+", "<")
 
 
 def opens_like_a_command(message: str) -> bool:
-    """「/はい?」: a slash command or an escape where the reply should start."""
-    return message.lstrip().startswith(("/", "\\"))
+    return message.lstrip().startswith(_COMMAND_OPENINGS)
 
 
 # Writing systems by their letters; Latin, digits, symbols and emoji belong to none. Greek is left
@@ -146,6 +160,23 @@ def mixes_scripts(message: str) -> bool:
     """Letters of two writing systems other than Latin in one message (「ミケ的猫の名前입니다」)."""
     text = unicodedata.normalize("NFKC", message)
     return sum(1 for letters in WRITING_SYSTEMS.values() if letters.search(text)) >= 2
+
+
+# The letters each language we ship is written in.
+LANGUAGE_LETTERS = {"ja": WRITING_SYSTEMS["japanese"], "en": re.compile(r"[a-z]", re.IGNORECASE)}
+# Letters of another writing system (a CJK character counts double) that make a reply one in another
+# language rather than a word of it.
+OTHER_LANGUAGE_MIN_WEIGHT = 16
+
+
+def in_another_language(message: str, user_line: str | None, language: str) -> bool:
+    """A reply with none of `language`'s letters to a user line that has them, and a sentence's worth
+    of letters of another writing system."""
+    own = LANGUAGE_LETTERS.get(language)
+    if own is None or not user_line or not own.search(user_line):
+        return False
+    text = unicodedata.normalize("NFKC", message)
+    return not own.search(text) and _weight("".join(char for char in text if char.isalpha())) >= OTHER_LANGUAGE_MIN_WEIGHT
 
 
 def normalise_text(text: str) -> str:
@@ -191,6 +222,39 @@ def repeats_an_earlier_user_line(message: str, lines: Sequence[str]) -> bool:
     return any(nearly_equal(normalise_text(line), mine, PARROT_MIN_CHARS) for line in lines)
 
 
+# Sentences of the user's said back as the persona's own: one word for word (from any of their lines),
+# or two or more nearly so from earlier lines (runs of this share and weight, a CJK character counting
+# double) — the persona reciting what the user said (「はい、私の誕生日は3月14日です。娘が4月から
+# ひばり幼稚園に入ったの。うちの窓辺はバジルでいっぱいだよ。」, "My friend's cat is called Tama. The
+# cat is so cute."). One sentence restated is how a recall answer or a confirmation sounds
+# (「日曜はボルダリングに行ってるんだよね」, 「大阪に引っ越したんだね！」).
+SENTENCE_COPY_MIN_WEIGHT = 16
+SENTENCE_COPY_SHARE = 0.85
+
+
+def recites_user_sentences(message: str, earlier_lines: Sequence[str], newest_line: str | None = None) -> bool:
+    """`message` holds a sentence of the user's word for word, or two of `earlier_lines` nearly so."""
+    def sentences_of(lines: Sequence[str]) -> list[str]:
+        found = [normalise_text(sentence) for line in lines for _, sentence in split_sentences(line)]
+        return [sentence for sentence in found if _weight(sentence) >= SENTENCE_COPY_MIN_WEIGHT]
+
+    earlier = sentences_of(earlier_lines)
+    every = set(earlier + sentences_of([newest_line] if newest_line else []))
+    copied = 0
+    for _, sentence in split_sentences(message):
+        mine = normalise_text(sentence)
+        if _weight(mine) < SENTENCE_COPY_MIN_WEIGHT:
+            continue
+        if mine in every:
+            return True
+        for their in earlier:
+            run = SequenceMatcher(None, mine, their, autojunk=False).find_longest_match(0, len(mine), 0, len(their)).size
+            if run >= SENTENCE_COPY_SHARE * len(mine) and _weight(mine[:run]) >= SENTENCE_COPY_MIN_WEIGHT:
+                copied += 1
+                break
+    return copied >= 2
+
+
 # Katakana to hiragana: the same word in the other script is the same reply (「うん...」 and 「ウん...」).
 # Only for repeats: elsewhere the script tells a name from a word.
 _KANA_FOLD = {code: code - 0x60 for code in range(ord("ァ"), ord("ヶ") + 1)}
@@ -219,18 +283,35 @@ def _repeats(message_text: str, earlier_replies: Sequence[str]) -> bool:
 # end, after normalisation.
 FRAME_REPLIES = 2
 FRAME_MIN_WEIGHT = 12  # 6 CJK characters; three replies opening 「うん、いいね！」 are still talk
+# A closing sentence that already closed FRAME_REPLIES of the last CLOSING_WINDOW replies is a tic
+# the persona ends every reply with (「…。何をしろ？」, "… It can be a good time to relax."), even
+# when a reply in between ended otherwise. Shorter closings (「ね！」, "Haha.") are talk.
+CLOSING_WINDOW = 4
+CLOSING_MIN_WEIGHT = 8
 
 
-def repeats_a_frame(message_text: str, earlier_replies: Sequence[str]) -> bool:
-    """`message_text` (normalised) shares its opening or its ending with each of the last
-    FRAME_REPLIES of `earlier_replies` (oldest first)."""
+def repeats_a_frame(message: str, earlier_replies: Sequence[str]) -> bool:
+    """`message` shares its opening or its ending with each of the last FRAME_REPLIES of
+    `earlier_replies` (oldest first), or its closing sentence with FRAME_REPLIES of the last
+    CLOSING_WINDOW."""
+    message_text = normalise_text(message)
     last = [normalise_text(reply) for reply in earlier_replies[-FRAME_REPLIES:]]
     if len(last) < FRAME_REPLIES:
         return False
     opening = min(len(os.path.commonprefix([message_text, reply])) for reply in last)
     ending = min(len(os.path.commonprefix([message_text[::-1], reply[::-1]])) for reply in last)
-    return (_weight(message_text[:opening]) >= FRAME_MIN_WEIGHT
-            or _weight(message_text[len(message_text) - ending:]) >= FRAME_MIN_WEIGHT)
+    if (_weight(message_text[:opening]) >= FRAME_MIN_WEIGHT
+            or _weight(message_text[len(message_text) - ending:]) >= FRAME_MIN_WEIGHT):
+        return True
+    closing = _closing_sentence(message)
+    if _weight(closing) < CLOSING_MIN_WEIGHT or closing == message_text:
+        return False
+    return sum(1 for reply in earlier_replies[-CLOSING_WINDOW:] if _closing_sentence(reply) == closing) >= FRAME_REPLIES
+
+
+def _closing_sentence(text: str) -> str:
+    sentences = split_sentences(text)
+    return normalise_text(sentences[-1][1]) if sentences else ""
 
 
 def without_closing_cliches(text: str, cliches: Sequence[str]) -> str | None:
@@ -311,6 +392,8 @@ class ReplyContext:
     recalled: Sequence[str] = ()  # this turn's recalled memory lines
     asked: Sequence[str] = ()  # remembered values the user asked for: the answer, not a copy
     recalled_tag: str = ""  # the opening of the recalled-memory line (「さくらが覚えていること」)
+    language: str = ""  # the persona's language ("ja", "en")
+    function_names: Sequence[str] = ()  # the agent's functions: their names are never talk
 
 
 @dataclass(frozen=True)
@@ -345,11 +428,15 @@ def _loops(reply: Reply, context: ReplyContext) -> bool:
 
 
 def _has_call_debris(reply: Reply, context: ReplyContext) -> bool:
-    return has_call_debris(reply.message)
+    return has_call_debris(reply.message, context.function_names)
 
 
 def _mixes_scripts(reply: Reply, context: ReplyContext) -> bool:
     return mixes_scripts(reply.message)
+
+
+def _in_another_language(reply: Reply, context: ReplyContext) -> bool:
+    return in_another_language(reply.message, context.last_user, context.language)
 
 
 def _parrots(reply: Reply, context: ReplyContext) -> bool:
@@ -366,6 +453,8 @@ def _parrots(reply: Reply, context: ReplyContext) -> bool:
             return True  # the user's whole line inside a reply of its own
     if repeats_an_earlier_user_line(reply.message, context.earlier_user_lines):
         return True
+    if recites_user_sentences(reply.message, context.earlier_user_lines, context.last_user):
+        return True
     rest = without_values(reply.message, context.asked)
     return (copies_any(rest, [*context.notes, *context.system_texts])
             or only_a_label(rest, context.recalled, context.asked)
@@ -373,7 +462,7 @@ def _parrots(reply: Reply, context: ReplyContext) -> bool:
 
 
 def _repeats_a_reply(reply: Reply, context: ReplyContext) -> bool:
-    return _repeats(reply.text, context.recent_replies) or repeats_a_frame(reply.text, context.recent_replies)
+    return _repeats(reply.text, context.recent_replies) or repeats_a_frame(reply.message, context.recent_replies)
 
 
 def _holds_a_cliche(reply: Reply, context: ReplyContext) -> bool:
@@ -390,6 +479,7 @@ RULES: tuple[Rule, ...] = (
     Rule("looping", 4, _loops),
     Rule("call_debris", 4, _has_call_debris),
     Rule("mixed_scripts", 4, _mixes_scripts),
+    Rule("other_language", 4, _in_another_language),
     Rule("parrots_user", 3, _parrots),
     Rule("repeated_reply", 2, _repeats_a_reply),
     Rule("assistant_cliche", 2, _holds_a_cliche),
@@ -405,12 +495,12 @@ def judge(reply: Reply, context: ReplyContext) -> JunkKind | None:
 
 
 def judge_shown(reply: str, earlier: Sequence[str], user_lines: Sequence[str] = (),
-                cliches: Sequence[str] = ()) -> JunkKind | None:
+                cliches: Sequence[str] = (), language: str = "") -> JunkKind | None:
     """Whether a reply a transcript shows is junk, for the benchmarks and the real-model tests:
     `earlier` the replies shown before it, `user_lines` the user's lines so far (the last the one it
     answers)."""
     context = ReplyContext(last_user=user_lines[-1] if user_lines else None, recent_replies=earlier,
-                           earlier_user_lines=user_lines[:-1], cliches=cliches)
+                           earlier_user_lines=user_lines[:-1], cliches=cliches, language=language)
     return judge(Reply(reply), context)
 
 
@@ -457,13 +547,14 @@ def _without_json_tail(message: str) -> str | None:
 def _unwrapped(message: str) -> str | None:
     """A reply wrapped whole in brackets, 「(お腹がすいた。どうするん？)」, copies the shape of the
     bracketed recalled-memory line: the words are the reply, the brackets are not — kept, they would
-    prime every next reply to do the same."""
+    prime every next reply to do the same. Either width of a bracket counts (「(おやすみ）」)."""
     text = message.strip()
-    if len(text) < 3 or _BRACKET_PAIRS.get(text[0]) != text[-1]:
+    folded = unicodedata.normalize("NFKC", text)
+    if len(folded) < 3 or _BRACKET_PAIRS.get(folded[0]) != folded[-1]:
         return None
     depth = 0
-    for position, char in enumerate(text):
-        depth += (char == text[0]) - (char == text[-1])
-        if depth == 0 and position < len(text) - 1:
+    for position, char in enumerate(folded):
+        depth += (char == folded[0]) - (char == folded[-1])
+        if depth == 0 and position < len(folded) - 1:
             return None  # "(笑) いいね (照)": two pairs, not one wrapping the reply
     return text[1:-1].strip() or None

@@ -376,7 +376,7 @@ def test_a_reply_that_copies_a_users_line_no_longer_in_view_is_regenerated(make_
 def test_a_reply_wrapped_whole_in_brackets_is_unwrapped(make_agent, said, shown):
     agent, _ = make_agent([say(said)])
     events = Recorder()
-    agent.send("I skipped breakfast", events)
+    agent.send("I skipped breakfast" if said.isascii() else "朝ごはん食べそこねた", events)  # the reply's language
     assert events.replies == [shown]
     assert agent.store.recall.recent_replies(1) == [shown]  # stored as shown: no bracket to copy next time
 
@@ -390,7 +390,7 @@ def test_a_reply_wrapped_whole_in_brackets_is_unwrapped(make_agent, said, shown)
 def test_the_calls_closing_braces_written_into_the_message_are_dropped(make_agent, said, shown):
     agent, _ = make_agent([say(said)])
     events = Recorder()
-    agent.send("What do you do?", events)
+    agent.send("What do you do?" if said.isascii() else "仕事は何？", events)  # the reply's language
     assert events.replies == [shown]
     assert agent.store.recall.recent_replies(1) == [shown]
 

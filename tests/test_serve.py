@@ -133,8 +133,8 @@ def _start(app) -> tuple[str, threading.Thread, object]:
 
 
 @contextmanager
-def serving(paths: Paths, home: Path, serve: ServeSettings) -> Iterator[Served]:
-    behaviour = Behaviour("ok", reply=echo_reply(r"MSG-[\w-]+"))
+def serving(paths: Paths, home: Path, serve: ServeSettings, behaviour: Behaviour | None = None) -> Iterator[Served]:
+    behaviour = behaviour or Behaviour("ok", reply=echo_reply(r"MSG-[\w-]+"))
     with fake_openai_server(behaviour) as model_url:
         (home / "config.ini").write_text(f"[llm]\nbase_url = {model_url}\n[memory]\nmode = agent\n", encoding="utf-8")
         settings = load_settings(paths, environ={})

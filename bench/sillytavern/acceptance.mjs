@@ -179,12 +179,19 @@ async function main() {
     const option = id => () => click(`#${id}`);  // the entries of the chat's ☰ menu
     const newChat = async () => {
         step = 'new chat';
-        await option('option_start_new_chat')();
-        // With a character card SillyTavern asks first; its own Assistant chat starts at once.
-        const ok = await page.waitForFunction(() => [...document.querySelectorAll('dialog[open] .popup-button-ok')]
-            .find(button => button.offsetParent !== null), { timeout: 3000 }).catch(() => null);
-        if (ok) await ok.click();
-        await waitFor(async () => (await context()).chat.every(message => !message.user), 15, 'the new chat');
+        for (let attempt = 0; attempt < 3; attempt++) {
+            await idle(120);
+            await option('option_start_new_chat')();
+            // With a character card SillyTavern asks first; its own Assistant chat starts at once.
+            const ok = await page.waitForFunction(() => [...document.querySelectorAll('dialog[open] .popup-button-ok')]
+                .find(button => button.offsetParent !== null), { timeout: 3000 }).catch(() => null);
+            if (ok) await ok.click();
+            try {
+                await waitFor(async () => (await context()).chat.every(message => !message.user), 10, 'the new chat');
+                return;
+            } catch { /* the click came while the last reply was being saved: press it again */ }
+        }
+        throw new Error('no new chat after three presses of "Start new chat"');
     };
 
     const toastsNow = () => toasts.length;
