@@ -73,7 +73,8 @@ class LLMSettings(_Section):
     mode: Literal["auto", "raw", "chat"] = "auto"
     model_path: str = ""
     model_cache: str = ""  # where the embedded default model is assembled; empty: the user's cache folder
-    embedded_model: str = "0.5b"  # the packaged model the embedded backend runs when model_path is empty
+    # the packaged model the embedded backend runs when model_path is empty; "auto": the largest installed
+    embedded_model: str = Field("auto", validate_default=True)
     context_length: int = Field(0, ge=0, le=1_048_576)  # 0: from the server or the model file
     threads: int = Field(0, ge=0, le=512)
     gpu_layers: int = Field(0, ge=-1)
@@ -95,10 +96,12 @@ class LLMSettings(_Section):
     @field_validator("embedded_model")
     @classmethod
     def _packaged_model(cls, value: str) -> str:
-        from .llm.weights import PACKAGED_MODELS
+        from .llm.weights import PACKAGED_MODELS, largest_installed_model
 
+        if value == "auto":
+            return largest_installed_model()
         if value not in PACKAGED_MODELS:
-            raise ValueError(f"is not a packaged model; choose one of {', '.join(PACKAGED_MODELS)}, "
+            raise ValueError(f"is not a packaged model; choose auto or one of {', '.join(PACKAGED_MODELS)}, "
                              "or set model_path to a .gguf file")
         return value
 
@@ -247,7 +250,7 @@ class ServeSettings(_Section):
 
 
 class Settings(_Section):
-    llm: LLMSettings = LLMSettings()
+    llm: LLMSettings = Field(default_factory=LLMSettings)  # built per load: embedded_model = auto looks at what is installed
     agent: AgentSettings = AgentSettings()
     memory: MemorySettings = MemorySettings()
     context: ContextSettings = ContextSettings()

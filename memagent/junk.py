@@ -9,18 +9,20 @@ the least harmful attempt when every regeneration failed. The rules, in order:
   "[Recalled memories…"), or holds the recalled-memory line's opening: a small model copies the tag,
   and every stored copy primes the next one.
 - "looping": the same character or phrase over and over (「わわわわわ…」), a sampler runaway.
-- "call_debris": pieces of the call's JSON in the message, a `}` in a message that opens none; or a
-  message that opens like a command (a slash or a backslash).
+- "call_debris": pieces of the call in the message — a `}` in a message that opens none, the call's
+  closing braces, a code fence, a function's name — or an opening that is a command, a handle or
+  markup ("/", "@AI", "+ ", "<").
 - "mixed_scripts": letters of two writing systems that no one language mixes (Japanese with
   Hangul, Cyrillic…). Latin mixes with every one of them (「OKだよ」, "LINEで") and is never counted.
 - "other_language": none of the persona's letters while the user wrote in them, and a sentence's worth
   in another writing system (a Japanese persona answering a Japanese line in English). A word or two
   ("Thank you!", 「OK！」) is talk.
 - "parrots_user": the message repeats the user's last message (or holds all of a long one), one of
-  their earlier lines, or copies a text the system wrote into the prompt (an example reply, a
-  corrective note, a recalled memory, the persona's description).
-- "repeated_reply": the message repeats one of the recent assistant replies, or opens or ends like
-  each of the last two (the same reply with a word changed).
+  their earlier lines, a sentence of theirs word for word, or copies a text the system wrote into the
+  prompt (an example reply, a corrective note, a recalled memory, the persona's description).
+- "repeated_reply": the message repeats one of the recent assistant replies, opens or ends like
+  each of the last two (the same reply with a word changed), or closes with the sentence that
+  closed two of the last four (a tic).
 - "assistant_cliche": the message holds a phrase a character never says ("How can I assist you",
   「何かお手伝いできることはありますか」), from the language's editable cliches.txt.
 - "thoughts_equal_message": inner_thoughts says the same as the message — the one flaw a reply may
@@ -451,11 +453,12 @@ def _parrots(reply: Reply, context: ReplyContext) -> bool:
         if (_weight(user_text) >= PARROT_LINE_MIN_WEIGHT and user_text in reply.text
                 and len(user_text) >= PARROT_LINE_SHARE * len(reply.text)):
             return True  # the user's whole line inside a reply of its own
-    if repeats_an_earlier_user_line(reply.message, context.earlier_user_lines):
-        return True
-    if recites_user_sentences(reply.message, context.earlier_user_lines, context.last_user):
-        return True
     rest = without_values(reply.message, context.asked)
+    # A line or sentence with the value asked for is the answer, however the user put it.
+    if repeats_an_earlier_user_line(rest, context.earlier_user_lines):
+        return True
+    if recites_user_sentences(rest, context.earlier_user_lines, context.last_user):
+        return True
     return (copies_any(rest, [*context.notes, *context.system_texts])
             or only_a_label(rest, context.recalled, context.asked)
             or quotes_a_note(reply.message, context.notes))

