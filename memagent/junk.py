@@ -549,10 +549,14 @@ def _without_json_tail(message: str) -> str | None:
 
 def _unwrapped(message: str) -> str | None:
     """A reply wrapped whole in brackets, 「(お腹がすいた。どうするん？)」, copies the shape of the
-    bracketed recalled-memory line: the words are the reply, the brackets are not — kept, they would
-    prime every next reply to do the same. Either width of a bracket counts (「(おやすみ）」)."""
+    bracketed recalled-memory line; one wrapped whole in asterisks is written as an action. The words
+    are the reply, the wrapping is not — kept, it would prime every next reply to do the same. Either
+    width of a bracket counts (「(おやすみ）」)."""
     text = message.strip()
     folded = unicodedata.normalize("NFKC", text)
+    if len(folded) >= 3 and folded[0] == folded[-1] == "*":
+        inner = text[1:-1].strip()
+        return inner if inner and "*" not in inner else None
     if len(folded) < 3 or _BRACKET_PAIRS.get(folded[0]) != folded[-1]:
         return None
     depth = 0

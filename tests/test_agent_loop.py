@@ -372,6 +372,8 @@ def test_a_reply_that_copies_a_users_line_no_longer_in_view_is_regenerated(make_
     ("（お腹がすいた。どうするん？）", "お腹がすいた。どうするん？"),
     ("(smiles) Sure, let's go! (waves)", "(smiles) Sure, let's go! (waves)"),  # not one pair around it all
     ("Sure (I think).", "Sure (I think)."),
+    ("*Yes, you're a nurse. How was work?*", "Yes, you're a nurse. How was work?"),
+    ("*waves* Hi there! *smiles*", "*waves* Hi there! *smiles*"),  # actions inside a reply stay
 ])
 def test_a_reply_wrapped_whole_in_brackets_is_unwrapped(make_agent, said, shown):
     agent, _ = make_agent([say(said)])

@@ -9,7 +9,8 @@ can judge them, and the memory benchmarks measure them.
 Each record carries what the agent would have judged it against: the user's line, the replies and
 user lines before it, the persona. A reply goes through the policy as in the agent: repaired
 (junk.tidy), then judged. A natural reply counts as a false positive when it is rejected or changed;
-a junk reply as a false negative when it would be shown unchanged.
+a junk reply as a false negative when it would be shown, unchanged or changed by a repair that is
+not about what makes it junk.
 
 Every record belongs to a split by a hash of its text: rules and thresholds are tuned looking at the
 dev split's misses only; the test split's figures are the ones to report. `make test` prints the
@@ -39,6 +40,9 @@ from .conftest import JUNK_CORPUS_FIGURES, TEST_DATA
 CORPUS = TEST_DATA / "junk_corpus.jsonl"
 LANGUAGES = ("ja", "en")
 MIN_PER_SIDE = 200
+# Junk that a repair removes (a closing assistant phrase trimmed off, the brackets around a reply):
+# shown changed, it is caught. Any other junk that is only changed is still shown.
+REPAIRED_BY_TIDY = ("an assistant's service phrase, not a character's", "wrapped whole in brackets")
 # Bounds on the measured rates: a rejected good reply costs a regeneration (or, when every attempt is
 # rejected, the turn's reply), a missed junk reply is shown and primes the next one.
 # Set a little above the measured figures (docs/benchmarks.md#junk-policy).
@@ -126,7 +130,7 @@ def measure() -> dict[tuple[str, str], Figures]:
                 figure.false_positives.append((record, done))
         else:
             figure.junk += 1
-            if done is None:
+            if done is None or (done == "repaired" and record.why not in REPAIRED_BY_TIDY):
                 assert figure.false_negatives is not None
                 figure.false_negatives.append(record)
     return figures
