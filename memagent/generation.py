@@ -220,7 +220,7 @@ class ReplyGenerator:
             schema=call_json_schema(names) if constrained else None,
             grammar=call_gbnf(names) if constrained else None,
             stop=wrapper.stop, sampling=sampling, max_tokens=self.deps.settings.llm.max_tokens, repeat_guard=guard,
-            recall_nudge=nudge,
+            recall_nudge=nudge, cancelled=stop.is_set if stop is not None else None,
         )
         completion = self.deps.backend.generate(request)
         stats.llm_calls += 1

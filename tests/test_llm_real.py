@@ -188,3 +188,29 @@ def test_the_recall_nudge_makes_the_model_say_the_value_it_was_asked_for(paths, 
     [value] = recorded["values"]
     assert value not in reply(None)  # the miss the nudge is for
     assert value in reply(RecallNudge(values=(value,)))
+
+
+def test_a_cancelled_turn_stops_while_the_model_reads_a_long_prompt(paths, embedded):
+    """Stop in a chat UI can come while a long prompt is still being read (seconds on a CPU, with no
+    token yet): llama.cpp stops between steps, and the next call works from a consistent cache."""
+    import threading
+    import time
+    from dataclasses import replace
+
+    from memagent.errors import TurnCancelled
+
+    story = " ".join(f"On day {n} the lighthouse keeper wrote down the weather, the ships and the gulls." for n in range(50))
+    plain = replace(raw_request(paths, SYSTEM, story + " Summarise.", call_json_schema()), max_tokens=8)
+    started = time.perf_counter()
+    embedded.generate(plain)
+    full = time.perf_counter() - started
+    stop = threading.Event()
+    request = replace(raw_request(paths, SYSTEM, "A new story. " + story + " Summarise it.", call_json_schema(),
+                                  cancelled=stop.is_set), max_tokens=8)
+    threading.Timer(0.3, stop.set).start()
+    started = time.perf_counter()
+    with pytest.raises(TurnCancelled):
+        embedded.generate(request)
+    assert time.perf_counter() - started < max(1.5, full / 2), f"the whole call takes {full:.1f}s"
+    again = embedded.generate(raw_request(paths, SYSTEM, "こんにちは", call_json_schema()))
+    assert parse_call(again.text).call is not None, again.text

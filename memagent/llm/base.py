@@ -48,6 +48,8 @@ class GenerationRequest:
     sampling: SamplerPreset = field(default_factory=SamplerPreset)
     max_tokens: int = 512
     on_text: TextCallback | None = None  # called with each streamed text delta
+    # polled while the model works, reading the prompt included: True stops it (TurnCancelled)
+    cancelled: Callable[[], bool] | None = None
     repeat_guard: RepeatGuard | None = None
     recall_nudge: RecallNudge | None = None
 

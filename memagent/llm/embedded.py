@@ -11,12 +11,13 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ..config import LLMSettings, SamplerPreset
-from ..errors import LLMError
+from ..errors import LLMError, TurnCancelled
 from .base import Completion, GenerationRequest, LLMBackend, RepeatGuard
 from .recall_nudge import RecallNudgeProcessor
 from .repeat_guard import RepeatGuardProcessor, closing_quote_tokens
@@ -134,6 +135,22 @@ class EmbeddedBackend(LLMBackend):
         except (ValueError, RuntimeError) as exc:
             raise LLMError(f"llama.cpp could not load {model_path} ({exc}); check that it is a valid GGUF model") from None
         self._closing_quotes: list[int] | None = None
+        self._cancelled: Callable[[], bool] | None = None  # the running request's, while it runs
+        self._abort = self._stop_between_steps()
+
+    def _stop_between_steps(self) -> object:
+        """llama.cpp asks between the steps of every decode, the prompt's included, whether to stop: a
+        turn cancelled while a long prompt is read (seconds on a CPU) stops there, not at the first
+        token. The ctypes callback is returned to be kept alive as long as the model."""
+        from llama_cpp import ggml_abort_callback, llama_set_abort_callback
+
+        context = getattr(getattr(self._llm, "_ctx", None), "ctx", None)
+        if context is None:
+            log.debug("llama-cpp-python has no context to set an abort callback on")
+            return None
+        callback = ggml_abort_callback(lambda _data: self._cancelled is not None and self._cancelled())
+        llama_set_abort_callback(context, callback, None)
+        return callback
 
     @property
     def context_length(self) -> int:
@@ -182,6 +199,7 @@ class EmbeddedBackend(LLMBackend):
             # The nudge after the guard: a value asked for wins over the push away from a repeat.
             kwargs["logits_processor"] = LogitsProcessorList([p for p in (guard, nudge) if p is not None])
         prompt_tokens = cached = None
+        self._cancelled = request.cancelled
         try:
             if request.prompt is not None:
                 prompt_tokens, cached = self._cached_prefix(request.prompt)
@@ -205,7 +223,11 @@ class EmbeddedBackend(LLMBackend):
         except LLMError:
             raise
         except (ValueError, RuntimeError) as exc:
+            if request.cancelled is not None and request.cancelled():
+                raise TurnCancelled from None  # llama.cpp stopped the decode when asked to
             raise LLMError(f"the embedded model failed to generate ({exc})") from None
+        finally:
+            self._cancelled = None
         if guard is not None and guard.pushed:
             log.debug("repeat guard pushed down %d tokens", guard.pushed)
         if nudge is not None and nudge.pushed:

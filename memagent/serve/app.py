@@ -193,6 +193,11 @@ class Turns:
             thread.join()
 
 
+def _outcome_taken(task: asyncio.Task[dict[str, Any]]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def _post(loop: asyncio.AbstractEventLoop, settle: Callable[[Any], None], value: object) -> None:
     """Hand a turn's result to the event loop; after shutdown there is nobody left to tell."""
     try:
@@ -264,6 +269,8 @@ async def stream_answer(answer: asyncio.Task[dict[str, Any]], model: str, stop: 
     finally:
         if not answer.done():
             stop.set()
+            # Nobody reads the cancelled turn's outcome now: take it, so asyncio logs no stray traceback.
+            answer.add_done_callback(_outcome_taken)
     try:
         body = answer.result()
     except Exception as exc:  # noqa: BLE001 - after the headers, errors travel in the stream
