@@ -45,7 +45,7 @@ async function waitFor(check, seconds, what) {
     const until = Date.now() + seconds * 1000;
     while (Date.now() < until) {
         try { if (await check()) return; } catch { /* not up yet */ }
-        await new Promise(resolve => setTimeout(resolve, 250));
+        await new Promise(resolve => setTimeout(resolve, 100));
     }
     throw new Error(`timed out after ${seconds}s waiting for ${what}`);
 }
@@ -144,6 +144,7 @@ async function main() {
     const idle = async seconds => {
         await new Promise(resolve => setTimeout(resolve, 500));
         await waitFor(async () => !(await busy()), seconds, 'the reply');
+        await new Promise(resolve => setTimeout(resolve, 1500));  // SillyTavern saves the chat, then takes clicks
     };
 
     async function button(name, action, { expect, until = null }) {
@@ -207,13 +208,18 @@ async function main() {
     await button('Regenerate', option('option_regenerate'), { expect: 'another reply; the turn retried, not added' });
     await button('Continue', option('option_continue'), { expect: 'an error toast in plain words; nothing stored' });
     await button('Impersonate', option('option_impersonate'), { expect: 'an error toast in plain words; nothing stored' });
+    let stoppedAt = 0;
     const stop = await button('Stop', async () => {
         await send('今日は朝から雨で、ちょっと憂うつなんだ。長めに話を聞いてくれる？')();
         await waitFor(busy, 30, 'the reply to start');
         await new Promise(resolve => setTimeout(resolve, 1500));
         await click('#mes_stop');
+        stoppedAt = Date.now();
     }, { expect: 'the turn undone; the agent free at once' });
-    stop.stored_user_line = await storedTimes('今日は朝から雨で、ちょっと憂うつなんだ。長めに話を聞いてくれる？');
+    // How long after the click the stopped turn was gone from memory (undone), polled every 0.1 s.
+    await waitFor(async () => (await storedTimes('今日は朝から雨で、ちょっと憂うつなんだ。長めに話を聞いてくれる？')) === 0, 30,
+        'the stopped turn to be undone');
+    stop.undone_after_s = Math.round((Date.now() - stoppedAt) / 100) / 10;
     await button('send after Stop', send('そういえば、週末は何してた？'), { expect: 'answered without waiting for the stopped turn' });
     await newChat();
     await button('new chat, first message', send(question), { expect: 'a new turn' });
