@@ -17,7 +17,17 @@ from .errors import TurnCancelled
 from .events import AgentEvent, EventSink, TurnStats
 from .functions.grammar import call_gbnf
 from .functions.schemas import call_json_schema
-from .junk import JUNK_KINDS, RULE_BY_KIND, JunkKind, Reply, ReplyContext, judge, normalise_text, tidy
+from .junk import (
+    JUNK_KINDS,
+    RULE_BY_KIND,
+    JunkKind,
+    Reply,
+    ReplyContext,
+    judge,
+    normalise_text,
+    recalled_wording,
+    tidy,
+)
 from .llm.base import GenerationRequest, RecallNudge, RepeatGuard
 from .memory.kinds import MessageKind
 from .memory.records import StoredMessage
@@ -143,8 +153,8 @@ class ReplyGenerator:
             last_user=last_user, recent_replies=recent, earlier_user_lines=self._earlier_user_lines(in_view),
             cliches=self.deps.prompts.word_list(CLICHES_FILE), system_texts=self._system_texts(recalled, in_view),
             notes=notes, recalled=[m.content for m in recalled], asked=asked,
-            recalled_tag=self.deps.prompts.render("recalled.j2", memories=[],
-                                                  persona_name=self.context.persona().name),
+            recalled_wording=recalled_wording(lambda memories: self.deps.prompts.render(
+                "recalled.j2", memories=memories, persona_name=self.context.persona().name)),
             language=self.deps.prompts.language, function_names=self.deps.functions)
         message = call.arguments.get("message")
         return judge(Reply(message if isinstance(message, str) else "", call.inner_thoughts or ""), context)

@@ -393,7 +393,8 @@ class ReplyContext:
     notes: Sequence[str] = ()  # corrective notes: a reply may not quote a run of one
     recalled: Sequence[str] = ()  # this turn's recalled memory lines
     asked: Sequence[str] = ()  # remembered values the user asked for: the answer, not a copy
-    recalled_tag: str = ""  # the opening of the recalled-memory line (「さくらが覚えていること」)
+    # the recalled-memory line's own words (「さくらが覚えていること」, 「ユーザーが前に言った」): see recalled_wording
+    recalled_wording: Sequence[str] = ()
     language: str = ""  # the persona's language ("ja", "en")
     function_names: Sequence[str] = ()  # the agent's functions: their names are never talk
 
@@ -421,8 +422,19 @@ def _is_empty(reply: Reply, context: ReplyContext) -> bool:
 
 
 def _is_system_note(reply: Reply, context: ReplyContext) -> bool:
-    tag = normalise_text(context.recalled_tag)
-    return is_system_note(reply.message) or (len(tag) >= PARROT_MIN_CHARS and tag in reply.text)
+    return is_system_note(reply.message) or any(
+        len(words) >= PARROT_MIN_CHARS and words in reply.text for words in map(normalise_text, context.recalled_wording))
+
+
+def recalled_wording(render: Callable[[list[dict[str, str]]], str]) -> list[str]:
+    """The words the recalled-memory line is made of, without any memory: its opening (rendered with
+    none) and what wraps a statement the user made (rendered with one, its text left out). A reply
+    holding them copies the system's line instead of speaking."""
+    opening = render([])
+    marker = "\x00"
+    around = render([{"source": "note", "text": marker, "time": "", "score": "1"}]).split(marker)[0]
+    wrapper = normalise_text(around).replace(normalise_text(opening), "", 1)
+    return [opening, wrapper]
 
 
 def _loops(reply: Reply, context: ReplyContext) -> bool:

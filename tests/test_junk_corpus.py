@@ -30,7 +30,7 @@ import pytest
 
 from memagent.functions.registry import function_registry
 from memagent.generation import CLICHES_FILE
-from memagent.junk import JUNK_KINDS, Reply, ReplyContext, judge, tidy
+from memagent.junk import JUNK_KINDS, Reply, ReplyContext, judge, recalled_wording, tidy
 from memagent.paths import Paths, resolve_paths
 from memagent.personas import load_persona
 from memagent.prompts import PromptLibrary
@@ -78,12 +78,13 @@ def records() -> Iterator[Record]:
 
 
 @cache
-def _library_texts(paths: Paths, lang: str, persona_key: str) -> tuple[tuple[str, ...], tuple[str, ...], str,
-                                                                         tuple[str, ...]]:
+def _library_texts(paths: Paths, lang: str, persona_key: str) -> tuple[tuple[str, ...], tuple[str, ...],
+                                                                         tuple[str, ...], tuple[str, ...]]:
     library = PromptLibrary(paths, lang)
     persona = load_persona(paths, persona_key)
     notes = tuple(library.render("degenerate.j2", kind=kind) for kind in JUNK_KINDS)
-    tag = library.render("recalled.j2", memories=[], persona_name=persona.name)
+    tag = tuple(recalled_wording(lambda memories: library.render("recalled.j2", memories=memories,
+                                                                 persona_name=persona.name)))
     shown = (persona.text, *(example.char for example in persona.examples))
     return tuple(library.word_list(CLICHES_FILE)), notes, tag, shown
 
@@ -91,7 +92,7 @@ def _library_texts(paths: Paths, lang: str, persona_key: str) -> tuple[tuple[str
 def context_of(record: Record, paths: Paths) -> ReplyContext:
     cliches, notes, tag, shown = _library_texts(paths, record.lang, record.persona)
     return ReplyContext(last_user=record.user, recent_replies=record.earlier, earlier_user_lines=record.earlier_user,
-                        cliches=cliches, system_texts=shown, notes=notes, recalled_tag=tag, language=record.lang,
+                        cliches=cliches, system_texts=shown, notes=notes, recalled_wording=tag, language=record.lang,
                         function_names=[f.name for f in function_registry()])
 
 

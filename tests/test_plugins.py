@@ -100,7 +100,7 @@ def dice_installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_installed_plugin_adds_a_function_with_its_own_templates(dice_installed, scripted_agent):
     assert "memagent-dice 0.1.0" in plugins.plugin_names()
-    agent, llm = scripted_agent([call("roll_dice", "let fate decide", faces=20, n=2), say("The dice have spoken!")],
+    agent, llm = scripted_agent([call("roll_dice", "let fate decide", faces=20, n=2), say("サイコロの結果が出たよ！")],
                                 language="ja")
     seen, emit = _events()
     agent.send("サイコロ振って！", emit)
