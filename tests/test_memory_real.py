@@ -31,8 +31,10 @@ def test_facts_survive_the_window_and_a_restart(default_model_path, capsys):
               f"{scores['right_out_of_view']}/{scores['questions_out_of_view']}, invented {scores['invented_facts']}, "
               f"junk {scores['junk_replies']}, no reply {scores['no_reply_turns']}, {scores['reply_s_mean']} s/reply")
     transcript = [(t["say"], t["reply"], t["captured"], t["recalled"]) for t in result["turns"]]
-    # The facts left the window before they were asked for (otherwise this tests nothing).
-    assert scores["questions_out_of_view"] == 3, transcript
+    # The facts left the window before they were asked for after the restart (otherwise this tests
+    # nothing). The first session's question may leave it too when a small model's replies run long.
+    assert all(not t["in_view"] for t in result["turns"] if t["asks"] and t["session"] == 2), transcript
+    assert scores["questions_out_of_view"] >= 3, transcript
     # Capture is grounded: what it keeps was said, under the right kind, with its source message.
     assert scores["invented_facts"] == 0, scores["invented"]
     assert scores["facts_kept"] >= 2, (result["human_block"], transcript)
