@@ -249,6 +249,28 @@ class ServeSettings(_Section):
         return [host.strip().lower() for host in self.allowed_hosts.split(",") if host.strip()]
 
 
+class StorageSettings(_Section):
+    """Where agents' memory lives."""
+
+    # Empty: each agent is a SQLite file and a Chroma folder under the data folder (one person, one
+    # machine). postgresql://USER:PASSWORD@HOST:PORT/DATABASE: every agent in that database (one
+    # schema each, vectors in pgvector), shared by several `serve` workers.
+    url: SecretStr = SecretStr("")
+
+    @field_validator("url")
+    @classmethod
+    def _known_database(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value().strip()
+        if url and not url.startswith(("postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError("write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or leave it empty for "
+                             "SQLite files in the data folder")
+        return SecretStr(url)
+
+    @property
+    def database_url(self) -> str:
+        return self.url.get_secret_value()
+
+
 class Settings(_Section):
     llm: LLMSettings = Field(default_factory=LLMSettings)  # built per load: embedded_model = auto looks at what is installed
     agent: AgentSettings = AgentSettings()
@@ -256,6 +278,7 @@ class Settings(_Section):
     context: ContextSettings = ContextSettings()
     ui: UISettings = UISettings()
     serve: ServeSettings = ServeSettings()
+    storage: StorageSettings = StorageSettings()
     presets: dict[str, SamplerPreset] = Field(default_factory=dict)
     source: str = "defaults"
 
@@ -276,6 +299,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "context": ContextSettings,
     "ui": UISettings,
     "serve": ServeSettings,
+    "storage": StorageSettings,
 }
 PRESET_PREFIX = "preset."
 
@@ -291,6 +315,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "MEMAGENT_CONTEXT_LENGTH": ("llm", "context_length"),
     "MEMAGENT_LANGUAGE": ("agent", "language"),
     "MEMAGENT_SERVE_API_KEYS": ("serve", "api_keys"),
+    "MEMAGENT_DATABASE_URL": ("storage", "url"),
 }
 
 

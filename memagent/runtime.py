@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from filelock import FileLock, Timeout
 
@@ -33,15 +33,15 @@ class AgentLock:
             agent_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._unwritable(exc) from None
-        self._lock = FileLock(str(self.path), timeout=0)
+        self._lock = FileLock(str(self.path))
 
     def _unwritable(self, exc: OSError) -> MemagentError:
         return MemagentError(f"cannot lock agent {self.name!r}: {self.path.parent} is not writable "
                              f"({exc.strerror or exc}); check the disk and its permissions")
 
-    def acquire(self) -> None:
+    def acquire(self, wait: float = 0.0) -> None:
         try:
-            self._lock.acquire()
+            self._lock.acquire(timeout=wait)
         except Timeout:
             raise AgentBusyError(
                 f"agent {self.name!r} is in use by another memagent process; close that chat first"
@@ -51,6 +51,23 @@ class AgentLock:
 
     def release(self) -> None:
         self._lock.release()
+
+
+class TurnLock(Protocol):
+    def acquire(self, wait: float = 0.0) -> None: ...
+
+    def release(self) -> None: ...
+
+
+def agent_lock(paths: Paths, settings: Settings, name: str) -> TurnLock:
+    """The agent's lock: a file beside its SQLite database, or an advisory lock in PostgreSQL that
+    every worker on that database sees."""
+    url = settings.storage.database_url
+    if url:
+        from .memory.postgres import AdvisoryLock
+
+        return AdvisoryLock(url, name)
+    return AgentLock(paths.agent_dir(name), name)
 
 
 class LazyBackend(LLMBackend):
@@ -103,8 +120,10 @@ class AgentSession:
         create: bool = True,
         progress: bool = True,
         backend: LLMBackend | None = None,
+        lock_wait: float = 0.0,
     ) -> None:
-        """`backend`: a model shared with other sessions (memagent serve); it is not closed here."""
+        """`backend`: a model shared with other sessions (memagent serve); it is not closed here.
+        `lock_wait`: seconds to wait for the agent's lock before AgentBusyError."""
         from .memory.store import AgentStore, check_agent_name
 
         check_agent_name(name)
@@ -112,12 +131,12 @@ class AgentSession:
         self.settings = settings
         self.name = name
         self.progress = progress
-        self.lock = AgentLock(paths.agent_dir(name), name)
-        self.lock.acquire()
+        self.lock = agent_lock(paths, settings, name)
+        self.lock.acquire(lock_wait)
         try:
-            self.created = not AgentStore.exists(paths, name)
+            self.created = not AgentStore.exists(paths, settings, name)
             if self.created and not create:
-                AgentStore.require(paths, name)
+                AgentStore.require(paths, settings, name)
             if self.created:
                 from .creation import create_agent
 

@@ -61,7 +61,7 @@ def register(cli: click.Group) -> None:
         """Every agent, with its persona and how much it remembers."""
         from ..memory.store import AgentStore
 
-        rows = [_summary_or_problem(app, name) for name in AgentStore.list_agents(app.paths)]
+        rows = [_summary_or_problem(app, name) for name in AgentStore.list_agents(app.paths, app.settings)]
         if as_json:
             echo_json(rows)
         elif not rows:

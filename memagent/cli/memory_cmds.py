@@ -32,12 +32,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 def agent_lock(app: AppContext, name: str, *, must_exist: bool = True) -> Iterator[None]:
     """Hold the agent's lock (the one `memagent chat` holds), so a running chat is never changed under it."""
     from ..memory.store import AgentStore, check_agent_name
-    from ..runtime import AgentLock
+    from ..runtime import agent_lock
 
     check_agent_name(name)
     if must_exist:
-        AgentStore.require(app.paths, name)
-    lock = AgentLock(app.paths.agent_dir(name), name)
+        AgentStore.require(app.paths, app.settings, name)
+    lock = agent_lock(app.paths, app.settings, name)
     lock.acquire()
     try:
         yield
@@ -50,7 +50,7 @@ def open_agent(app: AppContext, name: str, *, write: bool = False) -> Iterator[A
     """The agent's store; with `write`, under the agent's lock."""
     from ..memory.store import AgentStore
 
-    AgentStore.require(app.paths, name)
+    AgentStore.require(app.paths, app.settings, name)
     with agent_lock(app, name) if write else nullcontext(), AgentStore.open(app.paths, app.settings, name) as store:
         store.archival.progress = show_progress()
         yield store
@@ -238,7 +238,7 @@ def register(cli: click.Group) -> None:
 
         if not file.is_file():
             raise MemagentError(f"{file}: no such file")
-        if not AgentStore.exists(app.paths, agent_name):
+        if not AgentStore.exists(app.paths, app.settings, agent_name):
             if not create:
                 raise NotFoundError(f"no agent named {agent_name!r}; create it first with `memagent agents create "
                                     f"{agent_name}` (or add --create to make it from a `memory export` file)")

@@ -263,7 +263,7 @@ def _load_into_agent(app: AppContext, agent_name: str, persona: Persona, passage
     from .memory_cmds import open_agent, show_progress
 
     check_agent_name(agent_name)
-    if not AgentStore.exists(app.paths, agent_name):
+    if not AgentStore.exists(app.paths, app.settings, agent_name):
         _create_agent(app, agent_name, persona)
         click.echo(f"created agent {agent_name} with persona {persona.key}")
     with open_agent(app, agent_name, write=True) as store:

@@ -202,7 +202,7 @@ def choose_agent(app: AppContext, persona: str | None) -> tuple[str, str | None]
     from ..memory.store import AgentStore
     from ..personas import list_personas
 
-    agents = AgentStore.list_agents(app.paths)
+    agents = AgentStore.list_agents(app.paths, app.settings)
     if agents:
         click.echo("Agents: " + ", ".join(f"[{i}] {name}" for i, name in enumerate(agents, 1)))
         answer = click.prompt("Choose a number, or type a new name", default="1",

@@ -8,19 +8,17 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, select, text
 
-from .chroma_index import ChromaIndex, IndexLocation
-from .db import Database, rows_affected, trigger_suspended
+from .db import Database, rows_affected
 from .embeddings import Embedder
 from .errors import QueryError
-from .fts import LIKE_ESCAPE, like_pattern, short_match
+from .fts import LIKE_ESCAPE, like_pattern
 from .fusion import FusionMethod, fuse
 from .hybrid import CANDIDATE_POOL, Candidates, candidates
-from .lexical import QueryTerms, Vocabulary, coverage, weighted_matches
+from .lexical import QueryTerms, coverage
 from .models import PassageRow, utc_now
 from .records import HitId, Passage, SearchHit, SearchPage, page_of
-from .vector_index import IndexRow, VectorIndex
-
-_SHORT_TOP = "SELECT rowid FROM passage_short WHERE passage_short MATCH :match ORDER BY rowid DESC LIMIT :limit"
+from .text_index import text_index
+from .vector_index import IndexRow, VectorIndex, VectorLocation, VectorStore
 
 
 @dataclass
@@ -40,14 +38,14 @@ class ArchivalStore:
         self,
         db: Database,
         embedder: Callable[[], Embedder],
-        location: IndexLocation,
+        location: VectorLocation,
         collection_name: str,
         dense_weight: float,
         fusion: FusionMethod = "minmax",
     ) -> None:
         self._db = db
         self.vectors = VectorIndex(embedder, location, collection_name, self, what="passages")
-        self._vocabulary = Vocabulary("passage_vocab", "passage")
+        self._text = text_index(db, "passage")
         self.dense_weight = dense_weight
         self.fusion: FusionMethod = fusion
 
@@ -56,7 +54,7 @@ class ArchivalStore:
         return self.vectors.embedder
 
     @property
-    def index(self) -> ChromaIndex:
+    def index(self) -> VectorStore:
         return self.vectors.chroma
 
     @property
@@ -113,12 +111,7 @@ class ArchivalStore:
 
     def delete_all(self) -> int:
         with self._db.transaction() as session:
-            connection = session.connection()
-            with trigger_suspended(connection, "passage_fts_delete"):
-                removed = connection.execute(delete(PassageRow)).rowcount
-                connection.exec_driver_sql("INSERT INTO passage_fts(passage_fts) VALUES ('delete-all')")
-            with trigger_suspended(connection, "passage_short_delete"):
-                connection.exec_driver_sql("INSERT INTO passage_short(passage_short) VALUES ('delete-all')")
+            removed = self._text.delete_all(session.connection())
             self._db.after_commit(self.vectors.emptied)
         return removed
 
@@ -192,7 +185,7 @@ class ArchivalStore:
 
     def _query_terms(self, needle: str) -> QueryTerms:
         with self._db.read() as session:
-            return self._vocabulary.terms(session, needle)
+            return self._text.terms(session, needle)
 
     def _lexical(self, terms: QueryTerms, limit: int) -> list[int]:
         """Up to `limit` passages sharing the most (BM25-weighted) informative trigrams with the
@@ -202,13 +195,14 @@ class ArchivalStore:
                 searchable = terms.informative()
                 if not searchable:
                     return []
-                matches, params = weighted_matches("passage_fts", terms, searchable)
+                matches, params = self._text.weighted(terms, searchable)
                 rows = session.execute(text(f"{matches} ORDER BY relevance DESC, id DESC LIMIT :limit"),
                                        {**params, "limit": limit})
                 return [int(i) for i, _ in rows]
-            match = short_match(list(terms.weights))
-            if match is not None:  # words of 1-2 characters: the short-query index
-                return [int(i) for i, in session.execute(text(_SHORT_TOP), {"match": match, "limit": limit})]
+            short = self._text.any_word(list(terms.weights))
+            if short is not None:  # words of 1-2 characters: the short-query index
+                return [int(i) for i, in session.execute(text(f"SELECT id FROM ({short[0]}) AS w ORDER BY id DESC LIMIT :limit"),
+                                                         {**short[1], "limit": limit})]
             words = list(terms.weights)
             condition = " OR ".join(f"text LIKE :p{n} ESCAPE '{LIKE_ESCAPE}'" for n in range(len(words)))
             rows = session.execute(

@@ -166,6 +166,7 @@ def restore(db: Database, export: ExportFile, agent_name: str, after_commit: Cal
             session.execute(insert(PassageRow), [p.model_dump() for p in export.passages])
         if export.facts:
             session.execute(insert(FactRow), [f.model_dump() for f in export.facts])
+        db.ids_restored(session.connection(), ("message", "passage", "fact"))
         db.after_commit(after_commit)
     return {"blocks": len(export.blocks), "messages": len(export.messages), "passages": len(export.passages),
             "facts": len(export.facts)}

@@ -120,6 +120,8 @@ class Database:
     """One agent's database. `transaction()` nests: inner blocks join the outermost one, so an agent
     step that adds messages and edits memory commits once, or not at all."""
 
+    dialect = "sqlite"
+
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         """`read_only`: for a database on a disk that cannot be written; reading works, and any
         transaction fails with one line saying the disk is read-only."""
@@ -144,6 +146,15 @@ class Database:
             self._check_version()
         else:
             self._migrate()
+
+    @property
+    def where(self) -> str:
+        """Where this agent's memory lives, for messages."""
+        return str(self.path)
+
+    def storage_error(self, exc: BaseException) -> StorageError | None:
+        """One clear line for a failure of the machine or the database server, or None."""
+        return storage_error(self.path, exc)
 
     def _migrate(self) -> None:
         try:
@@ -198,7 +209,7 @@ class Database:
                 yield session
             callbacks: list[Callable[[], None]] = self._local.after_commit
         except (DatabaseError, sqlite3.DatabaseError) as exc:
-            mapped = storage_error(self.path, exc)
+            mapped = self.storage_error(exc)
             if mapped is None:
                 raise
             raise mapped from exc
@@ -220,10 +231,14 @@ class Database:
             with Session(self.engine, expire_on_commit=False) as session:
                 yield session
         except (DatabaseError, sqlite3.DatabaseError) as exc:
-            mapped = storage_error(self.path, exc)
+            mapped = self.storage_error(exc)
             if mapped is None:
                 raise
             raise mapped from exc
+
+    def ids_restored(self, connection: Connection, tables: tuple[str, ...]) -> None:
+        """Rows were inserted with their own ids (a restore): new ids must continue above them.
+        SQLite's AUTOINCREMENT does so by itself."""
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the current transaction commits (now, if none is open); dropped on rollback."""

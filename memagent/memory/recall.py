@@ -11,43 +11,27 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import aliased
 
-from .chroma_index import IndexLocation, Where
+from .chroma_index import Where
 from .dates import DateLike, NamedDay, days_named_in, utc_range
-from .db import Database, rows_affected, trigger_suspended
+from .db import Database, rows_affected
 from .embeddings import Embedder
 from .errors import QueryError
-from .fts import (
-    MIN_FTS_CHARS,
-    count_occurrences,
-    fold,
-    fts_string,
-    like_pattern,
-    short_match,
-    short_phrase,
-    short_tokens,
-)
 from .fusion import fuse
 from .hybrid import CANDIDATE_POOL, Candidates, candidates
 from .kinds import CONVERSATION_KINDS, MessageKind
-from .lexical import QueryTerms, Vocabulary, weighted_matches
+from .lexical import QueryTerms
 from .models import MessageRow, to_db_time, utc_now
 from .recall_sql import (
     COUNT_CAP,
-    FTS_COUNT,
-    FTS_HITS,
     LEXICAL_POOL,
     LEXICAL_POOL_DATED,
     LEXICAL_TOP,
-    LIKE_COUNT,
-    LIKE_HITS,
-    SHORT_COUNT,
-    SHORT_HITS,
     SHORT_TOP,
     bulk_insert_messages,
-    hits_sql,
 )
 from .records import HitId, SearchHit, SearchPage, StoredMessage, page_of
-from .vector_index import IndexRow, VectorIndex
+from .text_index import text_index
+from .vector_index import IndexRow, VectorIndex, VectorLocation
 
 # conversation_search looks through what was said (CONVERSATION_KINDS), not heartbeats, tool output
 # or earlier search results (which would echo every past query back).
@@ -96,7 +80,7 @@ class RecallIndexSettings:
     """How recall messages are embedded (None for `RecallStore`: words only)."""
 
     embedder: Callable[[], Embedder]
-    location: IndexLocation
+    location: VectorLocation
     collection_name: str
     dense_weight: float
     # A message that answers a question is embedded after it ("What do you do?" → "A nurse."), so a
@@ -113,7 +97,7 @@ class RecallStore:
                                     background=True) if index is not None else None)
         self.dense_weight = index.dense_weight if index is not None else 0.0
         self._with_previous = index.with_previous if index is not None else False
-        self._vocabulary = Vocabulary("message_vocab", "message")
+        self._text = text_index(db, "message")
 
     # --- writing -------------------------------------------------------------------------------
     def add(self, role: str, content: str = "", *, kind: MessageKind | None = None, turn_id: int = 0,
@@ -177,11 +161,7 @@ class RecallStore:
 
     def delete_all(self) -> int:
         with self._db.transaction() as session:
-            connection = session.connection()
-            with trigger_suspended(connection, "message_fts_delete"), trigger_suspended(connection, "message_short_delete"):
-                removed = connection.execute(delete(MessageRow)).rowcount
-                connection.exec_driver_sql("INSERT INTO message_fts(message_fts) VALUES ('delete-all')")
-                connection.exec_driver_sql("INSERT INTO message_short(message_short) VALUES ('delete-all')")
+            removed = self._text.delete_all(session.connection())
             if self.vectors is not None:
                 self._db.after_commit(self.vectors.emptied)
             return removed
@@ -338,7 +318,7 @@ class RecallStore:
 
         def terms_of(needle: str) -> QueryTerms:
             with self._db.read() as session:
-                return self._vocabulary.terms(session, needle)
+                return self._text.terms(session, needle)
 
         # On a read-only disk the vector index cannot be opened (Chroma writes as it opens): words only.
         vectors = self.vectors if self.vectors is not None and self.dense_weight > 0 and not self._db.read_only else None
@@ -358,15 +338,15 @@ class RecallStore:
 
     def _lexical_top(self, terms: QueryTerms, limit: int, filters: str, params: dict[str, Any], pool: int) -> list[int]:
         if terms.like:
-            match = short_match(list(terms.weights))
-            if match is None:
+            words = self._text.any_word(list(terms.weights))
+            if words is None:
                 return []
-            sql, query_params = SHORT_TOP.format(filters=filters), dict[str, object](match=match)
+            sql, query_params = SHORT_TOP.format(words=words[0], filters=filters), words[1]
         else:
             searchable = terms.informative()
             if not searchable:
                 return []
-            matches, query_params = weighted_matches("message_fts", terms, searchable)
+            matches, query_params = self._text.weighted(terms, searchable)
             sql = LEXICAL_TOP.format(matches=matches, filters=filters)
         statement = text(sql)
         if "kinds" in params:
@@ -387,31 +367,10 @@ class RecallStore:
             return {row.id: _hit(row, 0.0) for row in session.execute(query)}
 
     def _search_literal(self, needle: str, page: int, page_size: int, kinds: Sequence[str] | None) -> SearchPage:
-        """Queries of 3+ characters use the trigram index (any substring); shorter ones the word
-        index (a word, or kana/kanji in a row); one with no letters at all, a scan."""
-        params: dict[str, Any] = {"limit": page_size, "offset": page * page_size, "cap": COUNT_CAP + 1}
-        if kinds is not None:
-            params["kinds"] = list(kinds)
         with self._db.read() as session:
-            if len(fold(needle)) >= MIN_FTS_CHARS:
-                params["match"] = fts_string(fold(needle))
-                total = session.execute(hits_sql(FTS_COUNT, kinds), params).scalar_one()
-                rows = session.execute(hits_sql(FTS_HITS, kinds, typed=True), params).all()
-                hits = [_hit(row, float(row.score)) for row in rows]
-            elif (phrase := short_phrase(needle)) is not None:
-                params["match"] = phrase
-                total = session.execute(hits_sql(SHORT_COUNT, kinds), params).scalar_one()
-                rows = session.execute(hits_sql(SHORT_HITS, kinds, typed=True), params).all()
-                folded = short_tokens(needle).replace(" ", "")
-                hits = [_hit(row, float(max(1, count_occurrences(short_tokens(row.content).replace(" ", ""), folded))))
-                        for row in rows]
-            else:
-                params["pattern"] = like_pattern(needle)
-                total = session.execute(hits_sql(LIKE_COUNT, kinds), params).scalar_one()
-                rows = session.execute(hits_sql(LIKE_HITS, kinds, typed=True), params).all()
-                hits = [_hit(row, float(count_occurrences(row.content, needle))) for row in rows]
-        return SearchPage(hits=hits, total=min(int(total), COUNT_CAP), page=page, page_size=page_size,
-                          capped=int(total) > COUNT_CAP)
+            rows, total = self._text.literal(session, needle, kinds, page_size, page * page_size)
+        return SearchPage(hits=[_hit(row, score) for row, score in rows], total=min(total, COUNT_CAP), page=page,
+                          page_size=page_size, capped=total > COUNT_CAP)
 
     def search_date(
         self,

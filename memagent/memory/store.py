@@ -30,8 +30,11 @@ from .facts import FactStore
 from .jsonl import read_export, read_messages, read_passages
 from .kinds import CONVERSATION_KINDS, StateKey
 from .models import AgentRow, utc_now
+from .pgvector_index import PgVectorLocation
+from .postgres import PostgresDatabase, Registry, schema_for
 from .recall import NewMessage, RecallIndexSettings, RecallStore
 from .records import HitId
+from .vector_index import VectorLocation
 
 _NAME = re.compile(r"[^\W_][\w.-]{0,63}")  # \w includes kana and kanji: 「さくら」 is a fine name
 CHROMA_DIRNAME = "chroma"
@@ -61,7 +64,9 @@ def _db_path(paths: Paths, name: str) -> Path:
     return paths.agent_dir(name) / DB_FILENAME
 
 
-def _index_location(settings: Settings, agent_dir: Path) -> IndexLocation:
+def _index_location(settings: Settings, agent_dir: Path, db: Database) -> VectorLocation:
+    if isinstance(db, PostgresDatabase):
+        return PgVectorLocation(db)
     memory = settings.memory
     if memory.chroma == "server":
         return IndexLocation(local_dir=None, host=memory.chroma_host, port=memory.chroma_port)
@@ -85,8 +90,18 @@ def _remove_partial_agent(agent_dir: Path) -> None:
         pass  # not empty: leave the other files alone
 
 
-def _collection_name(uid: str) -> str:
-    return f"memagent-{uid}"  # by uid, not name: a rename must not orphan a server-side collection
+def _collection_names(uid: str, db: Database) -> tuple[str, str]:
+    """The archival and recall indexes' names: tables in the agent's schema, or Chroma collections
+    by uid, not name (a rename must not orphan a server-side collection)."""
+    if isinstance(db, PostgresDatabase):
+        return "passage_vectors", "message_vectors"
+    return f"memagent-{uid}", f"memagent-{uid}-recall"
+
+
+def _registry(settings: Settings) -> Registry | None:
+    """The PostgreSQL database's list of agents, when [storage] url names one."""
+    url = settings.storage.database_url
+    return Registry(url) if url else None
 
 
 class AgentStore:
@@ -99,30 +114,36 @@ class AgentStore:
         self.db = db
         self.info = self._read_info()
         self.core = CoreMemory(db, settings.memory.core_limit)
-        location = _index_location(settings, paths.agent_dir(name))
+        location = _index_location(settings, paths.agent_dir(name), db)
+        archival_index, recall_index = _collection_names(self.info.uid, db)
         self.recall = RecallStore(db, RecallIndexSettings(
-            lambda: make_embedder(settings), location, _collection_name(self.info.uid) + "-recall",
+            lambda: make_embedder(settings), location, recall_index,
             settings.memory.dense_weight) if settings.memory.recall_embeddings else None)
         self.facts = FactStore(db)
         self.archival = ArchivalStore(
-            db, lambda: make_embedder(settings), location,
-            _collection_name(self.info.uid), settings.memory.dense_weight,
+            db, lambda: make_embedder(settings), location, archival_index, settings.memory.dense_weight,
         )
 
-    # --- agents on disk ------------------------------------------------------------------------
+    # --- the agents there are (files in the data folder, or a PostgreSQL database's registry) ----
     @staticmethod
-    def exists(paths: Paths, name: str) -> bool:
+    def exists(paths: Paths, settings: Settings, name: str) -> bool:
+        registry = _registry(settings)
+        if registry is not None:
+            return registry.schema(name) is not None
         return _db_path(paths, name).is_file()
 
     @classmethod
-    def require(cls, paths: Paths, name: str) -> None:
+    def require(cls, paths: Paths, settings: Settings, name: str) -> None:
         """Raise NotFoundError, saying how to see the agents there are, unless agent `name` exists."""
         check_agent_name(name)
-        if not cls.exists(paths, name):
+        if not cls.exists(paths, settings, name):
             raise NotFoundError(f"no agent named {name!r}; `memagent agents list` shows the agents there are")
 
     @staticmethod
-    def list_agents(paths: Paths) -> list[str]:
+    def list_agents(paths: Paths, settings: Settings) -> list[str]:
+        registry = _registry(settings)
+        if registry is not None:
+            return registry.names()
         if not paths.agents_dir.is_dir():
             return []
         return sorted(entry.name for entry in paths.agents_dir.iterdir() if (entry / DB_FILENAME).is_file())
@@ -143,13 +164,20 @@ class AgentStore:
     ) -> AgentStore:
         """Open agent `name`; with `create=True` a missing agent is created from the given texts."""
         check_agent_name(name)
-        if not cls.exists(paths, name):
+        if not cls.exists(paths, settings, name):
             if not create:
-                cls.require(paths, name)
+                cls.require(paths, settings, name)
             return cls.create(paths, settings, name, persona=persona, human=human, persona_name=persona_name,
                               human_name=human_name, language=language)
-        path = _db_path(paths, name)
-        db = Database(path, read_only=read_only_disk(path))
+        registry = _registry(settings)
+        if registry is not None:
+            schema = registry.schema(name)
+            if schema is None:  # deleted since
+                cls.require(paths, settings, name)
+            db: Database = PostgresDatabase(registry.url, str(schema), name)
+        else:
+            path = _db_path(paths, name)
+            db = Database(path, read_only=read_only_disk(path))
         try:
             return cls(paths, settings, name, db)
         except BaseException:
@@ -172,8 +200,13 @@ class AgentStore:
     ) -> AgentStore:
         """A new agent with blocks `persona`, `human` (and `extra_blocks`), each limited to memory.core_limit."""
         check_agent_name(name)
-        if cls.exists(paths, name):
+        if cls.exists(paths, settings, name):
             raise MemagentError(f"agent {name!r} already exists; pick another name or delete it first")
+        registry = _registry(settings)
+        if registry is not None:
+            return cls._create_in_database(registry, paths, settings, name, persona=persona, human=human,
+                                           persona_name=persona_name, human_name=human_name, language=language,
+                                           extra_blocks=extra_blocks)
         agent_dir = paths.agent_dir(name)
         agent_dir.mkdir(parents=True, exist_ok=True)
         # Built under another name and renamed when complete, so that a crash (kill -9) part way
@@ -182,16 +215,8 @@ class AgentStore:
         _remove_db_files(staging)  # what an interrupted creation left
         db = Database(staging)
         try:
-            with db.transaction() as session:
-                session.add(AgentRow(id=1, uid=uuid.uuid4().hex, name=name, persona=persona_name, human=human_name,
-                                     language=language or settings.agent.language, created_at=utc_now(), state={}))
-                session.flush()
-                store = cls(paths, settings, name, db)
-                for label, value in {"persona": persona, "human": human, **(extra_blocks or {})}.items():
-                    # A long imported character must not make the agent impossible to create: its block
-                    # gets room for the text plus a quarter of the usual limit to grow.
-                    limit = max(settings.memory.core_limit, len(value) + settings.memory.core_limit // 4)
-                    store.core.create(label, value, limit=limit)
+            cls._fill(db, paths, settings, name, uuid.uuid4().hex, persona, human, persona_name, human_name, language,
+                      extra_blocks)
             db.close()  # the last connection checkpoints the WAL into the file and removes it
             os.replace(staging, _db_path(paths, name))
             db = Database(_db_path(paths, name))
@@ -203,8 +228,44 @@ class AgentStore:
         return store
 
     @classmethod
+    def _fill(cls, db: Database, paths: Paths, settings: Settings, name: str, uid: str, persona: str, human: str,
+              persona_name: str, human_name: str, language: str | None, extra_blocks: Mapping[str, str] | None) -> None:
+        """The agent row and core blocks of a new agent, in one transaction."""
+        with db.transaction() as session:
+            session.add(AgentRow(id=1, uid=uid, name=name, persona=persona_name, human=human_name,
+                                 language=language or settings.agent.language, created_at=utc_now(), state={}))
+            session.flush()
+            store = cls(paths, settings, name, db)
+            for label, value in {"persona": persona, "human": human, **(extra_blocks or {})}.items():
+                # A long imported character must not make the agent impossible to create: its block
+                # gets room for the text plus a quarter of the usual limit to grow.
+                limit = max(settings.memory.core_limit, len(value) + settings.memory.core_limit // 4)
+                store.core.create(label, value, limit=limit)
+
+    @classmethod
+    def _create_in_database(cls, registry: Registry, paths: Paths, settings: Settings, name: str, *, persona: str,
+                            human: str, persona_name: str, human_name: str, language: str | None,
+                            extra_blocks: Mapping[str, str] | None) -> AgentStore:
+        """A new schema, filled, then registered: until then no one sees the agent (as a SQLite
+        agent is built under another file name); a crash leaves only an unregistered schema."""
+        uid = uuid.uuid4().hex
+        schema = schema_for(uid)
+        db = PostgresDatabase(registry.url, schema, name)
+        cls._fill(db, paths, settings, name, uid, persona, human, persona_name, human_name, language, extra_blocks)
+        if not registry.add(name, schema):
+            registry.drop_schema(schema)
+            raise MemagentError(f"agent {name!r} already exists; pick another name or delete it first")
+        return cls(paths, settings, name, db)
+
+    @classmethod
     def delete(cls, paths: Paths, settings: Settings, name: str) -> None:
-        """Remove the agent's folder (and its collection on a Chroma server)."""
+        """Remove the agent's folder (and its collection on a Chroma server), or its schema."""
+        registry = _registry(settings)
+        if registry is not None:
+            cls.require(paths, settings, name)
+            registry.remove(name)
+            shutil.rmtree(paths.agent_dir(name), ignore_errors=True)  # input history, if any
+            return
         with cls.open(paths, settings, name) as store:
             if settings.memory.chroma == "server":
                 store.archival.index.wipe()
@@ -214,7 +275,15 @@ class AgentStore:
     @classmethod
     def rename(cls, paths: Paths, settings: Settings, old: str, new: str) -> None:
         check_agent_name(new)
-        cls.require(paths, old)
+        cls.require(paths, settings, old)
+        registry = _registry(settings)
+        if registry is not None:
+            if registry.schema(new) is not None:
+                raise MemagentError(f"agent {new!r} already exists; pick another name")
+            registry.rename(old, new)
+            if paths.agent_dir(old).exists() and not paths.agent_dir(new).exists():
+                paths.agent_dir(old).rename(paths.agent_dir(new))  # input history
+            return
         if paths.agent_dir(new).exists():
             raise MemagentError(f"agent {new!r} already exists; pick another name")
         paths.agent_dir(old).rename(paths.agent_dir(new))
@@ -232,8 +301,8 @@ class AgentStore:
         with self.db.read() as session:
             row = session.scalars(select(AgentRow)).first()
             if row is None:
-                raise MemagentError(f"{self.db.path} holds no agent (its creation was interrupted); delete "
-                                    f"{self.db.path.parent} and start the agent again")
+                raise MemagentError(f"{self.db.where} holds no agent (its creation was interrupted); delete "
+                                    f"{self.db.path.parent if self.db.path else 'it'} and start the agent again")
             return AgentInfo(name=row.name, uid=row.uid, persona=row.persona, human=row.human,
                              language=row.language, created_at=row.created_at)
 
@@ -295,7 +364,8 @@ class AgentStore:
 
     def stats(self) -> dict[str, Any]:
         index = self.archival.index.peek()
-        db_files = [self.db.path, *(self.db.path.with_name(self.db.path.name + s) for s in ("-wal", "-shm"))]
+        path = self.db.path
+        db_files = [path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))] if path else []
         return {
             "agent": self.name,
             "schema_version": self.db.schema_version,

@@ -22,8 +22,13 @@ from ..errors import MemagentError
 from .chroma_index import ChromaIndex, IndexLocation, Metadata, Where
 from .db import StorageError
 from .embeddings import Embedder
+from .pgvector_index import PgVectorIndex, PgVectorLocation
 
 log = logging.getLogger(__name__)
+
+# Where an index lives: a Chroma folder or server, or the agent's PostgreSQL schema.
+VectorLocation = IndexLocation | PgVectorLocation
+VectorStore = ChromaIndex | PgVectorIndex
 
 EMBED_BATCH = 64
 # The background indexer embeds smaller batches: a search waits for the one in progress (the
@@ -101,11 +106,13 @@ _query_cache = _QueryCache()
 
 
 class VectorIndex:
-    def __init__(self, embedder: Callable[[], Embedder], location: IndexLocation, collection_name: str,
-                 source: IndexSource, *, what: str, background: bool = False) -> None:
+    def __init__(self, embedder: Callable[[], Embedder], location: VectorLocation,
+                 collection_name: str, source: IndexSource, *, what: str, background: bool = False) -> None:
         self._embedder_factory = embedder
         self._embedder: Embedder | None = None
-        self.chroma = ChromaIndex(location, collection_name)
+        self.chroma: VectorStore = (PgVectorIndex(location, collection_name)
+                                                    if isinstance(location, PgVectorLocation)
+                                                    else ChromaIndex(location, collection_name))
         self._source = source
         self.what = what  # "passages", "messages": for progress bars and log lines
         self._checked = False

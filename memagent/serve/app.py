@@ -345,7 +345,7 @@ def create_app(pool: AgentPool, serve: ServeSettings) -> FastAPI:
                            "invalid_body") from None
         try:  # what cannot become a turn, and an unknown or unavailable agent, are refused before any stream
             conversation_of(chat.messages)
-            await asyncio.to_thread(pool.session, chat.model)
+            await asyncio.to_thread(pool.check, chat.model)
         except (MemagentError, ReconcileError) as exc:
             raise api_error(exc) from None
         turns.admit()
@@ -370,7 +370,7 @@ def create_app(pool: AgentPool, serve: ServeSettings) -> FastAPI:
     @app.get("/v1/agents/{name}/memory")
     async def memory(name: str) -> dict[str, Any]:
         def read() -> dict[str, Any]:
-            store = pool.session(name).store
+            store = pool.store(name)
             return {"agent": name, "blocks": [{"label": b.label, "value": b.value, "limit": b.limit}
                                               for b in store.core.list()],
                     "facts": [f.to_json_obj() for f in store.facts.current()], "stats": store.stats()}
@@ -389,7 +389,7 @@ def create_app(pool: AgentPool, serve: ServeSettings) -> FastAPI:
         limit = max(1, min(limit, 50))
 
         def find() -> dict[str, Any]:
-            store = pool.session(name).store
+            store = pool.store(name)
             if kind == "archival":
                 page = store.archival.search(query, page_size=limit)
             else:

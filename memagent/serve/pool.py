@@ -1,6 +1,10 @@
 """The agents a server holds: opened on first use (each under its agent lock, so a `memagent chat` on
 it is refused with a clear message), one turn per agent at a time, and turns of different agents
-queued on the one model they share."""
+queued on the one model they share.
+
+On PostgreSQL several servers (workers) share the agents: each turn opens its agent under the
+agent's advisory lock and closes it after, so a turn always starts from what the last worker
+stored, and two workers never run one agent's turn at once."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..config import Settings
-from ..errors import MemagentError, NotFoundError, TurnCancelled
+from ..errors import AgentBusyError, MemagentError, NotFoundError, TurnCancelled
 from ..events import AgentEvent, TurnStats
 from ..llm.base import GenerationRequest, LLMBackend
 from ..memory.kinds import MessageKind
@@ -44,28 +48,64 @@ class AgentPool:
         self.backend = backend
         self.turn_wait = turn_wait
         self._sessions: dict[str, AgentSession] = {}
+        self._readers: dict[str, AgentStore] = {}  # PostgreSQL: for memory reads, outside turns
         self._turn_locks: dict[str, threading.Lock] = {}
+        self.shared_database = bool(settings.storage.database_url)
         self._model_lock = threading.Lock()  # one model: turns of different agents queue on it
         self._lock = threading.Lock()
         self._closed = False
 
     def names(self) -> list[str]:
-        return AgentStore.list_agents(self.paths)
+        return AgentStore.list_agents(self.paths, self.settings)
+
+    def _known(self, name: str) -> None:
+        if self._closed:
+            raise MemagentError("the server is shutting down")
+        if name not in self.names():  # the listed agents only: a model id is never used as a path
+            raise NotFoundError(f"no agent named {name!r}; GET /v1/models lists the agents, "
+                                f"`memagent agents create {name}` makes one")
+        self._turn_locks.setdefault(name, threading.Lock())
+
+    def check(self, name: str) -> None:
+        """Refuse a request for agent `name` before it starts: NotFoundError, or AgentBusyError when
+        a chat holds it (files only: on PostgreSQL a turn waits for the agent's lock instead)."""
+        if self.shared_database:
+            with self._lock:
+                self._known(name)
+        else:
+            self.session(name)
 
     def session(self, name: str) -> AgentSession:
         """The open session of agent `name` (NotFoundError, or AgentBusyError when a chat holds it)."""
         with self._lock:
-            if self._closed:
-                raise MemagentError("the server is shutting down")
             if name not in self._sessions:
-                if name not in self.names():  # the listed agents only: a model id is never used as a path
-                    raise NotFoundError(f"no agent named {name!r}; GET /v1/models lists the agents, "
-                                        f"`memagent agents create {name}` makes one")
-                session = AgentSession(self.paths, self.settings, name, create=False, progress=False,
-                                       backend=self.backend)
-                self._sessions[name] = session
-                self._turn_locks[name] = threading.Lock()
+                self._known(name)
+                self._sessions[name] = AgentSession(self.paths, self.settings, name, create=False, progress=False,
+                                                    backend=self.backend)
             return self._sessions[name]
+
+    def store(self, name: str) -> AgentStore:
+        """Agent `name`'s memory, for reading."""
+        if not self.shared_database:
+            return self.session(name).store
+        with self._lock:
+            self._known(name)
+            if name not in self._readers:
+                self._readers[name] = AgentStore.open(self.paths, self.settings, name)
+            return self._readers[name]
+
+    def _turn_session(self, name: str) -> AgentSession:
+        """The session a turn runs in: the server's own, or (PostgreSQL) one opened for this turn,
+        under the agent's advisory lock, waiting up to turn_wait for another worker's turn."""
+        if not self.shared_database:
+            return self.session(name)
+        with self._lock:
+            self._known(name)
+        try:
+            return AgentSession(self.paths, self.settings, name, create=False, progress=False, backend=self.backend,
+                                lock_wait=self.turn_wait)
+        except AgentBusyError:
+            raise AgentBusy(f"agent {name!r} is still answering an earlier message; try again shortly") from None
 
     def run_turn(self, name: str, messages: list[IncomingMessage], on_event: Callable[[AgentEvent], None],
                  stop: threading.Event | None = None) -> TurnOutcome:
@@ -74,11 +114,13 @@ class AgentPool:
         (the client left) cancels the turn — at the next token — and undoes what it stored:
         TurnCancelled."""
         stop = stop or threading.Event()
-        session = self.session(name)
+        self.check(name)
         lock = self._turn_locks[name]
         if not lock.acquire(timeout=self.turn_wait):
             raise AgentBusy(f"agent {name!r} is still answering an earlier message; try again shortly")
+        session: AgentSession | None = None
         try:
+            session = self._turn_session(name)
             with self._model_lock:
                 if stop.is_set():
                     raise TurnCancelled
@@ -107,12 +149,14 @@ class AgentPool:
                     raise
                 return outcome
         finally:
+            if session is not None and self.shared_database:
+                session.close()
             lock.release()
 
     def run_task(self, name: str, messages: list[IncomingMessage]) -> str:
         """A UI's background task (a chat title, tags) answered by the model alone: no persona, no
         memory, nothing stored."""
-        self.session(name)  # the model id must still name an agent
+        self.check(name)  # the model id must still name an agent
         request = GenerationRequest(messages=[{"role": m.role, "content": m.text} for m in messages
                                               if m.role in ("system", "user", "assistant")],
                                     max_tokens=TASK_MAX_TOKENS)
@@ -138,6 +182,9 @@ class AgentPool:
         with self._lock:
             self._closed = True
             sessions = list(self._sessions.items())
+            readers = list(self._readers.values())
+        for reader in readers:
+            reader.close()
         for name, session in sessions:
             with self._turn_locks[name]:
                 session.close()

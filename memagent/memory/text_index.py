@@ -1,0 +1,189 @@
+"""The word and trigram indexes of one table (message or passage), as each database keeps them.
+
+SQLite has FTS5 (trigram and word tables kept by triggers, migrations _V1-_V5); PostgreSQL has
+tables of (term, row id) kept by triggers (migrations._pg_text_index). Recall and archival search
+build their queries from the pieces here, so ranking is the same code on both."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Row, bindparam, text
+from sqlalchemy.orm import Session
+
+from .db import Database, trigger_suspended
+from .fts import (
+    MIN_FTS_CHARS,
+    chunks,
+    count_occurrences,
+    fold,
+    fts_string,
+    like_pattern,
+    query_trigrams,
+    short_match,
+    short_phrase,
+    short_tokens,
+)
+from .lexical import MAX_QUERY_CHARS, MAX_QUERY_TRIGRAMS, QueryTerms, Vocabulary, weighted_matches
+from .recall_sql import COUNT_CAP, FTS_COUNT, FTS_HITS, LIKE_COUNT, LIKE_HITS, SHORT_COUNT, SHORT_HITS, hits_sql
+
+TABLES = {"message": "content", "passage": "text"}
+
+
+class TextIndex(Protocol):
+    def terms(self, session: Session, needle: str) -> QueryTerms:
+        """The query's trigrams with IDF weights (or its words, for a query too short for trigrams)."""
+
+    def weighted(self, terms: QueryTerms, searchable: Sequence[str]) -> tuple[str, dict[str, object]]:
+        """SQL of (id, relevance) for rows containing any of `searchable`: the summed IDF of those."""
+
+    def any_word(self, words: Sequence[str]) -> tuple[str, dict[str, object]] | None:
+        """SQL of (id) for rows containing any of the 1-2 character `words`, or None."""
+
+    def literal(self, session: Session, needle: str, kinds: Sequence[str] | None, limit: int,
+                offset: int) -> tuple[list[tuple[Row[Any], float]], int]:
+        """Messages containing `needle` as written (folded), newest first, each with a score, and
+        how many there are (counted up to COUNT_CAP + 1)."""
+
+    def delete_all(self, connection: Connection) -> int:
+        """Delete every row of the table and its index entries; how many rows there were."""
+
+
+class SqliteTextIndex:
+    """FTS5 tables `{table}_fts` (trigram), `{table}_short` (words) and `{table}_vocab`."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self._vocabulary = Vocabulary(f"{table}_vocab", table)
+
+    def terms(self, session: Session, needle: str) -> QueryTerms:
+        return self._vocabulary.terms(session, needle)
+
+    def weighted(self, terms: QueryTerms, searchable: Sequence[str]) -> tuple[str, dict[str, object]]:
+        return weighted_matches(f"{self.table}_fts", terms, searchable)
+
+    def any_word(self, words: Sequence[str]) -> tuple[str, dict[str, object]] | None:
+        match = short_match(list(words))
+        if match is None:
+            return None
+        return f"SELECT rowid AS id FROM {self.table}_short WHERE {self.table}_short MATCH :match", {"match": match}
+
+    def literal(self, session: Session, needle: str, kinds: Sequence[str] | None, limit: int,
+                offset: int) -> tuple[list[tuple[Row[Any], float]], int]:
+        """Queries of 3+ characters use the trigram index (any substring); shorter ones the word
+        index (a word, or kana/kanji in a row); one with no letters at all, a scan."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "cap": COUNT_CAP + 1}
+        if kinds is not None:
+            params["kinds"] = list(kinds)
+        if len(fold(needle)) >= MIN_FTS_CHARS:
+            params["match"] = fts_string(fold(needle))
+            total = session.execute(hits_sql(FTS_COUNT, kinds), params).scalar_one()
+            rows = session.execute(hits_sql(FTS_HITS, kinds, typed=True), params).all()
+            return [(row, float(row.score)) for row in rows], int(total)
+        if (phrase := short_phrase(needle)) is not None:
+            params["match"] = phrase
+            total = session.execute(hits_sql(SHORT_COUNT, kinds), params).scalar_one()
+            rows = session.execute(hits_sql(SHORT_HITS, kinds, typed=True), params).all()
+            folded = short_tokens(needle).replace(" ", "")
+            return [(row, float(max(1, count_occurrences(short_tokens(row.content).replace(" ", ""), folded))))
+                    for row in rows], int(total)
+        return _like_hits(session, needle, kinds, params)
+
+    def delete_all(self, connection: Connection) -> int:
+        index, short = f"{self.table}_fts", f"{self.table}_short"
+        with trigger_suspended(connection, f"{index}_delete"), trigger_suspended(connection, f"{short}_delete"):
+            removed = connection.exec_driver_sql(f"DELETE FROM {self.table}").rowcount
+            connection.exec_driver_sql(f"INSERT INTO {index}({index}) VALUES ('delete-all')")
+            connection.exec_driver_sql(f"INSERT INTO {short}({short}) VALUES ('delete-all')")
+        return removed
+
+
+class PostgresTextIndex:
+    """Tables `{table}_gram` and `{table}_word` of (term, id). Query terms come from the same SQL
+    functions as the indexed ones (memagent.trigrams, memagent.short_tokens), so they always agree."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.column = TABLES[table]
+
+    def terms(self, session: Session, needle: str) -> QueryTerms:
+        needle = needle[:MAX_QUERY_CHARS]
+        trigrams = list(session.execute(text("SELECT memagent.trigrams(:t)"), {"t": needle}).scalars())
+        trigrams = sorted(trigrams, key=fold(needle).lower().find)[:MAX_QUERY_TRIGRAMS]  # in order of appearance
+        if not trigrams:
+            return QueryTerms({word.lower(): 1.0 for word in chunks(needle) or [needle]}, {}, 0, like=True)
+        documents = int(session.execute(text(
+            f"SELECT coalesce((SELECT max(id) FROM {self.table}) - (SELECT min(id) FROM {self.table}) + 1, 0)")).scalar_one())
+        frequency = {term: int(count) for term, count in session.execute(
+            text(f"SELECT term, count(*) FROM {self.table}_gram WHERE term IN :terms GROUP BY term")
+            .bindparams(bindparam("terms", expanding=True)), {"terms": trigrams}).all()}
+        weights = {t: math.log(1 + (documents - frequency.get(t, 0) + 0.5) / (frequency.get(t, 0) + 0.5))
+                   for t in trigrams}
+        return QueryTerms(weights, frequency, documents, like=False)
+
+    def weighted(self, terms: QueryTerms, searchable: Sequence[str]) -> tuple[str, dict[str, object]]:
+        return (f"SELECT g.id AS id, sum(q.w) AS relevance FROM {self.table}_gram AS g "
+                "JOIN unnest(CAST(:grams AS varchar[]), CAST(:weights AS float8[])) AS q(term, w) ON g.term = q.term "
+                "GROUP BY g.id", {"grams": list(searchable), "weights": [terms.weights[t] for t in searchable]})
+
+    def _containing(self, tokens: list[str], folded: str, n: int) -> str:
+        return (f"SELECT r.id FROM {self.table} AS r WHERE r.id IN (SELECT id FROM {self.table}_word "
+                f"WHERE term = ANY(CAST(:w{n} AS varchar[])) GROUP BY id HAVING count(*) = {len(tokens)}) "
+                f"AND strpos(memagent.folded(r.{self.column}), :p{n}) > 0")
+
+    def any_word(self, words: Sequence[str]) -> tuple[str, dict[str, object]] | None:
+        parts: list[str] = []
+        params: dict[str, object] = {}
+        for word in words:
+            tokens = sorted(set(chunks(short_tokens(word).lower())))
+            if not tokens:
+                continue
+            n = len(parts)
+            parts.append(self._containing(tokens, fold(word).lower(), n))
+            params[f"w{n}"], params[f"p{n}"] = tokens, fold(word).lower()
+        return (" UNION ".join(parts), params) if parts else None
+
+    def literal(self, session: Session, needle: str, kinds: Sequence[str] | None, limit: int,
+                offset: int) -> tuple[list[tuple[Row[Any], float]], int]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "cap": COUNT_CAP + 1}
+        if kinds is not None:
+            params["kinds"] = list(kinds)
+        folded = fold(needle).lower()
+        if len(folded) >= MIN_FTS_CHARS and query_trigrams(folded):
+            matching = ("SELECT g.id FROM message_gram AS g WHERE g.term IN (SELECT memagent.trigrams(:needle)) "
+                        "GROUP BY g.id HAVING count(*) = (SELECT count(*) FROM memagent.trigrams(:needle))")
+            condition = f"m.id IN ({matching}) AND strpos(memagent.folded(m.content), memagent.folded(:needle)) > 0"
+            params["needle"] = needle
+        elif (words := self.any_word([needle])) is not None:
+            condition = f"m.id IN ({words[0]})"
+            params.update(words[1])
+        else:
+            return _like_hits(session, needle, kinds, params)
+        total = session.execute(hits_sql(f"SELECT count(*) FROM (SELECT 1 FROM message AS m WHERE {condition} "
+                                         "{kind_filter} LIMIT :cap) AS capped", kinds), params).scalar_one()
+        rows = session.execute(hits_sql(f"SELECT m.id, m.content, m.time, m.role, m.external_id FROM message AS m "
+                                        f"WHERE {condition} {{kind_filter}} ORDER BY m.id DESC LIMIT :limit OFFSET :offset",
+                                        kinds, typed=True), params).all()
+        return [(row, float(max(1, count_occurrences(fold(row.content), fold(needle))))) for row in rows], int(total)
+
+    def delete_all(self, connection: Connection) -> int:
+        connection.exec_driver_sql(f"TRUNCATE {self.table}_gram, {self.table}_word")
+        return connection.exec_driver_sql(f"DELETE FROM {self.table}").rowcount
+
+
+def _like_hits(session: Session, needle: str, kinds: Sequence[str] | None,
+               params: dict[str, Any]) -> tuple[list[tuple[Row[Any], float]], int]:
+    """A query with no letters at all: a scan for it (LIKE)."""
+    params = {**params, "pattern": like_pattern(needle)}
+    total = session.execute(hits_sql(LIKE_COUNT, kinds), params).scalar_one()
+    rows = session.execute(hits_sql(LIKE_HITS, kinds, typed=True), params).all()
+    return [(row, float(count_occurrences(row.content, needle))) for row in rows], int(total)
+
+
+def text_index(db: Database, table: str) -> TextIndex:
+    if table not in TABLES:  # interpolated into SQL
+        raise ValueError(f"unknown table {table!r}")
+    return PostgresTextIndex(table) if db.dialect == "postgresql" else SqliteTextIndex(table)
+
