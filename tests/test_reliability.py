@@ -229,7 +229,7 @@ def test_kill9_at_random_points_loses_nothing_shown_and_resumes(home: Path) -> N
             live.kill9()
             stderr = live.stderr.decode("utf-8", "replace")
             assert "Traceback" not in stderr and "in use" not in stderr, f"seed {seed}, run {run}: {stderr}"
-            if not AgentStore.exists(resolve_paths(home), agent):
+            if not AgentStore.exists(resolve_paths(home), Settings(), agent):
                 assert not live.printed, f"seed {seed}, run {run}: replies shown but no agent stored"
                 continue
             assert integrity(home, agent) == "ok"

@@ -236,6 +236,11 @@ class Database:
                 raise
             raise mapped from exc
 
+    def size_bytes(self) -> int:
+        """What the agent's memory takes on disk (its file and write-ahead log)."""
+        files = [self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))]
+        return sum(f.stat().st_size for f in files if f.exists())
+
     def ids_restored(self, connection: Connection, tables: tuple[str, ...]) -> None:
         """Rows were inserted with their own ids (a restore): new ids must continue above them.
         SQLite's AUTOINCREMENT does so by itself."""

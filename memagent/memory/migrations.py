@@ -224,9 +224,16 @@ POSTGRES_SETUP = [
     """CREATE OR REPLACE FUNCTION memagent.trigrams(t text) RETURNS SETOF text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         SELECT DISTINCT substr(c, i, 3) FROM memagent.chunks(t) AS c, generate_series(1, char_length(c) - 2) AS i
     $$""",
-    f"""CREATE OR REPLACE FUNCTION memagent.short_tokens(t text) RETURNS SETOF text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-        SELECT DISTINCT w FROM memagent.chunks(regexp_replace(normalize(coalesce(t, ''), NFKC), '({_UNSPACED_CLASS})',
-                                                               ' \\1 ', 'g')) AS w
+    # The words of the text in order, each kana/kanji/hangul character a word, as ' w1 w2 … ': a
+    # query's words are "in a row" when its line is inside the text's (the 1-2 character search).
+    f"""CREATE OR REPLACE FUNCTION memagent.token_line(t text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT ' ' || coalesce(string_agg(w, ' ' ORDER BY n), '') || ' '
+        FROM regexp_split_to_table(lower(regexp_replace(normalize(coalesce(t, ''), NFKC), '({_UNSPACED_CLASS})', ' \\1 ', 'g')),
+                                   '[[:space:][:punct:]]+') WITH ORDINALITY AS s(w, n)
+        WHERE w <> ''
+    $$""",
+    """CREATE OR REPLACE FUNCTION memagent.short_tokens(t text) RETURNS SETOF text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT DISTINCT w FROM regexp_split_to_table(memagent.token_line(t), ' ') AS w WHERE w <> ''
     $$""",
     # The text as the trigram index reads it: what a phrase is looked for in.
     """CREATE OR REPLACE FUNCTION memagent.folded(t text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$

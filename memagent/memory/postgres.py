@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError, OperationalError
@@ -76,17 +77,37 @@ def engine_for(url: str) -> Engine:
             except (ArgumentError, ImportError) as exc:
                 raise MemagentError(f"[storage] url {safe_url(url)} cannot be used ({exc}); write it as "
                                     "postgresql://USER:PASSWORD@HOST:PORT/DATABASE") from None
+            event.listen(engine, "connect", _without_nul)
             event.listen(engine, "begin", _begin)
             _set_up(url, engine)
             _ENGINES[url] = engine
         return engine
 
 
-def dispose_engines() -> None:
+def dispose_engines(url: str | None = None) -> None:
+    """Close the connections of `url`'s engine (every engine's when None)."""
     with _ENGINES_LOCK:
-        for engine in _ENGINES.values():
-            engine.dispose()
-        _ENGINES.clear()
+        for key in [url] if url is not None else list(_ENGINES):
+            engine = _ENGINES.pop(key, None)
+            if engine is not None:
+                engine.dispose()
+
+
+class _NulFreeText(StrDumperUnknown):
+    def dump(self, obj: str) -> Any:
+        return super().dump(obj.replace("\x00", ""))
+
+
+class _NulFreeBinary(StrBinaryDumper):
+    def dump(self, obj: str) -> Any:
+        return super().dump(obj.replace("\x00", ""))
+
+
+def _without_nul(dbapi_connection: Any, _record: Any) -> None:
+    """PostgreSQL text cannot hold NUL characters (SQLite can): they are dropped from every string
+    sent, so a pasted binary fragment is stored and searched without them instead of failing."""
+    dbapi_connection.adapters.register_dumper(str, _NulFreeBinary)
+    dbapi_connection.adapters.register_dumper(str, _NulFreeText)  # last: the one used by default, as before
 
 
 def _begin(connection: Connection) -> None:
@@ -165,6 +186,13 @@ class PostgresDatabase(Database):
     def schema_version(self) -> int:
         with self.engine.connect() as connection:
             return int(connection.exec_driver_sql("SELECT max(version) FROM schema_version").scalar() or 0)
+
+    def size_bytes(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(text(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class AS c "
+                "JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relkind = 'r'"),
+                {"schema": self.schema}).scalar_one())
 
     def ids_restored(self, connection: Connection, tables: tuple[str, ...]) -> None:
         for table in tables:

@@ -364,8 +364,6 @@ class AgentStore:
 
     def stats(self) -> dict[str, Any]:
         index = self.archival.index.peek()
-        path = self.db.path
-        db_files = [path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))] if path else []
         return {
             "agent": self.name,
             "schema_version": self.db.schema_version,
@@ -378,7 +376,7 @@ class AgentStore:
             "captured_facts": len(self.facts.current()),
             "index": {"location": self.archival.index.location.description, **(index or {"count": None})},
             "recall_index": self.recall.index_status(),
-            "database_bytes": sum(f.stat().st_size for f in db_files if f.exists()),
+            "database_bytes": self.db.size_bytes(),
         }
 
     def close(self) -> None:

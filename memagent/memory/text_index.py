@@ -21,7 +21,6 @@ from .fts import (
     fold,
     fts_string,
     like_pattern,
-    query_trigrams,
     short_match,
     short_phrase,
     short_tokens,
@@ -128,39 +127,37 @@ class PostgresTextIndex:
                 "JOIN unnest(CAST(:grams AS varchar[]), CAST(:weights AS float8[])) AS q(term, w) ON g.term = q.term "
                 "GROUP BY g.id", {"grams": list(searchable), "weights": [terms.weights[t] for t in searchable]})
 
-    def _containing(self, tokens: list[str], folded: str, n: int) -> str:
+    def _in_a_row(self, n: int) -> str:
+        """Rows whose words include word `:wN`'s, in a row (memagent.token_line)."""
         return (f"SELECT r.id FROM {self.table} AS r WHERE r.id IN (SELECT id FROM {self.table}_word "
-                f"WHERE term = ANY(CAST(:w{n} AS varchar[])) GROUP BY id HAVING count(*) = {len(tokens)}) "
-                f"AND strpos(memagent.folded(r.{self.column}), :p{n}) > 0")
+                f"WHERE term IN (SELECT memagent.short_tokens(:w{n})) GROUP BY id "
+                f"HAVING count(*) = (SELECT count(*) FROM memagent.short_tokens(:w{n}))) "
+                f"AND strpos(memagent.token_line(r.{self.column}), memagent.token_line(:w{n})) > 0")
 
     def any_word(self, words: Sequence[str]) -> tuple[str, dict[str, object]] | None:
-        parts: list[str] = []
-        params: dict[str, object] = {}
-        for word in words:
-            tokens = sorted(set(chunks(short_tokens(word).lower())))
-            if not tokens:
-                continue
-            n = len(parts)
-            parts.append(self._containing(tokens, fold(word).lower(), n))
-            params[f"w{n}"], params[f"p{n}"] = tokens, fold(word).lower()
-        return (" UNION ".join(parts), params) if parts else None
+        usable = [word for word in words if chunks(short_tokens(word))]
+        if not usable:
+            return None
+        return " UNION ".join(self._in_a_row(n) for n in range(len(usable))), {f"w{n}": w for n, w in enumerate(usable)}
 
     def literal(self, session: Session, needle: str, kinds: Sequence[str] | None, limit: int,
                 offset: int) -> tuple[list[tuple[Row[Any], float]], int]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset, "cap": COUNT_CAP + 1}
+        """As SQLite's: 3+ characters, any substring (found through its trigrams when it has some);
+        shorter, its words in a row; no words at all, a scan for the substring."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "cap": COUNT_CAP + 1, "needle": needle}
         if kinds is not None:
             params["kinds"] = list(kinds)
-        folded = fold(needle).lower()
-        if len(folded) >= MIN_FTS_CHARS and query_trigrams(folded):
-            matching = ("SELECT g.id FROM message_gram AS g WHERE g.term IN (SELECT memagent.trigrams(:needle)) "
-                        "GROUP BY g.id HAVING count(*) = (SELECT count(*) FROM memagent.trigrams(:needle))")
-            condition = f"m.id IN ({matching}) AND strpos(memagent.folded(m.content), memagent.folded(:needle)) > 0"
-            params["needle"] = needle
-        elif (words := self.any_word([needle])) is not None:
+        contains = "strpos(memagent.folded(m.content), memagent.folded(:needle)) > 0"
+        words = self.any_word([needle])
+        if len(fold(needle)) < MIN_FTS_CHARS and words is not None:
             condition = f"m.id IN ({words[0]})"
             params.update(words[1])
+        elif session.execute(text("SELECT count(*) FROM memagent.trigrams(:needle)"), params).scalar_one():
+            condition = ("m.id IN (SELECT g.id FROM message_gram AS g WHERE g.term IN (SELECT memagent.trigrams(:needle)) "
+                         "GROUP BY g.id HAVING count(*) = (SELECT count(*) FROM memagent.trigrams(:needle))) "
+                         f"AND {contains}")
         else:
-            return _like_hits(session, needle, kinds, params)
+            condition = contains
         total = session.execute(hits_sql(f"SELECT count(*) FROM (SELECT 1 FROM message AS m WHERE {condition} "
                                          "{kind_filter} LIMIT :cap) AS capped", kinds), params).scalar_one()
         rows = session.execute(hits_sql(f"SELECT m.id, m.content, m.time, m.role, m.external_id FROM message AS m "
