@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,9 +24,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import SecretStr
 from sqlalchemy import text
 
-from memagent.config import MemorySettings, Settings
+from memagent.config import MemorySettings, Settings, StorageSettings
 from memagent.memory import AgentStore
 from memagent.memory.archival import NewPassage
 from memagent.memory.chroma_index import IndexLocation, Metadata
@@ -78,14 +80,20 @@ RECALL_QUERIES = {
 
 
 @contextmanager
-def temporary_agent(memory: MemorySettings | None = None) -> Iterator[AgentStore]:
+def temporary_agent(memory: MemorySettings | None = None, storage_url: str = "") -> Iterator[AgentStore]:
+    """A new agent for one measurement: SQLite files in a temporary folder, or (`storage_url`) a
+    PostgreSQL database, where it is deleted afterwards."""
     with tempfile.TemporaryDirectory(prefix="memagent-bench-") as folder:
-        settings = Settings(memory=memory or MemorySettings())
-        store = AgentStore.create(resolve_paths(folder), settings, "bench", persona="bench", human="bench")
+        settings = Settings(memory=memory or MemorySettings(), storage=StorageSettings(url=SecretStr(storage_url)))
+        paths = resolve_paths(folder)
+        name = f"bench-{uuid.uuid4().hex[:8]}"
+        store = AgentStore.create(paths, settings, name, persona="bench", human="bench")
         try:
             yield store
         finally:
             store.close()
+            if storage_url:
+                AgentStore.delete(paths, settings, name)
 
 
 def _timed(action: Callable[[], Any], repeats: int) -> list[float]:
@@ -311,6 +319,7 @@ def ja_retrieval(
     method: FusionMethod = "minmax",
     weights: Sequence[float] = WEIGHT_GRID,
     haystack: int = 0,
+    storage_url: str = "",
 ) -> dict[str, Any]:
     """Recall@1 and @3 on tests/data/ja_facts.jsonl for dense only, lexical only and hybrid (at the
     default dense_weight, plus a sweep of weights). Two query sets: `paraphrase` (questions that
@@ -321,7 +330,7 @@ def ja_retrieval(
     rng = random.Random(3)
     records += [{"id": f"h{i}", "text": synthetic_sentence(rng)} for i in range(haystack)]
     memory = MemorySettings(embedding=embedding, embedding_model=embedding_model)
-    with temporary_agent(memory) as store:
+    with temporary_agent(memory, storage_url) as store:
         ids = store.archival.insert_many(NewPassage(r["text"], external_id=r["id"]) for r in records)
         fact_of_row = {row_id: r["id"] for row_id, r in zip(ids, records)}
         archival = store.archival
