@@ -182,6 +182,20 @@ def _folded_trigram_index(table: str, column: str) -> list[str]:
 _V5 = _folded_trigram_index("message", "content") + _folded_trigram_index("passage", "text")
 
 
+# Requests that carried an Idempotency-Key (memagent serve): the turn count before the request and,
+# once answered, the answer. Kept in the agent's database so that any worker, after a restart or a
+# crash of the one that took it, answers a retried request as the first time, or finishes its turn.
+_V6 = [
+    """CREATE TABLE request (
+        key VARCHAR PRIMARY KEY,
+        turns_before INTEGER NOT NULL,
+        answer JSON,
+        created_at VARCHAR(26) NOT NULL
+    )""",
+    "CREATE INDEX ix_request_created ON request(created_at)",
+]
+
+
 def _run_all(statements: list[str]) -> Callable[[Connection], None]:
     def migrate(connection: Connection) -> None:
         for statement in statements:
@@ -196,6 +210,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _run_all(_V3),
     _run_all(_V4),
     _run_all(_V5),
+    _run_all(_V6),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -340,5 +355,12 @@ def _pg_v5(connection: Connection) -> None:
     """SQLite's v5 folds the trigram index with NFKC; memagent.trigrams has folded from v1."""
 
 
-POSTGRES_MIGRATIONS: list[Callable[[Connection], None]] = [_pg_v1, _pg_v2, _pg_v3, _pg_v4, _pg_v5]
+def _pg_v6(connection: Connection) -> None:
+    s = _schema(connection)
+    for statement in _V6:
+        connection.exec_driver_sql(statement.replace("CREATE TABLE request", f"CREATE TABLE {s}.request")
+                                   .replace("ON request(", f"ON {s}.request("))
+
+
+POSTGRES_MIGRATIONS: list[Callable[[Connection], None]] = [_pg_v1, _pg_v2, _pg_v3, _pg_v4, _pg_v5, _pg_v6]
 assert len(POSTGRES_MIGRATIONS) == SCHEMA_VERSION, "every migration has its PostgreSQL version"

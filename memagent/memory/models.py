@@ -132,3 +132,12 @@ class FactRow(Base):
     turn_id: Mapped[int]
     time: Mapped[datetime] = mapped_column(UTCDateTime())
     superseded_by: Mapped[int | None]
+
+
+class RequestRow(Base):
+    __tablename__ = "request"
+
+    key: Mapped[str] = mapped_column(primary_key=True)  # the client's Idempotency-Key
+    turns_before: Mapped[int]  # the agent's last turn id when the request started
+    answer: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -34,6 +34,7 @@ from .pgvector_index import PgVectorLocation
 from .postgres import PostgresDatabase, Registry, schema_for
 from .recall import NewMessage, RecallIndexSettings, RecallStore
 from .records import HitId
+from .requests import RequestLog
 from .vector_index import VectorLocation
 
 _NAME = re.compile(r"[^\W_][\w.-]{0,63}")  # \w includes kana and kanji: 「さくら」 is a fine name
@@ -120,6 +121,7 @@ class AgentStore:
             lambda: make_embedder(settings), location, recall_index,
             settings.memory.dense_weight) if settings.memory.recall_embeddings else None)
         self.facts = FactStore(db)
+        self.requests = RequestLog(db)
         self.archival = ArchivalStore(
             db, lambda: make_embedder(settings), location, archival_index, settings.memory.dense_weight,
         )

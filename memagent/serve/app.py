@@ -120,7 +120,7 @@ class Turns:
         if key is not None:
             self._pending[key] = future
         try:
-            body = await self._run(request, stop or threading.Event())
+            body = await self._run(request, stop or threading.Event(), idempotency_key)
             if key is not None:
                 self._remembered[key] = Remembered(time.monotonic(), body)
             future.set_result(body)
@@ -133,7 +133,7 @@ class Turns:
             if key is not None:
                 self._pending.pop(key, None)
 
-    async def _run(self, request: ChatRequest, stop: threading.Event) -> dict[str, Any]:
+    async def _run(self, request: ChatRequest, stop: threading.Event, key: str | None = None) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[TurnOutcome | _Partial] = loop.create_future()
 
@@ -145,14 +145,24 @@ class Turns:
             else:
                 ready.set_result(value)
 
+        # The answer is made once, from the first reply, on the turn's thread: what the client gets
+        # is what an Idempotency-Key keeps (pool.run_turn stores it before letting the agent go).
+        answer: dict[str, Any] = {}
+
         def on_event(event: AgentEvent) -> None:
             if event.type == "assistant_message" or (event.type == "notice" and event.data.get("reason") in
                                                       ("no_usable_reply", "invalid_output", "step_cap")):
-                _post(loop, settle, _Partial(request.model, event))
+                partial = _Partial(request.model, event)
+                if event.type == "assistant_message" and not answer:
+                    answer.update(completion_body(request.model, partial))
+                _post(loop, settle, partial)
+
+        def answer_of(outcome: TurnOutcome) -> dict[str, Any]:
+            return dict(answer) if answer else completion_body(request.model, outcome)
 
         def work() -> None:
             try:
-                outcome = self.pool.run_turn(request.model, request.messages, on_event, stop)
+                outcome = self.pool.run_turn(request.model, request.messages, on_event, stop, key, answer_of)
                 _post(loop, settle, outcome)
             except TurnCancelled:  # nobody is waiting for it any more
                 _post(loop, settle, ApiError(499, "the client closed the connection; the turn was cancelled and "
@@ -172,7 +182,9 @@ class Turns:
             self.leave()
             raise
         first = await ready
-        return completion_body(request.model, first)
+        if isinstance(first, TurnOutcome) and first.answered_before is not None:
+            return first.answered_before
+        return dict(answer) if answer else completion_body(request.model, first)
 
     async def background(self, request: ChatRequest) -> dict[str, Any]:
         """The completion body for an admitted background task of a UI (nothing is stored)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import Settings
 from ..errors import AgentBusyError, MemagentError, NotFoundError, TurnCancelled
@@ -20,6 +21,7 @@ from ..memory.kinds import MessageKind
 from ..memory.store import AgentStore
 from ..paths import Paths
 from ..runtime import AgentSession
+from .errors import ApiError
 from .reconcile import IncomingMessage, StoredTail, TurnPlan, plan_turn
 
 TASK_MAX_TOKENS = 256  # a title, a few tags or follow-up questions
@@ -35,6 +37,7 @@ class TurnOutcome:
     replies: list[str] = field(default_factory=list)
     events: list[AgentEvent] = field(default_factory=list)
     stats: TurnStats | None = None
+    answered_before: dict[str, Any] | None = None  # an Idempotency-Key's first answer: no turn was run
 
     @property
     def notices(self) -> list[AgentEvent]:
@@ -108,11 +111,14 @@ class AgentPool:
             raise AgentBusy(f"agent {name!r} is still answering an earlier message; try again shortly") from None
 
     def run_turn(self, name: str, messages: list[IncomingMessage], on_event: Callable[[AgentEvent], None],
-                 stop: threading.Event | None = None) -> TurnOutcome:
+                 stop: threading.Event | None = None, key: str | None = None,
+                 answer_of: Callable[[TurnOutcome], dict[str, Any]] | None = None) -> TurnOutcome:
         """One turn of agent `name` for a request's messages, blocking; events go to `on_event` as they
         happen (the reply is known before the capture after it has run). `stop` set before the reply
         (the client left) cancels the turn — at the next token — and undoes what it stored:
-        TurnCancelled."""
+        TurnCancelled. `key` (an Idempotency-Key): a request answered before, by any worker, gets
+        that answer (`answer_of` makes it from the outcome, kept before the agent is let go); one
+        whose worker stopped mid-turn finishes that turn instead of storing its message twice."""
         stop = stop or threading.Event()
         self.check(name)
         lock = self._turn_locks[name]
@@ -127,6 +133,15 @@ class AgentPool:
                 agent = session.agent()
                 plan = plan_turn(messages, self._stored_tail(session.store))
                 turns_before = session.store.recall.last_turn_id()
+                if key is not None:
+                    known = session.store.requests.get(key)
+                    if known is not None and known.answer is not None:
+                        return TurnOutcome(plan, answered_before=known.answer)
+                    if known is not None and turns_before == known.turns_before + 1 and plan.action == "new":
+                        plan = TurnPlan("retry", plan.text)  # its user message is stored: not twice
+                    elif known is None:
+                        session.store.requests.forget_older_than(self.settings.serve.idempotency_seconds)
+                        session.store.requests.started(key, turns_before)
                 outcome = TurnOutcome(plan)
 
                 def emit(event: AgentEvent) -> None:
@@ -146,7 +161,14 @@ class AgentPool:
                         agent.undo_reply()
                     elif session.store.recall.last_turn_id() > turns_before:  # its message was stored
                         agent.undo()
+                    if key is not None:
+                        session.store.requests.forget(key)
                     raise
+                if key is not None and answer_of is not None:
+                    try:
+                        session.store.requests.answered(key, answer_of(outcome))
+                    except ApiError:  # no reply to keep (an error answer): a retry runs again
+                        session.store.requests.forget(key)
                 return outcome
         finally:
             if session is not None and self.shared_database:
