@@ -144,11 +144,12 @@ def fill_recall(store: AgentStore, n_messages: int, needle_every: int = 1000, se
     return n_messages / (time.perf_counter() - started)
 
 
-def recall_search_vs_like(n_messages: int = 1_000_000, repeats: int = 20, needle_every: int = 1000) -> dict[str, Any]:
+def recall_search_vs_like(n_messages: int = 1_000_000, repeats: int = 20, needle_every: int = 1000,
+                          storage_url: str = "") -> dict[str, Any]:
     """Literal conversation_search (first page + total) on `n_messages` messages: one 3-character
     term against the same query as a `LIKE '%…%'` scan, then the mixed query set (RECALL_QUERIES),
     with the scan that 1-2 character queries used to fall back to for comparison."""
-    with temporary_agent(MemorySettings(recall_embeddings=False)) as store:
+    with temporary_agent(MemorySettings(recall_embeddings=False), storage_url) as store:
         insert_rate = fill_recall(store, n_messages, needle_every)
         expected = store.recall.search(NEEDLE, page_size=5, literal=True).total
         fts_ms = _timed(lambda: store.recall.search(NEEDLE, page_size=5, literal=True), repeats)
@@ -209,12 +210,13 @@ def index_synthetically(store: AgentStore, ids: list[int], seed: int = 4) -> Non
         vectors.chroma.upsert(batch, vecs.astype(np.float32), metadata)
 
 
-def recall_hybrid_latency(n_messages: int = 100_000, embedded: int = 1000, queries: int = 50) -> dict[str, Any]:
+def recall_hybrid_latency(n_messages: int = 100_000, embedded: int = 1000, queries: int = 50,
+                          storage_url: str = "") -> dict[str, Any]:
     """Recall searched by meaning and words (conversation_search, surfacing) over `n_messages`:
     `embedded` of them through the real embedder, the rest indexed with noisy copies of their
     vectors (search cost at full size without hours of embedding), as for archival."""
     rng = random.Random(4)
-    with temporary_agent() as store:
+    with temporary_agent(storage_url=storage_url) as store:
         recall, vectors = store.recall, store.recall.vectors
         assert vectors is not None
         fill_recall(store, embedded, needle_every=100)
@@ -246,7 +248,7 @@ def recall_hybrid_latency(n_messages: int = 100_000, embedded: int = 1000, queri
 
 # --- archival ---------------------------------------------------------------------------------
 def archival_latency(
-    n_passages: int = 100_000, queries: int = 50, embedded: int | None = None, seed: int = 2
+    n_passages: int = 100_000, queries: int = 50, embedded: int | None = None, seed: int = 2, storage_url: str = "",
 ) -> dict[str, Any]:
     """Hybrid search p50/p95 over `n_passages` passages, query-embedding time reported separately,
     and insert throughput (SQLite + embedding + Chroma).
@@ -257,7 +259,7 @@ def archival_latency(
     rng = random.Random(seed)
     embedded = n_passages if embedded is None else min(embedded, n_passages)
     texts = [synthetic_sentence(rng) + f" (#{i})" for i in range(n_passages)]
-    with temporary_agent() as store:
+    with temporary_agent(storage_url=storage_url) as store:
         archival = store.archival
         archival.embedder.embed_query("warm up")  # model load is not insert throughput
         started = time.perf_counter()
@@ -391,7 +393,8 @@ if __name__ == "__main__":
 
 
 # --- long conversations -----------------------------------------------------------------------
-def longconv_quality(languages: Sequence[str] = ("ja", "en"), per_language: int | None = None) -> dict[str, Any]:
+def longconv_quality(languages: Sequence[str] = ("ja", "en"), per_language: int | None = None,
+                     storage_url: str = "") -> dict[str, Any]:
     """hit@5 / hit@10 per question kind on bench/data/longconv_*.jsonl (bench.longconv), side by side:
     recall search as it was (literal), words only, hybrid as archival ranks (each message embedded
     alone, no dates), and hybrid as recall now ranks (an answer embedded after its question, the
@@ -406,7 +409,9 @@ def longconv_quality(languages: Sequence[str] = ("ja", "en"), per_language: int 
         paths = resolve_paths(folder)
         for n, conv in enumerate(conversations):
             for with_previous in (False, True):
-                store = AgentStore.create(paths, Settings(), f"conv{n}-{int(with_previous)}", persona="bench", human="bench")
+                store = AgentStore.create(paths, Settings(storage=StorageSettings(url=SecretStr(storage_url))),
+                                          f"conv{n}-{int(with_previous)}-{uuid.uuid4().hex[:6]}", persona="bench",
+                                          human="bench")
                 if not with_previous:  # as before: each message embedded alone
                     settings = store.settings
                     store.recall.close()  # its background indexer; the replacement has its own

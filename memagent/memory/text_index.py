@@ -127,18 +127,23 @@ class PostgresTextIndex:
                 "JOIN unnest(CAST(:grams AS varchar[]), CAST(:weights AS float8[])) AS q(term, w) ON g.term = q.term "
                 "GROUP BY g.id", {"grams": list(searchable), "weights": [terms.weights[t] for t in searchable]})
 
-    def _in_a_row(self, n: int) -> str:
-        """Rows whose words include word `:wN`'s, in a row (memagent.token_line)."""
-        return (f"SELECT r.id FROM {self.table} AS r WHERE r.id IN (SELECT id FROM {self.table}_word "
-                f"WHERE term IN (SELECT memagent.short_tokens(:w{n})) GROUP BY id "
-                f"HAVING count(*) = (SELECT count(*) FROM memagent.short_tokens(:w{n}))) "
-                f"AND strpos(memagent.token_line(r.{self.column}), memagent.token_line(:w{n})) > 0")
+    def _in_a_row(self, tokens: list[str], word: str, n: int, params: dict[str, object]) -> str:
+        """SQL of (id) for rows with the words `tokens` (of a 1-2 character `word`): one word is a
+        lookup; more must also stand in a row, as `word` does in the folded text."""
+        if len(tokens) == 1:
+            params[f"w{n}"] = tokens[0]
+            return f"SELECT id FROM {self.table}_word WHERE term = :w{n}"
+        params[f"w{n}"], params[f"k{n}"], params[f"p{n}"] = tokens, len(tokens), fold(word).lower()
+        return (f"SELECT r.id FROM (SELECT id FROM {self.table}_word WHERE term = ANY(CAST(:w{n} AS varchar[])) "
+                f"GROUP BY id HAVING count(*) = :k{n}) AS w JOIN {self.table} AS r ON r.id = w.id "
+                f"WHERE strpos(memagent.folded(r.{self.column}), :p{n}) > 0")
 
     def any_word(self, words: Sequence[str]) -> tuple[str, dict[str, object]] | None:
-        usable = [word for word in words if chunks(short_tokens(word))]
-        if not usable:
-            return None
-        return " UNION ".join(self._in_a_row(n) for n in range(len(usable))), {f"w{n}": w for n, w in enumerate(usable)}
+        params: dict[str, object] = {}
+        parts = [self._in_a_row(tokens, word, n, params)
+                 for n, (word, tokens) in enumerate((w, list(dict.fromkeys(chunks(short_tokens(w).lower())))) for w in words)
+                 if tokens]
+        return (" UNION ".join(parts), params) if parts else None
 
     def literal(self, session: Session, needle: str, kinds: Sequence[str] | None, limit: int,
                 offset: int) -> tuple[list[tuple[Row[Any], float]], int]:
@@ -149,19 +154,25 @@ class PostgresTextIndex:
             params["kinds"] = list(kinds)
         contains = "strpos(memagent.folded(m.content), memagent.folded(:needle)) > 0"
         words = self.any_word([needle])
+        grams = [] if len(fold(needle)) < MIN_FTS_CHARS else list(
+            session.execute(text("SELECT memagent.trigrams(:needle)"), params).scalars())
+        materialized = "MATERIALIZED"  # the trigram rows first: the planner would test every row instead
         if len(fold(needle)) < MIN_FTS_CHARS and words is not None:
-            condition = f"m.id IN ({words[0]})"
+            candidates, condition, materialized = words[0], "true", "NOT MATERIALIZED"  # newest first, stop at the page
             params.update(words[1])
-        elif session.execute(text("SELECT count(*) FROM memagent.trigrams(:needle)"), params).scalar_one():
-            condition = ("m.id IN (SELECT g.id FROM message_gram AS g WHERE g.term IN (SELECT memagent.trigrams(:needle)) "
-                         "GROUP BY g.id HAVING count(*) = (SELECT count(*) FROM memagent.trigrams(:needle))) "
-                         f"AND {contains}")
-        else:
+        elif grams:
+            # Rows holding every trigram of the needle (a few, for most needles), then the substring itself.
+            candidates = "SELECT id FROM message_gram WHERE term = ANY(CAST(:grams AS varchar[])) GROUP BY id HAVING count(*) = :n"
             condition = contains
-        total = session.execute(hits_sql(f"SELECT count(*) FROM (SELECT 1 FROM message AS m WHERE {condition} "
-                                         "{kind_filter} LIMIT :cap) AS capped", kinds), params).scalar_one()
-        rows = session.execute(hits_sql(f"SELECT m.id, m.content, m.time, m.role, m.external_id FROM message AS m "
-                                        f"WHERE {condition} {{kind_filter}} ORDER BY m.id DESC LIMIT :limit OFFSET :offset",
+            params["grams"], params["n"] = grams, len(grams)
+        else:
+            candidates, condition = "SELECT id FROM message", contains
+        found = f"WITH found AS {materialized} ({candidates}) SELECT {{columns}} FROM found JOIN message AS m ON m.id = found.id " \
+                f"WHERE {condition} {{kind_filter}}"
+        total = session.execute(hits_sql(f"SELECT count(*) FROM ({found.format(columns='1', kind_filter='{kind_filter}')} "
+                                         "LIMIT :cap) AS capped", kinds), params).scalar_one()
+        rows = session.execute(hits_sql(found.format(columns="m.id, m.content, m.time, m.role, m.external_id",
+                                                     kind_filter="{kind_filter}") + " ORDER BY m.id DESC LIMIT :limit OFFSET :offset",
                                         kinds, typed=True), params).all()
         return [(row, float(max(1, count_occurrences(fold(row.content), fold(needle))))) for row in rows], int(total)
 
