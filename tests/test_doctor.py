@@ -28,7 +28,7 @@ def test_embedded_defaults_without_any_config(home, default_model_path):
     os.symlink(default_model_path.parent, home / "cache" / "models")
     result = doctor(home, "--no-call")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert verdicts(result) == {"config": "ok", "data": "ok", "model": "ok", "wrapper": "ok", "embedding": "ok",
+    assert verdicts(result) == {"config": "ok", "data": "ok", "storage": "ok", "model": "ok", "wrapper": "ok", "embedding": "ok",
                                 "memory": "ok"}
     assert "defaults" in result.stdout
     assert "engine built for this CPU" in result.stdout

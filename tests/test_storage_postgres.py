@@ -175,3 +175,15 @@ def test_retrieval_figures_are_the_same_on_both_storages(postgres_url: str) -> N
             for k in ("r1", "r3"):
                 # one question in 40 either way: pgvector's HNSW and Chroma's may order near-ties apart
                 assert abs(sqlite[kind][ranker][k] - postgres[kind][ranker][k]) <= 0.026, (kind, ranker, k, sqlite, postgres)
+
+
+def test_doctor_names_the_storage_and_reaches_the_database(
+        paths: Paths, postgres_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMAGENT_DATABASE_URL", postgres_url)
+    AgentStore.create(paths, _on(postgres_url), "sakura", persona="p", human="h").close()
+    code, out, err = run_cli(capsys, "doctor", "--no-call")
+    assert "ok" in out and "storage" in out and "PostgreSQL at postgresql://" in out and "(1 agents)" in out, out
+    monkeypatch.setenv("MEMAGENT_DATABASE_URL", "postgresql://me:secret@127.0.0.1:1/memory")
+    code, out, err = run_cli(capsys, "doctor", "--no-call")
+    storage = next(line for line in out.splitlines() if " storage " in line)
+    assert code != 0 and storage.startswith("FAIL") and "cannot use PostgreSQL" in storage and "secret" not in out, out

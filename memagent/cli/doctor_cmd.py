@@ -64,6 +64,19 @@ def run_doctor(app: AppContext, probe_call: bool = True) -> list[Verdict]:
         return str(folder)
 
     verdicts.append(_check("data", data_dir))
+
+    def storage() -> str:
+        from ..memory.store import AgentStore
+
+        url = app.settings.storage.database_url
+        agents = AgentStore.list_agents(app.paths, app.settings)  # reaches the database, if any
+        if not url:
+            return f"SQLite files in {app.paths.agents_dir} ({len(agents)} agents)"
+        from ..memory.postgres import safe_url
+
+        return f"PostgreSQL at {safe_url(url)} ({len(agents)} agents)"
+
+    verdicts.append(_check("storage", storage))
     from ..plugins import plugin_names
 
     installed = plugin_names()

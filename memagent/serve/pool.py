@@ -21,6 +21,7 @@ from ..memory.kinds import MessageKind
 from ..memory.store import AgentStore
 from ..paths import Paths
 from ..runtime import AgentSession
+from ..turns import undo_turn
 from .errors import ApiError
 from .reconcile import IncomingMessage, StoredTail, TurnPlan, plan_turn
 
@@ -137,8 +138,8 @@ class AgentPool:
                     known = session.store.requests.get(key)
                     if known is not None and known.answer is not None:
                         return TurnOutcome(plan, answered_before=known.answer)
-                    if known is not None and turns_before == known.turns_before + 1 and plan.action == "new":
-                        plan = TurnPlan("retry", plan.text)  # its user message is stored: not twice
+                    if known is not None and plan.action == "new":
+                        plan = self._resume(session.store, known.turns_before, plan)
                     elif known is None:
                         session.store.requests.forget_older_than(self.settings.serve.idempotency_seconds)
                         session.store.requests.started(key, turns_before)
@@ -184,6 +185,21 @@ class AgentPool:
                                     max_tokens=TASK_MAX_TOKENS)
         with self._model_lock:
             return self.backend.generate(request).text.strip()
+
+    @staticmethod
+    def _resume(store: AgentStore, turns_before: int, plan: TurnPlan) -> TurnPlan:
+        """A request whose worker stopped mid-turn (its key has no answer): when that worker stored
+        the user's message, the turn is finished rather than started again — as a regenerate when it
+        is still the last turn, else taken back (it was never answered) and run anew at the end."""
+        last = store.recall.last_turn_id()
+        for turn_id in range(turns_before + 1, last + 1):
+            said = [m for m in store.recall.of_turn(turn_id) if m.kind == MessageKind.USER]
+            if said and said[0].content == plan.text:
+                if turn_id == last:
+                    return TurnPlan("retry", plan.text)
+                undo_turn(store, turn_id, keep_user_message=False)
+                break
+        return plan
 
     @staticmethod
     def _stored_tail(store: AgentStore) -> StoredTail:
