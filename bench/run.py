@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recall-messages", type=int, help="recall hybrid search: stored messages (default 100,000; quick 20,000)")
     parser.add_argument("--memory-models", default="0.5b,1.5b",
                         help="models for the end-to-end memory benchmark (quick: 0.5b, Japanese only; none: skip it)")
+    parser.add_argument("--storage", default="sqlite,postgresql",
+                        help="storages measured side by side (bench.storage_bench; PostgreSQL: a throwaway server; none: skip)")
     parser.add_argument("--junk-models", default="0.5b,1.5b",
                         help="models the 10-turn script runs on for the junk count (the 0.5B always; quick: only it)")
     args = parser.parse_args(argv)
@@ -183,6 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     results["ja_retrieval"] = timed("Japanese retrieval", memory_bench.ja_retrieval)
     results["longconv"] = timed("long conversations", memory_bench.longconv_quality)
     results["serve"] = timed("memagent serve overhead", lambda: serve_bench.run(turns=20 if quick else 50))
+    storages = [name for name in args.storage.split(",") if name and name != "none"]
+    if storages:
+        from bench import serve_load, storage_bench
+
+        results["storage"] = timed("storages side by side", lambda: storage_bench.run(storages, quick))
+        if "postgresql" in storages:
+            results["serve_load"] = timed("serve workers under load, one killed", lambda: serve_load.measure(
+                seconds=30 if quick else 120))
     conversation = timed("P4 conversation (embedded model)", lambda: agent_bench.run_conversation(lines, context_length=4096))
     conversation.pop("transcript", None)
     results["p4_conversation"] = conversation
@@ -215,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import open_memory
 
         print("\n" + open_memory.table({k: v for k, v in results["open_memory"].items() if isinstance(v, dict)}))
+    if isinstance(results.get("storage"), dict) and "error" not in results["storage"]:
+        from bench import storage_bench
+
+        print("\n" + storage_bench.table(results["storage"]))
     print(f"\nwritten to {args.out}", file=sys.stderr)
     return 0
 

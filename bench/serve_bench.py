@@ -8,6 +8,7 @@ import statistics
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ def _percentile(values: list[float], share: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 2)
 
 
-def run(turns: int = 30) -> dict[str, Any]:
+def run(turns: int = 30, storage_url: str = "") -> dict[str, Any]:
+    """`storage_url`: the agents in that PostgreSQL database (each turn then opens its agent under the
+    agent's advisory lock, as several workers need)."""
     import httpx
     import openai
     import uvicorn
@@ -32,17 +35,20 @@ def run(turns: int = 30) -> dict[str, Any]:
     from memagent.serve.reconcile import IncomingMessage
 
     home = Path(tempfile.mkdtemp(prefix="memagent-serve-"))
-    (home / "config.ini").write_text("[memory]\nmode = agent\n", encoding="utf-8")  # no capture: time the loop
+    (home / "config.ini").write_text(  # no capture: time the loop
+        "[memory]\nmode = agent\n" + (f"[storage]\nurl = {storage_url}\n" if storage_url else ""), encoding="utf-8")
     paths = resolve_paths(home)
     settings = load_settings(paths, environ={})
-    for name in ("inproc", "http"):
+    suffix = uuid.uuid4().hex[:6]  # a database may already hold agents of an earlier run
+    inproc, http = f"inproc-{suffix}", f"http-{suffix}"
+    for name in (inproc, http):
         create_agent(paths, settings, name, persona="sakura")[0].close()
     pool = AgentPool(paths, settings, InstantLLM(), turn_wait=60)  # type: ignore[arg-type]
 
     in_process = []
     for i in range(turns):
         started = time.perf_counter()
-        pool.run_turn("inproc", [IncomingMessage(role="user", content=f"メッセージ {i}")], lambda event: None)
+        pool.run_turn(inproc, [IncomingMessage(role="user", content=f"メッセージ {i}")], lambda event: None)
         in_process.append((time.perf_counter() - started) * 1000)
 
     import socket
@@ -62,12 +68,12 @@ def run(turns: int = 30) -> dict[str, Any]:
     try:
         for i in range(turns):
             started = time.perf_counter()
-            client.chat.completions.create(model="http", messages=[{"role": "user", "content": f"メッセージ {i}"}])
+            client.chat.completions.create(model=http, messages=[{"role": "user", "content": f"メッセージ {i}"}])
             over_http.append((time.perf_counter() - started) * 1000)
         for i in range(turns // 2):
             started = time.perf_counter()
             with httpx.stream("POST", url + "/chat/completions", timeout=60, json={
-                    "model": "http", "stream": True, "messages": [{"role": "user", "content": f"ストリーム {i}"}]}) as response:
+                    "model": http, "stream": True, "messages": [{"role": "user", "content": f"ストリーム {i}"}]}) as response:
                 for line in response.iter_lines():
                     if line.startswith("data: ") and not first_byte[i:]:
                         first_byte.append((time.perf_counter() - started) * 1000)

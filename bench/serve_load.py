@@ -153,6 +153,16 @@ def run(url: str, workers: int, agents: int, clients: int, seconds: float) -> di
     }
 
 
+def measure(workers: int = 2, agents: int = 20, clients: int = 50, seconds: float = 120, url: str | None = None
+            ) -> dict[str, Any]:
+    if url:
+        return run(url, workers, agents, clients, seconds)
+    from bench.storage_bench import throwaway_postgres
+
+    with throwaway_postgres() as server_url:
+        return run(server_url, workers, agents, clients, seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
@@ -162,13 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="a PostgreSQL database (default: a throwaway server)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    if args.url:
-        result = run(args.url, args.workers, args.agents, args.clients, args.seconds)
-    else:
-        from bench.storage_bench import throwaway_postgres
-
-        with throwaway_postgres() as url:
-            result = run(url, args.workers, args.agents, args.clients, args.seconds)
+    result = measure(args.workers, args.agents, args.clients, args.seconds, args.url)
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(json.dumps(result, indent=1))
     return 0

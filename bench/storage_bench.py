@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import memory_bench
+from bench import memory_bench, serve_bench
 
 RESULTS = Path(__file__).with_name("storage_results.json")
 
@@ -46,6 +46,7 @@ def measure(url: str, quick: bool) -> dict[str, Any]:
         "archival": lambda: memory_bench.archival_latency(size, embedded=500 if quick else 2000, storage_url=url),
         "ja_retrieval": lambda: memory_bench.ja_retrieval(weights=(), storage_url=url),
         "longconv": lambda: memory_bench.longconv_quality(per_language=2 if quick else None, storage_url=url),
+        "serve": lambda: serve_bench.run(turns=20 if quick else 50, storage_url=url),
     }
     result: dict[str, Any] = {}
     for name, step in steps.items():
@@ -68,6 +69,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         ("archival: self-hit rate", lambda r: r["archival"]["self_hit_rate"]),
         ("ja paraphrase R@1 / R@3 (hybrid)",
          lambda r: f'{r["ja_retrieval"]["paraphrase"]["hybrid"]["r1"]} / {r["ja_retrieval"]["paraphrase"]["hybrid"]["r3"]}'),
+        ("serve: a turn in-process / over HTTP p50 ms (instant model)",
+         lambda r: f'{r["serve"]["in_process_ms_p50"]} / {r["serve"]["http_ms_p50"]}'),
         ("long conversations hit@5 / hit@10",
          lambda r: f'{r["longconv"]["hybrid"]["all"]["hit@5"]} / {r["longconv"]["hybrid"]["all"]["hit@10"]}'),
     ]
@@ -84,6 +87,21 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def run(storages: list[str], quick: bool, url: str | None = None) -> dict[str, dict[str, Any]]:
+    """Each storage's figures (PostgreSQL at `url`, or on a throwaway server)."""
+    results: dict[str, dict[str, Any]] = {}
+    for storage in storages:
+        print(f"{storage}:", file=sys.stderr, flush=True)
+        if storage == "sqlite":
+            results[storage] = measure("", quick)
+        elif url:
+            results[storage] = measure(url, quick)
+        else:
+            with throwaway_postgres() as server_url:
+                results[storage] = measure(server_url, quick)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--storage", default="sqlite,postgresql", help="which storages, comma-separated")
@@ -91,16 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="20k rows instead of 100k")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    results: dict[str, dict[str, Any]] = {}
-    for storage in args.storage.split(","):
-        print(f"{storage}:", file=sys.stderr, flush=True)
-        if storage == "sqlite":
-            results[storage] = measure("", args.quick)
-        elif args.url:
-            results[storage] = measure(args.url, args.quick)
-        else:
-            with throwaway_postgres() as url:
-                results[storage] = measure(url, args.quick)
+    results = run(args.storage.split(","), args.quick, args.url)
     args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     print(table(results))
     return 0

@@ -7,7 +7,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -252,11 +252,15 @@ class AgentStore:
         agent is built under another file name); a crash leaves only an unregistered schema."""
         uid = uuid.uuid4().hex
         schema = schema_for(uid)
-        db = PostgresDatabase(registry.url, schema, name)
-        cls._fill(db, paths, settings, name, uid, persona, human, persona_name, human_name, language, extra_blocks)
-        if not registry.add(name, schema):
-            registry.drop_schema(schema)
-            raise MemagentError(f"agent {name!r} already exists; pick another name or delete it first")
+        try:
+            db = PostgresDatabase(registry.url, schema, name)
+            cls._fill(db, paths, settings, name, uid, persona, human, persona_name, human_name, language, extra_blocks)
+            if not registry.add(name, schema):
+                raise MemagentError(f"agent {name!r} already exists; pick another name or delete it first")
+        except BaseException:
+            with suppress(MemagentError):  # the server may be what failed: its error is the one to show
+                registry.drop_schema(schema)
+            raise
         return cls(paths, settings, name, db)
 
     @classmethod
