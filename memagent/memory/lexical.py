@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.orm import Session
 
 from .fts import chunks, fold, fts_string, query_trigrams
@@ -68,34 +68,55 @@ def weighted_matches(fts_table: str, terms: QueryTerms, searchable: Sequence[str
 
 
 class Vocabulary:
-    """Document frequencies of trigrams, from an fts5vocab table, for one store.
+    """Document frequencies of trigrams for one table, as its database keeps them (SQLite: an
+    fts5vocab table, `fts5`; PostgreSQL: the (trigram, id) table, `postgres`).
 
-    fts5vocab counts a term's documents by reading its whole posting list, so common trigrams
-    (「ている」, "the") cost most; their counts are cached. A rare term (under CACHED_FROM documents)
-    is read every time: cheap, and its count must be current (a name said a minute ago). The cache
-    is dropped when the table has grown or shrunk by more than STALE_SHARE."""
+    Counting a term's documents reads its whole posting list, so common trigrams (「ている」, "the")
+    cost most; their counts are cached. A rare term (under CACHED_FROM documents) is read every time:
+    cheap, and its count must be current (a name said a minute ago). The cache is dropped when the
+    table has grown or shrunk by more than STALE_SHARE."""
 
     CACHED_FROM = 50
     STALE_SHARE = 0.05
     MAX_CACHED = 100_000
 
-    def __init__(self, vocab_table: str, table: str) -> None:
-        if vocab_table not in VOCAB_TABLES or table not in ("passage", "message"):  # interpolated into SQL
-            raise ValueError(f"unknown vocabulary table {vocab_table!r}")
-        self._lookup = text(f"SELECT term, doc FROM {vocab_table} WHERE term IN :terms").bindparams(
-            bindparam("terms", expanding=True))
+    def __init__(self, lookup: TextClause, table: str,
+                 trigrams: Callable[[Session, str], list[str]] | None = None) -> None:
+        """`lookup`: SQL of (term, documents) for the terms in :terms; `trigrams`: a query's trigrams
+        as the index reads text (default: fts.query_trigrams of the folded query)."""
+        if table not in ("passage", "message"):  # interpolated into SQL
+            raise ValueError(f"unknown table {table!r}")
+        self._lookup = lookup
         # About how many documents there are, from two index lookups instead of a count(*), which
         # grows with the table: ids only grow, and deletions are few. Enough for IDF.
         self._documents = text(f"SELECT coalesce((SELECT max(id) FROM {table}) - (SELECT min(id) FROM {table}) + 1, 0)")
+        self._trigrams = trigrams or (lambda _session, needle: query_trigrams(fold(needle)))
         self._cache: dict[str, int] = {}
         self._cached_for = 0
         self._lock = threading.Lock()
+
+    @classmethod
+    def fts5(cls, vocab_table: str, table: str) -> Vocabulary:
+        if vocab_table not in VOCAB_TABLES:  # interpolated into SQL
+            raise ValueError(f"unknown vocabulary table {vocab_table!r}")
+        return cls(text(f"SELECT term, doc FROM {vocab_table} WHERE term IN :terms").bindparams(
+            bindparam("terms", expanding=True)), table)
+
+    @classmethod
+    def postgres(cls, table: str) -> Vocabulary:
+        def trigrams(session: Session, needle: str) -> list[str]:
+            found = list(session.execute(text("SELECT memagent.trigrams(:t)"), {"t": needle}).scalars())
+            return sorted(found, key=fold(needle).lower().find)  # in order of appearance, as query_trigrams
+
+        lookup = text(f"SELECT term, count(*) FROM {table}_gram WHERE term IN :terms GROUP BY term").bindparams(
+            bindparam("terms", expanding=True))
+        return cls(lookup, table, trigrams)
 
     def terms(self, session: Session, needle: str) -> QueryTerms:
         """The query's trigrams with their IDF and document frequency; for a query too short for
         trigrams, its words (weighted equally)."""
         needle = needle[:MAX_QUERY_CHARS]
-        trigrams = query_trigrams(fold(needle))[:MAX_QUERY_TRIGRAMS]  # the index reads folded text
+        trigrams = self._trigrams(session, needle)[:MAX_QUERY_TRIGRAMS]  # the index reads folded text
         if not trigrams:
             return QueryTerms({word.lower(): 1.0 for word in chunks(needle) or [needle]}, {}, 0, like=True)
         documents = int(session.execute(self._documents).scalar_one())

@@ -6,11 +6,10 @@ build their queries from the pieces here, so ranking is the same code on both.""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Row, bindparam, text
+from sqlalchemy import Connection, Row, text
 from sqlalchemy.orm import Session
 
 from .db import Database, trigger_suspended
@@ -25,10 +24,13 @@ from .fts import (
     short_phrase,
     short_tokens,
 )
-from .lexical import MAX_QUERY_CHARS, MAX_QUERY_TRIGRAMS, QueryTerms, Vocabulary, weighted_matches
+from .lexical import QueryTerms, Vocabulary, weighted_matches
 from .recall_sql import COUNT_CAP, FTS_COUNT, FTS_HITS, LIKE_COUNT, LIKE_HITS, SHORT_COUNT, SHORT_HITS, hits_sql
 
 TABLES = {"message": "content", "passage": "text"}
+# Finding a needle's rarest term: each term's rows are counted up to this many, for at most this many terms.
+RAREST_COUNT_CAP = 2000
+MAX_RAREST_TERMS = 12
 
 
 class TextIndex(Protocol):
@@ -55,7 +57,7 @@ class SqliteTextIndex:
 
     def __init__(self, table: str) -> None:
         self.table = table
-        self._vocabulary = Vocabulary(f"{table}_vocab", table)
+        self._vocabulary = Vocabulary.fts5(f"{table}_vocab", table)
 
     def terms(self, session: Session, needle: str) -> QueryTerms:
         return self._vocabulary.terms(session, needle)
@@ -106,21 +108,10 @@ class PostgresTextIndex:
     def __init__(self, table: str) -> None:
         self.table = table
         self.column = TABLES[table]
+        self._vocabulary = Vocabulary.postgres(table)
 
     def terms(self, session: Session, needle: str) -> QueryTerms:
-        needle = needle[:MAX_QUERY_CHARS]
-        trigrams = list(session.execute(text("SELECT memagent.trigrams(:t)"), {"t": needle}).scalars())
-        trigrams = sorted(trigrams, key=fold(needle).lower().find)[:MAX_QUERY_TRIGRAMS]  # in order of appearance
-        if not trigrams:
-            return QueryTerms({word.lower(): 1.0 for word in chunks(needle) or [needle]}, {}, 0, like=True)
-        documents = int(session.execute(text(
-            f"SELECT coalesce((SELECT max(id) FROM {self.table}) - (SELECT min(id) FROM {self.table}) + 1, 0)")).scalar_one())
-        frequency = {term: int(count) for term, count in session.execute(
-            text(f"SELECT term, count(*) FROM {self.table}_gram WHERE term IN :terms GROUP BY term")
-            .bindparams(bindparam("terms", expanding=True)), {"terms": trigrams}).all()}
-        weights = {t: math.log(1 + (documents - frequency.get(t, 0) + 0.5) / (frequency.get(t, 0) + 0.5))
-                   for t in trigrams}
-        return QueryTerms(weights, frequency, documents, like=False)
+        return self._vocabulary.terms(session, needle)
 
     def weighted(self, terms: QueryTerms, searchable: Sequence[str]) -> tuple[str, dict[str, object]]:
         return (f"SELECT g.id AS id, sum(q.w) AS relevance FROM {self.table}_gram AS g "
@@ -147,34 +138,47 @@ class PostgresTextIndex:
 
     def literal(self, session: Session, needle: str, kinds: Sequence[str] | None, limit: int,
                 offset: int) -> tuple[list[tuple[Row[Any], float]], int]:
-        """As SQLite's: 3+ characters, any substring (found through its trigrams when it has some);
-        shorter, its words in a row; no words at all, a scan for the substring."""
+        """As SQLite's: 3+ characters, any substring; shorter, its words in a row; no words at all, a
+        scan. The rarest of the needle's trigrams (or words) drives the search, newest first, and each
+        row it finds is checked for the whole needle: a page costs about its size, a rare needle only
+        its few rows, as FTS5's phrase queries do."""
         params: dict[str, Any] = {"limit": limit, "offset": offset, "cap": COUNT_CAP + 1, "needle": needle}
         if kinds is not None:
             params["kinds"] = list(kinds)
         contains = "strpos(memagent.folded(m.content), memagent.folded(:needle)) > 0"
-        words = self.any_word([needle])
-        grams = [] if len(fold(needle)) < MIN_FTS_CHARS else list(
-            session.execute(text("SELECT memagent.trigrams(:needle)"), params).scalars())
-        materialized = "MATERIALIZED"  # the trigram rows first: the planner would test every row instead
-        if len(fold(needle)) < MIN_FTS_CHARS and words is not None:
-            candidates, condition, materialized = words[0], "true", "NOT MATERIALIZED"  # newest first, stop at the page
-            params.update(words[1])
-        elif grams:
-            # Rows holding every trigram of the needle (a few, for most needles), then the substring itself.
-            candidates = "SELECT id FROM message_gram WHERE term = ANY(CAST(:grams AS varchar[])) GROUP BY id HAVING count(*) = :n"
-            condition = contains
-            params["grams"], params["n"] = grams, len(grams)
+        tokens = list(dict.fromkeys(chunks(short_tokens(needle).lower())))
+        if len(fold(needle)) < MIN_FTS_CHARS and tokens:
+            index, terms = "message_word", tokens
+            condition = "true" if len(tokens) == 1 else contains  # one word: the lookup is the match
+        elif grams := list(session.execute(text("SELECT memagent.trigrams(:needle)"), params).scalars()):
+            index, terms, condition = "message_gram", grams, contains
         else:
-            candidates, condition = "SELECT id FROM message", contains
-        found = f"WITH found AS {materialized} ({candidates}) SELECT {{columns}} FROM found JOIN message AS m ON m.id = found.id " \
-                f"WHERE {condition} {{kind_filter}}"
-        total = session.execute(hits_sql(f"SELECT count(*) FROM ({found.format(columns='1', kind_filter='{kind_filter}')} "
-                                         "LIMIT :cap) AS capped", kinds), params).scalar_one()
-        rows = session.execute(hits_sql(found.format(columns="m.id, m.content, m.time, m.role, m.external_id",
-                                                     kind_filter="{kind_filter}") + " ORDER BY m.id DESC LIMIT :limit OFFSET :offset",
+            index, terms, condition = "", [], contains
+        columns = "m.id, m.content, m.time, m.role, m.external_id"
+        if index:
+            # The term's rows newest first, each looked up (LATERAL, kept apart by OFFSET 0: whatever
+            # the table statistics say, the planner cannot turn it into a scan of every message).
+            params["term"] = self._rarest(session, index, terms)
+            found = (f"(SELECT id FROM {index} WHERE term = :term ORDER BY id DESC) AS t CROSS JOIN LATERAL "
+                     f"(SELECT {columns} FROM message AS m WHERE m.id = t.id AND {condition} {{kind_filter}} OFFSET 0) AS m")
+            newest = "t.id DESC"
+        else:
+            found, newest = f"message AS m WHERE {condition} {{kind_filter}}", "m.id DESC"
+        total = session.execute(hits_sql(f"SELECT count(*) FROM (SELECT 1 FROM {found} LIMIT :cap) AS c", kinds),
+                                params).scalar_one()
+        rows = session.execute(hits_sql(f"SELECT {columns} FROM {found} ORDER BY {newest} LIMIT :limit OFFSET :offset",
                                         kinds, typed=True), params).all()
         return [(row, float(max(1, count_occurrences(fold(row.content), fold(needle))))) for row in rows], int(total)
+
+    @staticmethod
+    def _rarest(session: Session, index: str, terms: list[str]) -> str:
+        """The term of `terms` in the fewest rows (counts stop at RAREST_COUNT_CAP: past it, all alike)."""
+        if len(terms) == 1:
+            return terms[0]
+        counts = {term: int(session.execute(text(
+            f"SELECT count(*) FROM (SELECT 1 FROM {index} WHERE term = :term LIMIT {RAREST_COUNT_CAP}) AS c"),
+            {"term": term}).scalar_one()) for term in terms[:MAX_RAREST_TERMS]}
+        return min(counts, key=counts.__getitem__)
 
     def delete_all(self, connection: Connection) -> int:
         connection.exec_driver_sql(f"TRUNCATE {self.table}_gram, {self.table}_word")
