@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 
 RESULTS = Path(__file__).with_name("serve_load_results.json")
+WAITING_TURNS = 16  # per worker; more clients are told 503 + Retry-After and come back
+GIVE_UP_AFTER_S = 120  # past the end, a request still not answered counts as failed
 
 
 def _free_port() -> int:
@@ -66,7 +68,7 @@ def run(url: str, workers: int, agents: int, clients: int, seconds: float) -> di
     assert model.stdout is not None
     model_url = model.stdout.readline().strip()
     (home / "config.ini").write_text(f"[llm]\nbase_url = {model_url}\n[memory]\nmode = agent\n[storage]\nurl = {url}\n"
-                                     f"[serve]\nmax_waiting_turns = {clients}\n", encoding="utf-8")
+                                     f"[serve]\nmax_waiting_turns = {WAITING_TURNS}\n", encoding="utf-8")
     env = {**os.environ, "MEMAGENT_HOME": str(home)}
     paths = resolve_paths(home)
     settings = load_settings(paths, environ={})
@@ -82,6 +84,7 @@ def run(url: str, workers: int, agents: int, clients: int, seconds: float) -> di
 
     acknowledged: list[tuple[str, str, float]] = []  # (agent, message, seconds)
     retried = Counter[str]()
+    failed: list[str] = []
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
@@ -94,6 +97,10 @@ def run(url: str, workers: int, agents: int, clients: int, seconds: float) -> di
             history.append({"role": "user", "content": text})
             started, target = time.perf_counter(), n + number
             while True:
+                if time.monotonic() > deadline + GIVE_UP_AFTER_S:
+                    with lock:
+                        failed.append(text)
+                    return
                 try:
                     answer = http.post(urls[target % len(urls)] + "/chat/completions", headers={"Idempotency-Key": text},
                                        json={"model": agent, "messages": history[-20:]})
@@ -146,6 +153,7 @@ def run(url: str, workers: int, agents: int, clients: int, seconds: float) -> di
         "latency_ms_p50": round(1000 * latencies[len(latencies) // 2], 1),
         "latency_ms_p95": round(1000 * latencies[int(0.95 * len(latencies))], 1),
         "retried": dict(retried),
+        "failed": len(failed),
         "lost": len(sent - set(stored)),
         "duplicated": sum(1 for count in stored.values() if count > 1),
         "stored_not_acknowledged": len(set(stored) - sent),

@@ -109,7 +109,8 @@ def test_agents_commands_on_postgresql(paths: Paths, postgres_url: str, capsys: 
 _HOLDER = """
 import sys, time
 from memagent.memory.postgres import AdvisoryLock
-AdvisoryLock(sys.argv[1], "sakura").acquire()
+held = AdvisoryLock(sys.argv[1], "sakura")
+held.acquire()
 print("held", flush=True)
 time.sleep(600)
 """

@@ -19,6 +19,7 @@ from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from ..errors import AgentBusyError, MemagentError
 from .db import Database, StorageError
@@ -84,10 +85,20 @@ def engine_for(url: str) -> Engine:
         return engine
 
 
-def dispose_engines(url: str | None = None) -> None:
-    """Close the connections of `url`'s engine (every engine's when None)."""
+def lock_engine_for(url: str) -> Engine:
+    """Connections for advisory locks, outside the shared pool: a held lock keeps its connection for
+    a whole turn, and a connection closed ends the lock (no pool may keep it alive)."""
     with _ENGINES_LOCK:
-        for key in [url] if url is not None else list(_ENGINES):
+        key = "lock " + url
+        if key not in _ENGINES:
+            _ENGINES[key] = create_engine(_driver_url(url), poolclass=NullPool)
+        return _ENGINES[key]
+
+
+def dispose_engines(url: str | None = None) -> None:
+    """Close the connections of `url`'s engines (every engine's when None)."""
+    with _ENGINES_LOCK:
+        for key in [url, "lock " + url] if url is not None else list(_ENGINES):
             engine = _ENGINES.pop(key, None)
             if engine is not None:
                 engine.dispose()
@@ -263,22 +274,24 @@ class AdvisoryLock:
         self._connection: Connection | None = None
 
     def acquire(self, wait: float = 0.0) -> None:
-        try:
-            connection = engine_for(self.url).connect()
-            deadline = time.monotonic() + wait
-            while True:
-                locked = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
-                                            {"key": _lock_key("agent " + self.name)}).scalar()
+        """Take the lock, trying for up to `wait` seconds (AgentBusyError after). Between tries no
+        connection is held: waiting turns must not use up the connections the running ones need."""
+        key = {"key": _lock_key("agent " + self.name)}
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                connection = lock_engine_for(self.url).connect()
+                locked = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar())
                 connection.commit()
-                if locked or time.monotonic() >= deadline:
-                    break
-                time.sleep(LOCK_POLL_SECONDS)
-        except DatabaseError as exc:
-            raise server_error(self.url, exc) or MemagentError(str(exc)) from None
-        if not locked:
+            except DatabaseError as exc:
+                raise server_error(self.url, exc) or MemagentError(str(exc)) from None
+            if locked:
+                self._connection = connection
+                return
             connection.close()
-            raise AgentBusyError(f"agent {self.name!r} is in use by another memagent process; close that chat first")
-        self._connection = connection
+            if time.monotonic() >= deadline:
+                raise AgentBusyError(f"agent {self.name!r} is in use by another memagent process; close that chat first")
+            time.sleep(LOCK_POLL_SECONDS)
 
     def release(self) -> None:
         if self._connection is not None:
