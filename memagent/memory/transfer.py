@@ -100,9 +100,11 @@ def _copy(paths: Paths, target: Settings, name: str, export: ExportFile, progres
     with store:
         store.archival.progress = progress
 
-        def embed() -> None:
+        def embed() -> None:  # before the agent is closed: a background indexer would be stopped by it
             store.archival.refresh_index(progress)
             store.recall.refresh_index(progress)
+            if store.recall.vectors is not None:
+                store.recall.vectors.wait()
 
         restore(store.db, export, name, after_commit=embed)
         copied = Counts.of_store(store)
