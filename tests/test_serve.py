@@ -496,6 +496,20 @@ def test_a_failing_model_is_a_502_and_the_user_message_is_kept(served: Served) -
     assert served.stored("sam") == [("user_message", "MSG-crash"), ("assistant_call", "echo MSG-crash")]
 
 
+def test_a_retried_key_after_a_turn_without_reply_regenerates_it_whatever_the_ui_shows(served: Served) -> None:
+    """The openai SDK (and so the llm CLI) retries a 502 with the same Idempotency-Key and the bare
+    message: the stored message is answered, not stored a second time."""
+    served.client().chat.completions.create(model="sam", messages=[{"role": "user", "content": "MSG-one"}])
+    headers = {"Authorization": f"Bearer {KEY}", "Idempotency-Key": "retry-me"}
+    body = {"model": "sam", "messages": [{"role": "user", "content": "MSG-two"}]}  # no earlier reply shown
+    served.behaviour.mode = "500"
+    assert httpx.post(served.url + "/chat/completions", json=body, headers=headers, timeout=60).status_code == 502
+    served.behaviour.mode = "ok"
+    again = httpx.post(served.url + "/chat/completions", json=body, headers=headers, timeout=60)
+    assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"].startswith("echo MSG-two")
+    assert [text for kind, text in served.stored("sam") if kind == "user_message"] == ["MSG-one", "MSG-two"]
+
+
 def test_sigterm_lets_the_running_turn_finish_and_unlocks_every_agent(paths: Paths, home: Path) -> None:
     """A real `memagent serve` process, stopped while a turn waits on a slow model."""
     import signal

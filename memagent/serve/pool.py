@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,10 +167,8 @@ class AgentPool:
                         session.store.requests.forget(key)
                     raise
                 if key is not None and answer_of is not None:
-                    try:
-                        session.store.requests.answered(key, answer_of(outcome))
-                    except ApiError:  # no reply to keep (an error answer): a retry runs again
-                        session.store.requests.forget(key)
+                    with suppress(ApiError):  # no reply (a 502): the key stays unanswered, so the
+                        session.store.requests.answered(key, answer_of(outcome))  # retry regenerates
                 return outcome
         finally:
             if session is not None and self.shared_database:
