@@ -132,8 +132,7 @@ class PostgresTextIndex:
     def any_word(self, words: Sequence[str]) -> tuple[str, dict[str, object]] | None:
         params: dict[str, object] = {}
         parts = [self._in_a_row(tokens, word, n, params)
-                 for n, (word, tokens) in enumerate((w, list(dict.fromkeys(chunks(short_tokens(w).lower())))) for w in words)
-                 if tokens]
+                 for n, (word, tokens) in enumerate((w, _words(w)) for w in words) if tokens]
         return (" UNION ".join(parts), params) if parts else None
 
     def literal(self, session: Session, needle: str, kinds: Sequence[str] | None, limit: int,
@@ -146,7 +145,7 @@ class PostgresTextIndex:
         if kinds is not None:
             params["kinds"] = list(kinds)
         contains = "strpos(memagent.folded(m.content), memagent.folded(:needle)) > 0"
-        tokens = list(dict.fromkeys(chunks(short_tokens(needle).lower())))
+        tokens = _words(needle)
         if len(fold(needle)) < MIN_FTS_CHARS and tokens:
             index, terms = "message_word", tokens
             condition = "true" if len(tokens) == 1 else contains  # one word: the lookup is the match
@@ -183,6 +182,11 @@ class PostgresTextIndex:
     def delete_all(self, connection: Connection) -> int:
         connection.exec_driver_sql(f"TRUNCATE {self.table}_gram, {self.table}_word")
         return connection.exec_driver_sql(f"DELETE FROM {self.table}").rowcount
+
+
+def _words(text: str) -> list[str]:
+    """The distinct words of `text` as the word index holds them (each kana/kanji a word), in order."""
+    return list(dict.fromkeys(chunks(short_tokens(text).lower())))
 
 
 def _like_hits(session: Session, needle: str, kinds: Sequence[str] | None,

@@ -101,11 +101,10 @@ class AgentPool:
 
     def _turn_session(self, name: str) -> AgentSession:
         """The session a turn runs in: the server's own, or (PostgreSQL) one opened for this turn,
-        under the agent's advisory lock, waiting up to turn_wait for another worker's turn."""
+        under the agent's advisory lock, waiting up to turn_wait for another worker's turn. The
+        caller has checked the name."""
         if not self.shared_database:
             return self.session(name)
-        with self._lock:
-            self._known(name)
         try:
             return AgentSession(self.paths, self.settings, name, create=False, progress=False, backend=self.backend,
                                 lock_wait=self.turn_wait)
