@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from memagent.memory import AgentStore, QueryError
@@ -82,7 +82,7 @@ def test_japanese_substring_inside_a_sentence(store: AgentStore) -> None:
     assert _found(store, "来週の金曜") == {CORPUS[0]}
 
 
-@pytest.mark.parametrize("query", ["誕生", "猫", "a", "%", "_", "ＡＮ", "ab", "a)"])
+@pytest.mark.parametrize("query", ["誕生", "猫", "a", "%", "_", "ＡＮ", "ab", "a)", "にに", "猫猫"])
 def test_queries_shorter_than_a_trigram_use_the_word_index(store: AgentStore, query: str) -> None:
     assert _found(store, query) == _expected(query)
     if query == "a":  # a word, not every message with an "a" in it
@@ -105,6 +105,7 @@ _ALPHABET = st.sampled_from(list('abcAB "*()-+:^%_\\\'誕生日猫をはのに�
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(query="にに")
 @given(query=st.text(_ALPHABET, min_size=1, max_size=8))
 def test_any_text_finds_exactly_the_messages_containing_it(store: AgentStore, query: str) -> None:
     if not query.strip():

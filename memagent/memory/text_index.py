@@ -120,8 +120,8 @@ class PostgresTextIndex:
 
     def _in_a_row(self, tokens: list[str], word: str, n: int, params: dict[str, object]) -> str:
         """SQL of (id) for rows with the words `tokens` (of a 1-2 character `word`): one word is a
-        lookup; more must also stand in a row, as `word` does in the folded text."""
-        if len(tokens) == 1:
+        lookup; more (or one repeated, as in 「にに」) must also stand in a row, as `word` does."""
+        if _one_word(word):
             params[f"w{n}"] = tokens[0]
             return f"SELECT id FROM {self.table}_word WHERE term = :w{n}"
         params[f"w{n}"], params[f"k{n}"], params[f"p{n}"] = tokens, len(tokens), fold(word).lower()
@@ -148,7 +148,7 @@ class PostgresTextIndex:
         tokens = _words(needle)
         if len(fold(needle)) < MIN_FTS_CHARS and tokens:
             index, terms = "message_word", tokens
-            condition = "true" if len(tokens) == 1 else contains  # one word: the lookup is the match
+            condition = "true" if _one_word(needle) else contains  # one word: the lookup is the match
         elif grams := list(session.execute(text("SELECT memagent.trigrams(:needle)"), params).scalars()):
             index, terms, condition = "message_gram", grams, contains
         else:
@@ -187,6 +187,11 @@ class PostgresTextIndex:
 def _words(text: str) -> list[str]:
     """The distinct words of `text` as the word index holds them (each kana/kanji a word), in order."""
     return list(dict.fromkeys(chunks(short_tokens(text).lower())))
+
+
+def _one_word(text: str) -> bool:
+    """Whether `text` is exactly one word of the word index (「にに」 is two)."""
+    return len(chunks(short_tokens(text).lower())) == 1
 
 
 def _like_hits(session: Session, needle: str, kinds: Sequence[str] | None,
