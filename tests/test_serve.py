@@ -24,9 +24,11 @@ from pydantic import SecretStr
 
 from memagent.config import ServeSettings, load_settings
 from memagent.creation import create_agent
+from memagent.fact_vocabulary import load_vocabulary
 from memagent.llm.factory import make_backend
 from memagent.memory.kinds import MessageKind
 from memagent.paths import Paths
+from memagent.prompts import PromptLibrary
 from memagent.serve.app import create_app
 from memagent.serve.pool import AgentPool
 from memagent.serve.reconcile import IncomingMessage, ReconcileError, StoredTail, plan_turn
@@ -83,6 +85,22 @@ def _messages(*pairs: tuple[str, str]) -> list[IncomingMessage]:
 def test_plan_turn(sent, stored, expected) -> None:
     plan = plan_turn(_messages(*sent), stored)
     assert (plan.action, plan.text) == expected
+
+
+@pytest.mark.parametrize(("language", "sent", "kept"), [
+    ("en", [("user", "Hi")], False),  # SillyTavern's Test Message, exactly
+    ("ja", [("user", "Hi")], False),
+    ("ja", [("user", "こんにちは！")], False),
+    ("en", [("system", "Write Sam's next reply."), ("user", "Hi")], True),  # a chat the user began
+    ("en", [("user", "hi"), ("assistant", "Hello!"), ("user", "hi")], True),
+    ("en", [("user", "My cat is called Tama.")], True),  # the llm CLI's one-line chat that tells something
+    ("en", [("user", "Do you remember me?")], True),
+    ("ja", [("user", "Hi、美咲です。")], True),
+])
+def test_a_lone_line_that_says_nothing_is_a_connection_test(paths: Paths, language, sent, kept) -> None:
+    rules = load_vocabulary(PromptLibrary(paths, language)).statements
+    plan = plan_turn(_messages(*sent), StoredTail(), rules)
+    assert (plan.action, plan.keep) == ("new", kept)
 
 
 # SillyTavern's default nudges (public/scripts/openai.js), sent as a system line after the character's

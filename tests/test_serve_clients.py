@@ -23,9 +23,9 @@ from .fake_server import Behaviour
 from .test_serve import KEY, serving
 
 RECORDING = TEST_DATA / "clients" / "sillytavern.json"
-# The buttons that send a new user message; the others (swipe, Regenerate) retry the last turn or
-# (Continue, Impersonate) are refused, and Stop undoes its turn.
-NEW_TURN_BUTTONS = ("Test Message", "send", "send again", "send after Stop", "new chat, first message",
+# The buttons that send a new user message; the others (swipe, Regenerate) retry the last turn,
+# (Continue, Impersonate) are refused, Stop undoes its turn and Test Message is answered, not kept.
+NEW_TURN_BUTTONS = ("send", "send again", "send after Stop", "new chat, first message",
                     "another new chat, the same first message")
 STOP_FREES_WITHIN_SECONDS = 2.0
 

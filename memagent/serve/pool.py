@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..config import Settings
@@ -132,7 +132,7 @@ class AgentPool:
                 if stop.is_set():
                     raise TurnCancelled
                 agent = session.agent()
-                plan = plan_turn(messages, self._stored_tail(session.store))
+                plan = plan_turn(messages, self._stored_tail(session.store), agent.deps.vocabulary.statements)
                 turns_before = session.store.recall.last_turn_id()
                 if key is not None:
                     known = session.store.requests.get(key)
@@ -165,6 +165,8 @@ class AgentPool:
                     if key is not None:
                         session.store.requests.forget(key)
                     raise
+                if not plan.keep:
+                    agent.undo()  # a connection test: answered in character, nothing kept
                 if key is not None and answer_of is not None:
                     with suppress(ApiError):  # no reply (a 502): the key stays unanswered, so the
                         session.store.requests.answered(key, answer_of(outcome))  # retry regenerates
@@ -194,7 +196,7 @@ class AgentPool:
             said = [m for m in store.recall.of_turn(turn_id) if m.kind == MessageKind.USER]
             if said and said[0].content == plan.text:
                 if turn_id == last:
-                    return TurnPlan("retry", plan.text)
+                    return replace(plan, action="retry")
                 undo_turn(store, turn_id, keep_user_message=False)
                 break
         return plan

@@ -11,6 +11,9 @@ This decides what one request means for the agent, from the tail of what the UI 
   deleted on a guess.
 - A UI's background task about the chat (a title, tags: its last message quotes the chat) is
   answered by the model alone and stores nothing.
+- A **connection test** (SillyTavern's Test Message: a request whose only message is the user's and
+  says nothing, "Hi") is answered by the persona and then undone: a chat a person writes comes with
+  the UI's system prompt or its history, and a lone greeting holds nothing worth keeping.
 - Earlier messages the user edited or deleted in the UI change nothing: the agent's memory is the
   source of truth (edit it with `memagent memory edit`, or `/undo` in the terminal). The UI's own
   system prompt and character card are ignored: the agent's persona is the character.
@@ -22,6 +25,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
+
+from ..fact_vocabulary import StatementRules
+from ..sentences import is_question
+from ..statements import statements
 
 
 class ContentPart(BaseModel):
@@ -74,6 +81,7 @@ class StoredTail:
 class TurnPlan:
     action: Literal["new", "retry"]
     text: str
+    keep: bool = True  # False: a connection test, undone once answered
 
 
 class ReconcileError(ValueError):
@@ -108,10 +116,20 @@ def conversation_of(messages: list[IncomingMessage]) -> list[IncomingMessage]:
     return conversation
 
 
-def plan_turn(messages: list[IncomingMessage], stored: StoredTail) -> TurnPlan:
-    """What the request means, given the end of the agent's stored conversation."""
+def is_connection_test(messages: list[IncomingMessage], rules: StatementRules) -> bool:
+    """The request's only message is the user's and says nothing: neither a question nor a sentence
+    that tells something (small talk, in the persona's language's facts.toml [statements])."""
+    return (len(messages) == 1 and messages[0].role == "user" and not is_question(messages[0].text)
+            and not statements(messages[0].text, rules))
+
+
+def plan_turn(messages: list[IncomingMessage], stored: StoredTail, rules: StatementRules | None = None) -> TurnPlan:
+    """What the request means, given the end of the agent's stored conversation (`rules`: the
+    persona's language's, to tell a connection test)."""
     conversation = conversation_of(messages)
     text = conversation[-1].text
+    if rules is not None and is_connection_test(messages, rules):
+        return TurnPlan("new", text, keep=False)
     shown_before = next((m.text for m in reversed(conversation[:-1]) if m.role == "assistant"), None)
     shows_our_reply = stored.last_reply is not None and shown_before is not None and _same(shown_before,
                                                                                            stored.last_reply)
