@@ -141,15 +141,17 @@ def capture_run(split: str, language: str, model_path: Path, context_length: int
 
 
 # --- retrieval alone ----------------------------------------------------------------------------
-def retrieval_run(split: str, language: str) -> dict[str, Any]:
+def retrieval_run(split: str, language: str, plain: bool = True) -> dict[str, Any]:
     """Each question against every statement of the split (one phrasing per kind, in turn) and the
     small talk, through the archival search surfacing uses: R@1 and R@3 of the answering statement,
-    by meaning (the ranking a question's nearest passages get in surfacing)."""
+    by meaning (the ranking a question's nearest passages get in surfacing, which embeds a question
+    by its plain words; `plain` False: as typed)."""
     import numpy as np
 
     from memagent.config import load_settings
     from memagent.memory.embeddings import make_embedder
     from memagent.paths import resolve_paths
+    from memagent.sentences import plain_words
 
     data = load(split)
     small_talk = json.loads((DATA / "smalltalk.json").read_text(encoding="utf-8"))[language]
@@ -161,7 +163,7 @@ def retrieval_run(split: str, language: str) -> dict[str, Any]:
         vectors = embedder.embed_passages(statements + small_talk)
         for index, kind in enumerate(data["kinds"]):
             for question in kind[language]["ask"]:
-                order = list(np.argsort(-(vectors @ embedder.embed_query(question))))
+                order = list(np.argsort(-(vectors @ embedder.embed_query(plain_words(question) if plain else question))))
                 rank = order.index(index)
                 found["dense_r1"] += rank == 0
                 found["dense_r3"] += rank < 3

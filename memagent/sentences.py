@@ -31,3 +31,14 @@ def is_question(sentence: str) -> bool:
     """Ends with a question mark (a closing 。 or ! after it does not count)."""
     stripped = sentence.strip().rstrip("。.!！")
     return stripped.endswith(("?", "？"))
+
+
+_WORD = re.compile(r"[\w'’]+")
+
+
+def plain_words(question: str) -> str:
+    """A Latin-script question as its bare words, lower case, without its question mark ("Do you
+    remember my regular spot?" → "do you remember my regular spot"): embedded so, it lands nearer the
+    statement that answers it than in its interrogative form. Other scripts are left as they are (in
+    Japanese the same change moved nothing, bench.open_memory's dev split)."""
+    return " ".join(_WORD.findall(question.lower())) if question.isascii() and _WORD.search(question) else question

@@ -24,7 +24,7 @@ from .memory.hybrid import Candidates
 from .memory.kinds import MessageKind
 from .memory.store import AgentStore
 from .prompts import PromptLibrary
-from .sentences import is_question
+from .sentences import is_question, plain_words
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class Surfacer:
     def _archival(self, query: str, asking: bool) -> list[Memory]:
         if self.store.archival.count() == 0:
             return []
-        found = self.store.archival.candidate_scores(query)
+        found = self.store.archival.candidate_scores(query, meaning=plain_words(query) if asking else None)
         related = dict(self._related(found, DENSE_FLOOR))
         if asking:
             nearest = sorted(found.dense.items(), key=lambda item: -item[1])[:NEAREST_FOR_A_QUESTION]

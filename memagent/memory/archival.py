@@ -153,10 +153,11 @@ class ArchivalStore:
         found = self.candidate_scores(self._checked(query, page, page_size))
         return page_of(fuse(found.dense, found.lexical, self.dense_weight, self.fusion), found.rows, page, page_size)
 
-    def candidate_scores(self, query: str) -> Candidates:
-        """Each ranker's best CANDIDATE_POOL passages, both scores completed for the union."""
+    def candidate_scores(self, query: str, meaning: str | None = None) -> Candidates:
+        """Each ranker's best CANDIDATE_POOL passages, both scores completed for the union; `meaning`
+        is embedded instead of the query when given."""
         return candidates(query, self._query_terms, None if self._db.read_only else self.vectors, self._lexical,
-                          self._stored_hits, parallel=not self._db.in_transaction)
+                          self._stored_hits, parallel=not self._db.in_transaction, meaning=meaning)
 
     def search_dense(self, query: str, page: int = 0, page_size: int = 5) -> SearchPage:
         needle = self._checked(query, page, page_size)

@@ -47,16 +47,17 @@ def candidates(
     where: Where | None = None,
     dense_pool: int = CANDIDATE_POOL,
     parallel: bool = True,
+    meaning: str | None = None,
 ) -> Candidates:
     """`index` None: words only (recall without embeddings). `parallel` False keeps the SQLite
     queries on this thread: inside a write transaction, whose uncommitted rows only this thread's
-    session sees."""
+    session sees. `meaning`: the text embedded for the dense ranker, when not the query itself."""
     if index is None:
         terms = terms_of(query)
         return _joined({}, _covered(terms, rows, lexical_top(terms, CANDIDATE_POOL)))
     run = _SQLITE_WORKER.submit if parallel else _run_here
     # Started after the query embedding, which keeps both cores busy by itself.
-    vector = index.query_vector(query)
+    vector = index.query_vector(meaning or query)
     lexical = run(_lexical_ids, query, terms_of, lexical_top)
     dense = dict(index.nearest(vector, dense_pool, where))
     terms, lexical_ids = lexical.result()
