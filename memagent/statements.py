@@ -27,16 +27,27 @@ def content_weight(sentence: str, rules: StatementRules) -> int:
     after the first word), 1 per other letter that is not hiragana (kanji, katakana, a digit) —
     hiragana is mostly grammar."""
     names = len(_NAME.findall(normalised(sentence)))
-    text = lowercase(normalised(sentence))
-    for phrase in sorted(rules.small_talk, key=len, reverse=True):
-        folded = lowercase(normalised(phrase))
-        text = re.sub(r"(?<![a-z0-9])" + re.escape(folded) + r"(?![a-z0-9])", " ", text) if folded.isascii() \
-            else text.replace(folded, " ")
+    text = _without_small_talk(sentence, rules)
     stop = {lowercase(word) for word in rules.function_words}
     latin = [w for w in _LATIN_WORD.findall(text) if w not in stop and not w.isdigit() and len(w) > 1]
     others = sum(1 for char in re.sub(r"[a-z'’\-]+", " ", text)
                  if char.isalnum() and not ("ぁ" <= char <= "ゟ"))
     return 2 * len(latin) + names + others + _said_of_oneself(text, rules)
+
+
+def _without_small_talk(text: str, rules: StatementRules) -> str:
+    """`text` folded to lower case, each small-talk phrase in it replaced by a space."""
+    folded_text = lowercase(normalised(text))
+    for phrase in sorted(rules.small_talk, key=len, reverse=True):
+        folded = lowercase(normalised(phrase))
+        folded_text = re.sub(r"(?<![a-z0-9])" + re.escape(folded) + r"(?![a-z0-9])", " ", folded_text) \
+            if folded.isascii() else folded_text.replace(folded, " ")
+    return folded_text
+
+
+def only_small_talk(text: str, rules: StatementRules) -> bool:
+    """Nothing but small talk and punctuation ("Hi!", 「こんにちは。」, "OK"): not a letter besides."""
+    return not any(char.isalnum() for char in _without_small_talk(text, rules))
 
 
 def _said_of_oneself(text: str, rules: StatementRules) -> int:

@@ -95,6 +95,8 @@ def test_plan_turn(sent, stored, expected) -> None:
     ("en", [("user", "hi"), ("assistant", "Hello!"), ("user", "hi")], True),
     ("en", [("user", "My cat is called Tama.")], True),  # the llm CLI's one-line chat that tells something
     ("en", [("user", "Do you remember me?")], True),
+    ("en", [("user", "Tokyo")], True),  # little, but not nothing
+    ("en", [("user", "MSG-once")], True),
     ("ja", [("user", "Hi、美咲です。")], True),
 ])
 def test_a_lone_line_that_says_nothing_is_a_connection_test(paths: Paths, language, sent, kept) -> None:

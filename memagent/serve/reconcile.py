@@ -12,8 +12,8 @@ This decides what one request means for the agent, from the tail of what the UI 
 - A UI's background task about the chat (a title, tags: its last message quotes the chat) is
   answered by the model alone and stores nothing.
 - A **connection test** (SillyTavern's Test Message: a request whose only message is the user's and
-  says nothing, "Hi") is answered by the persona and then undone: a chat a person writes comes with
-  the UI's system prompt or its history, and a lone greeting holds nothing worth keeping.
+  is nothing but small talk, "Hi") is answered by the persona and then undone: a chat a person
+  writes comes with the UI's system prompt or its history, and a lone greeting holds nothing to keep.
 - Earlier messages the user edited or deleted in the UI change nothing: the agent's memory is the
   source of truth (edit it with `memagent memory edit`, or `/undo` in the terminal). The UI's own
   system prompt and character card are ignored: the agent's persona is the character.
@@ -27,8 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..fact_vocabulary import StatementRules
-from ..sentences import is_question
-from ..statements import statements
+from ..statements import only_small_talk
 
 
 class ContentPart(BaseModel):
@@ -117,10 +116,9 @@ def conversation_of(messages: list[IncomingMessage]) -> list[IncomingMessage]:
 
 
 def is_connection_test(messages: list[IncomingMessage], rules: StatementRules) -> bool:
-    """The request's only message is the user's and says nothing: neither a question nor a sentence
-    that tells something (small talk, in the persona's language's facts.toml [statements])."""
-    return (len(messages) == 1 and messages[0].role == "user" and not is_question(messages[0].text)
-            and not statements(messages[0].text, rules))
+    """The request's only message is the user's and is nothing but small talk (a greeting, in the
+    persona language's facts.toml [statements]): a one-word message ("Tokyo") is still a turn."""
+    return len(messages) == 1 and messages[0].role == "user" and only_small_talk(messages[0].text, rules)
 
 
 def plan_turn(messages: list[IncomingMessage], stored: StoredTail, rules: StatementRules | None = None) -> TurnPlan:
