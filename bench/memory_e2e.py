@@ -72,14 +72,15 @@ Scorer = Callable[[dict[str, Any], list[dict[str, Any]], list[Any], dict[int, st
 
 
 def run_script(script: dict[str, Any], *, mode: str, model_path: Path, context_length: int,
-               preset: dict[str, Any] | None = None, seed: int = 0, scorer: Scorer | None = None) -> dict[str, Any]:
+               preset: dict[str, Any] | None = None, seed: int = 0, scorer: Scorer | None = None,
+               agent: dict[str, Any] | None = None) -> dict[str, Any]:
     """Chat through every session of `script` with a new agent; return per-turn records and scores."""
     home = Path(tempfile.mkdtemp(prefix="memagent-e2e-"))
     paths = resolve_paths(home)
     overrides: dict[str, dict[str, Any]] = {
         "llm": {"model_path": str(model_path), "context_length": context_length, "backend": "embedded"},
         "memory": MODES[mode],
-        "agent": {"language": script["language"], "persona": script["persona"]},
+        "agent": {"language": script["language"], "persona": script["persona"], **(agent or {})},
     }
     if preset:
         (paths.config_file.parent).mkdir(parents=True, exist_ok=True)

@@ -247,7 +247,8 @@ def chat_score(script: dict[str, Any], turns: list[dict[str, Any]], facts: list[
 
 
 def run(split: str, models: list[str], languages: list[str], what: str = "retrieval,capture,chat",
-        modes: tuple[str, ...] = ("assisted",), seed: int = 1, facts: int = 8) -> dict[str, Any]:
+        modes: tuple[str, ...] = ("assisted",), seed: int = 1, facts: int = 8,
+        agent: dict[str, str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for model in models:
         path = memory_e2e.model_file(model)
@@ -267,7 +268,7 @@ def run(split: str, models: list[str], languages: list[str], what: str = "retrie
                     key = f"chat/{split}/{model}/{language}/{mode}/seed{seed}"
                     print(f"… {key}", file=sys.stderr, flush=True)
                     results[key] = memory_e2e.run_script(script, mode=mode, model_path=path, context_length=2048,
-                                                         scorer=chat_score)
+                                                         scorer=chat_score, agent=agent)
                     print(key, json.dumps(results[key]["scores"], ensure_ascii=False), file=sys.stderr, flush=True)
     return results
 
@@ -300,10 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="assisted", help="memory modes for the chat: " + ", ".join(memory_e2e.MODES))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--facts", type=int, default=8, help="facts stated in a generated chat")
+    parser.add_argument("--agent", action="append", default=[], metavar="KEY=VALUE",
+                        help="an [agent] setting for the chats, e.g. regenerate=resample (repeatable)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    agent = dict(item.split("=", 1) for item in args.agent)
     results = run(args.split, args.models.split(","), args.langs.split(","), args.what, tuple(args.modes.split(",")),
-                  args.seed, args.facts)
+                  args.seed, args.facts, agent)
     if args.out:
         args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     print(table(results))

@@ -574,10 +574,15 @@ def test_sigterm_lets_the_running_turn_finish_and_unlocks_every_agent(paths: Pat
 
 
 def test_a_uis_background_tasks_get_an_answer_and_store_nothing(keyless: Served) -> None:
-    bodies = json.loads((Path(__file__).parent / "data" / "clients" / "open_webui_tasks.json").read_text(encoding="utf-8"))
-    for task in ("title", "tags"):
+    recorded = json.loads((Path(__file__).parent / "data" / "clients" / "open_webui.json").read_text(encoding="utf-8"))
+    # Open WebUI's title, tags and follow-up requests, as the real UI sent them around a reply.
+    tasks = {r["body"]["messages"][-1]["content"].split("\n")[1]: r["body"] for r in recorded["requests"]
+             if r["body"]["messages"][-1]["content"].startswith("### Task:")}
+    assert len(tasks) == 3
+    for body in tasks.values():
         for stream in (False, True):
-            answer = httpx.post(keyless.url + "/chat/completions", json={**bodies[task], "stream": stream}, timeout=60)
+            answer = httpx.post(keyless.url + "/chat/completions", json={**body, "model": "sam", "stream": stream},
+                                timeout=60)
             assert answer.status_code == 200, answer.text
             assert "chat.completion" in answer.text and "error" not in answer.text
     assert keyless.stored("sam") == []

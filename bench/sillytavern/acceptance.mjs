@@ -8,114 +8,21 @@
 // between them and headless Chromium; writes report.json (each button: what the UI showed, the
 // seconds it took, what memagent stored) and requests.json (the bodies SillyTavern sent, the
 // fixtures tests/test_serve_clients.py replays).
-import { spawn, execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all) => (
-    arg.startsWith('--') ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []));
+import { Run, args, get, puppeteerFrom, sleep, waitFor } from '../clients/harness.mjs';
+
 const ST = path.resolve(args.st ?? 'SillyTavern');
-const OUT = path.resolve(args.out ?? 'st-run');
-const MEMAGENT = args.memagent ?? 'memagent';
 const CHROMIUM = args.chromium ?? '/usr/bin/chromium';
 const AGENT = 'sakura';
 const SERVE_PORT = 18283, PROXY_PORT = 18284, ST_PORT = 18000;
-const require = createRequire(path.join(args.puppeteer ?? process.cwd(), 'package.json'));
-const puppeteer = require('puppeteer-core');
-
-fs.mkdirSync(OUT, { recursive: true });
-const home = fs.mkdtempSync(path.join(os.tmpdir(), 'memagent-st-'));
-const env = { ...process.env, MEMAGENT_HOME: home };
-const children = [];
-const requests = [];
-const report = [];
-let step = 'setup';
-
-function start(command, argv, options, logName) {
-    const log = fs.openSync(path.join(OUT, logName), 'w');
-    const child = spawn(command, argv, { ...options, stdio: ['ignore', log, log] });
-    children.push(child);
-    return child;
-}
-
-async function waitFor(check, seconds, what) {
-    const until = Date.now() + seconds * 1000;
-    while (Date.now() < until) {
-        try { if (await check()) return; } catch { /* not up yet */ }
-        await new Promise(resolve => setTimeout(resolve, 100));
-    }
-    throw new Error(`timed out after ${seconds}s waiting for ${what}`);
-}
-
-const get = url => new Promise((resolve, reject) => http.get(url, res => {
-    let data = ''; res.on('data', c => data += c); res.on('end', () => resolve({ status: res.statusCode, data }));
-}).on('error', reject));
-
-async function stored() {
-    const res = await get(`http://127.0.0.1:${SERVE_PORT}/v1/agents/${AGENT}/memory`);
-    return JSON.parse(res.data).stats;
-}
-
-async function storedTimes(text) {
-    const query = encodeURIComponent(text);
-    const res = await get(`http://127.0.0.1:${SERVE_PORT}/v1/agents/${AGENT}/memory/search?query=${query}&kind=recall&literal=true&limit=50`);
-    return JSON.parse(res.data).hits.filter(hit => hit.text === text || hit.content === text).length;
-}
-
-// The reply text of a chat completion, streamed (server-sent events) or not; an error's message.
-function replyText(text) {
-    try {
-        if (!text.startsWith('data:')) {
-            const parsed = JSON.parse(text);
-            return parsed.error ? { error: parsed.error.message } : parsed.choices?.[0]?.message?.content ?? null;
-        }
-        return text.split('\n').filter(line => line.startsWith('data: ') && line !== 'data: [DONE]')
-            .map(line => JSON.parse(line.slice(6))).map(event => event.error ? `[error: ${event.error.message}]`
-                : event.choices?.[0]?.delta?.content ?? '').join('');
-    } catch {
-        return text.slice(0, 500);
-    }
-}
-
-// The proxy records each body SillyTavern's server sends on, labelled with the button that caused it.
-function recordingProxy() {
-    return http.createServer((req, res) => {
-        const chunks = [];
-        req.on('data', c => chunks.push(c));
-        req.on('end', () => {
-            const body = Buffer.concat(chunks);
-            const record = req.method === 'POST'
-                ? { step, path: req.url, body: JSON.parse(body.toString() || 'null'), status: null, reply: null }
-                : null;
-            if (record) requests.push(record);
-            const upstream = http.request({ host: '127.0.0.1', port: SERVE_PORT, path: req.url, method: req.method,
-                headers: { ...req.headers, host: `127.0.0.1:${SERVE_PORT}` } }, up => {
-                res.writeHead(up.statusCode, up.headers);
-                const answer = [];
-                up.on('data', chunk => { answer.push(chunk); res.write(chunk); });
-                up.on('end', () => {
-                    res.end();
-                    if (record) Object.assign(record, { status: up.statusCode, reply: replyText(Buffer.concat(answer).toString()) });
-                });
-            });
-            upstream.on('error', () => { res.writeHead(502); res.end(); });
-            res.on('close', () => upstream.destroy());  // the UI's Stop reaches memagent as a dropped connection
-            upstream.end(body);
-        });
-    }).on('error', error => { console.error(`proxy: ${error.message}`); process.exit(1); })
-      .listen(PROXY_PORT, '127.0.0.1');
-}
+const puppeteer = puppeteerFrom(args.puppeteer);
+const run = new Run({ out: path.resolve(args.out ?? 'st-run'), memagent: args.memagent ?? 'memagent', agent: AGENT,
+                      persona: 'sakura', servePort: SERVE_PORT, proxyPort: PROXY_PORT, config: args.config });
 
 async function main() {
-    if (args.config) fs.copyFileSync(args.config, path.join(home, 'config.ini'));  // e.g. a fake model for a dry run
-    execFileSync(MEMAGENT, ['agents', 'create', AGENT, '--persona', 'sakura'], { env, stdio: 'inherit' });
-    start(MEMAGENT, ['serve', '--port', String(SERVE_PORT)], { env }, 'serve.log');
-    await waitFor(async () => (await get(`http://127.0.0.1:${SERVE_PORT}/v1/models`)).status === 200, 600, 'memagent serve');
-    recordingProxy();
-    start('node', ['server.js', '--port', String(ST_PORT), '--listen', 'false', '--browserLaunchEnabled', 'false'],
+    await run.serve();
+    run.start('node', ['server.js', '--port', String(ST_PORT), '--listen', 'false', '--browserLaunchEnabled', 'false'],
         { cwd: ST }, 'sillytavern.log');
     await waitFor(async () => (await get(`http://127.0.0.1:${ST_PORT}/`)).status === 200, 120, 'SillyTavern');
 
@@ -124,7 +31,7 @@ async function main() {
     const page = await browser.newPage();
     await page.setViewport({ width: 1400, height: 1000 });
     const toasts = [];
-    await page.exposeFunction('recordToast', text => toasts.push({ step, text }));
+    await page.exposeFunction('recordToast', text => toasts.push({ step: run.step, text }));
     await page.goto(`http://127.0.0.1:${ST_PORT}/`, { waitUntil: 'networkidle2', timeout: 120000 });
     await page.waitForSelector('#send_textarea', { timeout: 120000 });
     await page.evaluate(() => new MutationObserver(records => records.forEach(r => r.addedNodes.forEach(node => {
@@ -142,27 +49,27 @@ async function main() {
     });
     const busy = () => page.$eval('#mes_stop', el => getComputedStyle(el).display !== 'none');
     const idle = async seconds => {
-        await new Promise(resolve => setTimeout(resolve, 500));
+        await sleep(500);
         await waitFor(async () => !(await busy()), seconds, 'the reply');
-        await new Promise(resolve => setTimeout(resolve, 1500));  // SillyTavern saves the chat, then takes clicks
+        await sleep(1500);  // SillyTavern saves the chat, then takes clicks
     };
 
     async function button(name, action, { expect, until = null }) {
-        step = name;
-        const before = await stored();
+        run.step = name;
+        const before = await run.stored();
         const startedAt = Date.now();
         const toastsBefore = toasts.length;
         await action();
         await idle(600);
         if (until) await waitFor(until, 600, `${name} to finish`);
         const seconds = (Date.now() - startedAt) / 1000;
-        const after = await stored();
+        const after = await run.stored();
         const chat = (await context()).chat;
         const entry = { button: name, expect, seconds: Math.round(seconds * 10) / 10,
                         shown: chat.at(-1)?.text ?? null, swipes: chat.at(-1)?.swipes ?? 0,
                         toasts: toasts.slice(toastsBefore).map(t => t.text),
                         stored_before: before, stored_after: after };
-        report.push(entry);
+        run.report.push(entry);
         console.log(JSON.stringify(entry));
         return entry;
     }
@@ -179,7 +86,7 @@ async function main() {
     const send = text => async () => { await setValue('#send_textarea', text); await click('#send_but'); };
     const option = id => () => click(`#${id}`);  // the entries of the chat's ☰ menu
     const newChat = async () => {
-        step = 'new chat';
+        run.step = 'new chat';
         for (let attempt = 0; attempt < 3; attempt++) {
             await idle(120);
             await option('option_start_new_chat')();
@@ -212,12 +119,12 @@ async function main() {
     const stop = await button('Stop', async () => {
         await send('今日は朝から雨で、ちょっと憂うつなんだ。長めに話を聞いてくれる？')();
         await waitFor(busy, 30, 'the reply to start');
-        await new Promise(resolve => setTimeout(resolve, 1500));
+        await sleep(1500);
         await click('#mes_stop');
         stoppedAt = Date.now();
     }, { expect: 'the turn undone; the agent free at once' });
     // How long after the click the stopped turn was gone from memory (undone), polled every 0.1 s.
-    await waitFor(async () => (await storedTimes('今日は朝から雨で、ちょっと憂うつなんだ。長めに話を聞いてくれる？')) === 0, 30,
+    await waitFor(async () => (await run.storedTimes('今日は朝から雨で、ちょっと憂うつなんだ。長めに話を聞いてくれる？')) === 0, 30,
         'the stopped turn to be undone');
     stop.undone_after_s = Math.round((Date.now() - stoppedAt) / 100) / 10;
     await button('send after Stop', send('そういえば、週末は何してた？'), { expect: 'answered without waiting for the stopped turn' });
@@ -226,21 +133,9 @@ async function main() {
     await newChat();
     const again = await button('another new chat, the same first message', send(question),
         { expect: 'a new turn; the first chat\'s turn not deleted' });
-    again.stored_question = await storedTimes(question);
+    again.stored_question = await run.storedTimes(question);
 
-    fs.writeFileSync(path.join(OUT, 'report.json'), JSON.stringify(report, null, 2));
-    fs.writeFileSync(path.join(OUT, 'requests.json'), JSON.stringify(requests, null, 2));
     await browser.close();
 }
 
-try {
-    await main();
-} catch (error) {
-    console.error(`${step}: ${error.message}`);
-    fs.writeFileSync(path.join(OUT, 'report.json'), JSON.stringify(report, null, 2));
-    fs.writeFileSync(path.join(OUT, 'requests.json'), JSON.stringify(requests, null, 2));
-    process.exitCode = 1;
-} finally {
-    children.forEach(child => child.kill('SIGTERM'));
-    process.exit();  // the proxy's listener would keep node alive
-}
+await run.main(main);
