@@ -167,9 +167,10 @@ class AgentSettings(_Section):
     # rejected reply; always: every reply (fewer partial copies, but a small model pushed off its
     # words starts writing mixed-script ones: docs/benchmarks.md); off.
     repeat_guard: Literal["retry", "always", "off"] = "retry"
-    # How a junk reply is regenerated: note: the failed reply and a note saying what was wrong are
-    # shown to the model; resample: changed sampling alone (a small model may paraphrase a note).
-    regenerate: Literal["note", "resample"] = "note"
+    # How a junk reply is regenerated: resample: changed sampling and the repeat guard; note: the
+    # failed reply and a note saying what was wrong are shown to the model too (small models then
+    # paraphrase the note in later replies: docs/benchmarks.md).
+    regenerate: Literal["resample", "note"] = "resample"
     first_message: Literal["persona", "generate"] = "persona"
 
 

@@ -1,7 +1,7 @@
 """One usable call from the model, within bounds: build the prompt, call the model (streaming the
-reply when asked), parse and repair, and regenerate junk (empty, a system-note tag, a loop, a parrot,
-a repeat, a copy of a text the system wrote) with a corrective note and changed sampling. Failed
-attempts and corrective notes are shown to the model but never stored."""
+reply when asked), parse and repair with a corrective note, and regenerate junk (empty, a system-note
+tag, a loop, a parrot, a repeat, a copy of a text the system wrote) with changed sampling — and a
+corrective note where `[agent] regenerate = note`. Failed attempts and notes are never stored."""
 
 from __future__ import annotations
 

@@ -140,6 +140,21 @@ def test_a_system_note_tag_is_junk_and_regenerated(make_agent):
     assert stats.degenerate_kinds == ["system_note", "system_note"]
 
 
+@pytest.mark.parametrize("regenerate", ["note", "resample"])
+def test_a_regeneration_shows_the_model_a_note_only_when_asked(make_agent, paths, regenerate):
+    from memagent.prompts import PromptLibrary
+
+    note = PromptLibrary(paths, "en").render("degenerate.j2", kind="system_note")
+    agent, llm = make_agent([say("[System] note"), say("Nice to meet you too!")], regenerate=regenerate)
+    events = Recorder()
+    stats = agent.send("Nice to meet you", events)
+    assert events.replies == ["Nice to meet you too!"] and stats.degenerate_kinds == ["system_note"]
+    assert note not in llm.requests[0].prompt
+    assert (note in llm.requests[1].prompt) is (regenerate == "note")
+    assert ("[System] note" in llm.requests[1].prompt) is (regenerate == "note")  # the failed attempt too
+    assert llm.requests[1].sampling != llm.requests[0].sampling  # sampling changes either way
+
+
 def test_undo_reverts_messages_and_memory_edits(make_agent):
     agent, llm = make_agent([
         call("core_memory_append", "remember", label="human", content="Likes tea", request_heartbeat=True),
@@ -438,7 +453,7 @@ def test_a_huge_failed_attempt_never_overflows_the_window(make_agent):
 
 
 def test_an_assistant_cliche_is_regenerated(make_agent):
-    agent, llm = make_agent([say("How can I assist you today?"), say("Hmph. Lighthouses again?")])
+    agent, llm = make_agent([say("How can I assist you today?"), say("Hmph. Lighthouses again?")], regenerate="note")
     events = Recorder()
     stats = agent.send("Tell me about your day", events)
     assert events.replies == ["Hmph. Lighthouses again?"]
