@@ -50,9 +50,7 @@ async function main() {
     await page.goto(`http://127.0.0.1:${UI_PORT}/`, { waitUntil: 'networkidle2', timeout: 120000 });
     await page.waitForSelector('#chat-input', { timeout: 120000 });
     await page.evaluate(() => new MutationObserver(records => records.forEach(r => r.addedNodes.forEach(node => {
-        if (node.getAttribute?.('data-sonner-toast') !== undefined && node.getAttribute?.('data-sonner-toast') !== null) {
-            window.recordToast(node.innerText);
-        }
+        if (node.hasAttribute?.('data-sonner-toast')) window.recordToast(node.innerText);
     }))).observe(document.body, { childList: true, subtree: true }));
     // The release notes open over a first visit.
     const letsGo = await page.waitForFunction(() => [...document.querySelectorAll('button')]
@@ -90,16 +88,22 @@ async function main() {
     });
     const title = () => page.evaluate(() => document.title);
 
-    async function button(name, action, { expect, until = null }) {
+    const secondsSince = startedAt => Math.round((Date.now() - startedAt) / 100) / 10;
+
+    // `seconds`: from the click to the reply written out on screen; `all_done_s`: until Open WebUI's
+    // background requests after it were answered too.
+    async function button(name, action, { expect }) {
         run.step = name;
         const before = await run.stored();
         const startedAt = Date.now();
         const toastsBefore = toasts.length;
         const requestsBefore = run.requests.length;
         await action();
+        await sleep(500);
+        await waitFor(async () => !(await generating()), 600, 'the reply');
+        const seconds = secondsSince(startedAt);
         await idle(600);
-        if (until) await waitFor(until, 600, `${name} to finish`);
-        const entry = { button: name, expect, seconds: Math.round((Date.now() - startedAt) / 100) / 10,
+        const entry = { button: name, expect, seconds, all_done_s: secondsSince(startedAt),
                         shown: await shown(), title: await title(),
                         requests: run.requests.slice(requestsBefore).map(describe),
                         toasts: toasts.slice(toastsBefore).map(t => t.text),
@@ -149,7 +153,7 @@ async function main() {
         stoppedAt = Date.now();
     }, { expect: 'the turn undone; the agent free at once' });
     await waitFor(async () => (await run.storedTimes(stopText)) === 0, 30, 'the stopped turn to be undone');
-    stop.undone_after_s = Math.round((Date.now() - stoppedAt) / 100) / 10;
+    stop.undone_after_s = secondsSince(stoppedAt);
     await button('send after Stop', send('By the way, what did you do at the weekend?'),
         { expect: 'answered without waiting for the stopped turn' });
     await newChat();
