@@ -137,8 +137,8 @@ class ReplyGenerator:
             _retract(attempt, emit)
             degenerate_left -= 1
             stats.degenerate_retries += 1
-            note = self.deps.prompts.render("degenerate.j2", kind=kind)
-            corrections = _correction(attempt.raw, note) if settings.agent.regenerate == "note" else []
+            corrections = (_correction(attempt.raw, self.deps.prompts.render("degenerate.j2", kind=kind))
+                           if settings.agent.regenerate == "note" else [])
             sampling = loosened(sampling, stats.degenerate_retries)
 
     def _junk_kind(self, call: FunctionCall, last_user: str | None, recent: list[str], corrections: list[ChatMessage],

@@ -27,12 +27,12 @@ export const get = url => new Promise((resolve, reject) => http.get(url, res => 
     let data = ''; res.on('data', c => data += c); res.on('end', () => resolve({ status: res.statusCode, data }));
 }).on('error', reject));
 
-export function puppeteerFrom(folder) {
+function puppeteerFrom(folder) {
     return createRequire(path.join(folder ?? process.cwd(), 'package.json'))('puppeteer-core');
 }
 
 // The reply text of a chat completion, streamed (server-sent events) or not; an error's message.
-export function replyText(text) {
+function replyText(text) {
     try {
         if (!text.startsWith('data:')) {
             const parsed = JSON.parse(text);
@@ -47,10 +47,16 @@ export function replyText(text) {
 }
 
 // One run: memagent serve with one agent, a recording proxy in front of it, the UI's processes.
+// The command line names the rest: --out, --memagent, --config, --puppeteer, --chromium.
 export class Run {
-    constructor({ out, memagent, agent, persona, servePort, proxyPort, config }) {
-        Object.assign(this, { out, memagent, agent, persona, servePort, proxyPort, config });
-        fs.mkdirSync(out, { recursive: true });
+    constructor({ agent, persona, out }) {
+        Object.assign(this, { agent, persona, servePort: 18283, proxyPort: 18284 });
+        this.out = path.resolve(args.out ?? out);
+        this.memagent = args.memagent ?? 'memagent';
+        this.config = args.config;  // e.g. a fake model's config for a dry run of the script
+        this.chromium = args.chromium ?? '/usr/bin/chromium';
+        this.puppeteer = puppeteerFrom(args.puppeteer);
+        fs.mkdirSync(this.out, { recursive: true });
         this.home = fs.mkdtempSync(path.join(os.tmpdir(), 'memagent-ui-'));
         this.env = { ...process.env, MEMAGENT_HOME: this.home };
         this.children = [];
@@ -67,7 +73,6 @@ export class Run {
     }
 
     async serve() {
-        // e.g. a fake model's config for a dry run of the script
         if (this.config) fs.copyFileSync(this.config, path.join(this.home, 'config.ini'));
         execFileSync(this.memagent, ['agents', 'create', this.agent, '--persona', this.persona],
             { env: this.env, stdio: 'inherit' });
@@ -122,6 +127,23 @@ export class Run {
           .listen(this.proxyPort, '127.0.0.1');
     }
 
+    // Headless Chromium on `url`, once `ready` (a selector) is on the page; `toasts` collects the
+    // text of every element matching `toast` (a selector) that appears, with the step it came in.
+    async browse(url, { ready, toast }) {
+        const browser = await this.puppeteer.launch({ executablePath: this.chromium, headless: true,
+            args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+        const page = await browser.newPage();
+        await page.setViewport({ width: 1400, height: 1000 });
+        const toasts = [];
+        await page.exposeFunction('recordToast', text => toasts.push({ step: this.step, text }));
+        await page.goto(url, { waitUntil: 'networkidle2', timeout: 120000 });
+        await page.waitForSelector(ready, { timeout: 120000 });
+        await page.evaluate(selector => new MutationObserver(records => records.forEach(r => r.addedNodes.forEach(node => {
+            if (node.matches?.(selector)) window.recordToast(node.innerText);
+        }))).observe(document.body, { childList: true, subtree: true }), toast);
+        return { browser, page, toasts };
+    }
+
     save() {
         fs.writeFileSync(path.join(this.out, 'report.json'), JSON.stringify(this.report, null, 2));
         fs.writeFileSync(path.join(this.out, 'requests.json'), JSON.stringify(this.requests, null, 2));
@@ -140,4 +162,30 @@ export class Run {
             process.exit();  // the proxy's listener would keep node alive
         }
     }
+}
+
+export const secondsSince = startedAt => Math.round((Date.now() - startedAt) / 100) / 10;
+
+// How every run ends, whatever the UI: Stop 1.5 s into a reply (and how long until the stopped turn
+// is gone from memory, polled every 0.1 s), a message after it, then two new chats opening with the
+// same question. `ui` is the UI's own: button(name, action, {expect}) → report entry, send(text) →
+// action, busy() while a reply is written, stop() presses Stop, newChat().
+export async function stopThenNewChats(run, ui, { stopText, afterStop, question }) {
+    let stoppedAt = 0;
+    const stop = await ui.button('Stop', async () => {
+        await ui.send(stopText)();
+        await waitFor(ui.busy, 30, 'the reply to start');
+        await sleep(1500);
+        await ui.stop();
+        stoppedAt = Date.now();
+    }, { expect: 'the turn undone; the agent free at once' });
+    await waitFor(async () => (await run.storedTimes(stopText)) === 0, 30, 'the stopped turn to be undone');
+    stop.undone_after_s = secondsSince(stoppedAt);
+    await ui.button('send after Stop', ui.send(afterStop), { expect: 'answered without waiting for the stopped turn' });
+    await ui.newChat();
+    await ui.button('new chat, first message', ui.send(question), { expect: 'a new turn' });
+    await ui.newChat();
+    const again = await ui.button('another new chat, the same first message', ui.send(question),
+        { expect: 'a new turn; the first chat\'s turn not deleted' });
+    again.stored_question = await run.storedTimes(question);
 }

@@ -10,21 +10,17 @@
 // requests.json (the bodies Open WebUI sent, the fixtures tests/test_serve_clients.py replays).
 import path from 'node:path';
 
-import { Run, args, get, puppeteerFrom, sleep, waitFor } from '../clients/harness.mjs';
+import { Run, args, get, secondsSince, sleep, stopThenNewChats, waitFor } from '../clients/harness.mjs';
 
 const OPEN_WEBUI = args['open-webui'] ?? 'open-webui';
-const CHROMIUM = args.chromium ?? '/usr/bin/chromium';
-const AGENT = 'sam';
-const SERVE_PORT = 18283, PROXY_PORT = 18284, UI_PORT = 18080;
-const puppeteer = puppeteerFrom(args.puppeteer);
-const run = new Run({ out: path.resolve(args.out ?? 'owui-run'), memagent: args.memagent ?? 'memagent', agent: AGENT,
-                      persona: 'sam', servePort: SERVE_PORT, proxyPort: PROXY_PORT, config: args.config });
+const UI_PORT = 18080;
+const run = new Run({ agent: 'sam', persona: 'sam', out: 'owui-run' });
 
 // Open WebUI as a user who installed it would run it against memagent: its defaults (title, tags and
 // follow-up generation on), one OpenAI connection, no Ollama, no login; offline, as this machine is.
 const uiEnv = () => ({
     ...process.env, DATA_DIR: path.join(run.out, 'open-webui-data'), WEBUI_AUTH: 'False',
-    ENABLE_OLLAMA_API: 'False', OPENAI_API_BASE_URL: `http://127.0.0.1:${PROXY_PORT}/v1`, OPENAI_API_KEY: 'none',
+    ENABLE_OLLAMA_API: 'False', OPENAI_API_BASE_URL: `http://127.0.0.1:${run.proxyPort}/v1`, OPENAI_API_KEY: 'none',
     OFFLINE_MODE: 'True', HF_HUB_OFFLINE: '1', BYPASS_EMBEDDING_AND_RETRIEVAL: 'True',
     ANONYMIZED_TELEMETRY: 'False', DO_NOT_TRACK: 'true', SCARF_NO_ANALYTICS: 'true', WEBUI_SECRET_KEY: 'acceptance-run',
 });
@@ -41,17 +37,8 @@ async function main() {
     run.start(OPEN_WEBUI, ['serve', '--host', '127.0.0.1', '--port', String(UI_PORT)], { env: uiEnv() }, 'open-webui.log');
     await waitFor(async () => (await get(`http://127.0.0.1:${UI_PORT}/health`)).status === 200, 600, 'Open WebUI');
 
-    const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true,
-        args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
-    const page = await browser.newPage();
-    await page.setViewport({ width: 1400, height: 1000 });
-    const toasts = [];
-    await page.exposeFunction('recordToast', text => toasts.push({ step: run.step, text }));
-    await page.goto(`http://127.0.0.1:${UI_PORT}/`, { waitUntil: 'networkidle2', timeout: 120000 });
-    await page.waitForSelector('#chat-input', { timeout: 120000 });
-    await page.evaluate(() => new MutationObserver(records => records.forEach(r => r.addedNodes.forEach(node => {
-        if (node.hasAttribute?.('data-sonner-toast')) window.recordToast(node.innerText);
-    }))).observe(document.body, { childList: true, subtree: true }));
+    const { browser, page, toasts } = await run.browse(`http://127.0.0.1:${UI_PORT}/`,
+        { ready: '#chat-input', toast: '[data-sonner-toast]' });
     // The release notes open over a first visit.
     const letsGo = await page.waitForFunction(() => [...document.querySelectorAll('button')]
         .find(b => b.innerText.trim() === "Okay, Let's Go!"), { timeout: 10000 }).catch(() => null);
@@ -87,8 +74,6 @@ async function main() {
         return replies.at(-1)?.innerText.trim() ?? null;
     });
     const title = () => page.evaluate(() => document.title);
-
-    const secondsSince = startedAt => Math.round((Date.now() - startedAt) / 100) / 10;
 
     // `seconds`: from the click to the reply written out on screen; `all_done_s`: until Open WebUI's
     // background requests after it were answered too.
@@ -143,25 +128,9 @@ async function main() {
     await button('Continue Response', press('Continue Response'), { expect: 'an error in plain words; nothing stored' });
     await button('edit and send', editLastUserMessage('These days I drink green tea in the morning.'),
         { expect: 'a new turn; nothing deleted' });
-    let stoppedAt = 0;
-    const stopText = 'It has been raining all day and I feel a bit low. Can you talk with me for a while?';
-    const stop = await button('Stop', async () => {
-        await send(stopText)();
-        await waitFor(generating, 30, 'the reply to start');
-        await sleep(1500);
-        await press('Stop')();
-        stoppedAt = Date.now();
-    }, { expect: 'the turn undone; the agent free at once' });
-    await waitFor(async () => (await run.storedTimes(stopText)) === 0, 30, 'the stopped turn to be undone');
-    stop.undone_after_s = secondsSince(stoppedAt);
-    await button('send after Stop', send('By the way, what did you do at the weekend?'),
-        { expect: 'answered without waiting for the stopped turn' });
-    await newChat();
-    await button('new chat, first message', send(question), { expect: 'a new turn' });
-    await newChat();
-    const again = await button('another new chat, the same first message', send(question),
-        { expect: 'a new turn; the first chat\'s turn not deleted' });
-    again.stored_question = await run.storedTimes(question);
+    await stopThenNewChats(run, { button, send, busy: generating, stop: press('Stop'), newChat }, {
+        stopText: 'It has been raining all day and I feel a bit low. Can you talk with me for a while?',
+        afterStop: 'By the way, what did you do at the weekend?', question });
     await page.screenshot({ path: path.join(run.out, 'last.png') });
     await browser.close();
 }

@@ -10,15 +10,11 @@
 // fixtures tests/test_serve_clients.py replays).
 import path from 'node:path';
 
-import { Run, args, get, puppeteerFrom, sleep, waitFor } from '../clients/harness.mjs';
+import { Run, args, get, sleep, stopThenNewChats, waitFor } from '../clients/harness.mjs';
 
 const ST = path.resolve(args.st ?? 'SillyTavern');
-const CHROMIUM = args.chromium ?? '/usr/bin/chromium';
-const AGENT = 'sakura';
-const SERVE_PORT = 18283, PROXY_PORT = 18284, ST_PORT = 18000;
-const puppeteer = puppeteerFrom(args.puppeteer);
-const run = new Run({ out: path.resolve(args.out ?? 'st-run'), memagent: args.memagent ?? 'memagent', agent: AGENT,
-                      persona: 'sakura', servePort: SERVE_PORT, proxyPort: PROXY_PORT, config: args.config });
+const ST_PORT = 18000;
+const run = new Run({ agent: 'sakura', persona: 'sakura', out: 'st-run' });
 
 async function main() {
     await run.serve();
@@ -26,17 +22,8 @@ async function main() {
         { cwd: ST }, 'sillytavern.log');
     await waitFor(async () => (await get(`http://127.0.0.1:${ST_PORT}/`)).status === 200, 120, 'SillyTavern');
 
-    const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true,
-        args: ['--no-sandbox', '--disable-gpu'] });
-    const page = await browser.newPage();
-    await page.setViewport({ width: 1400, height: 1000 });
-    const toasts = [];
-    await page.exposeFunction('recordToast', text => toasts.push({ step: run.step, text }));
-    await page.goto(`http://127.0.0.1:${ST_PORT}/`, { waitUntil: 'networkidle2', timeout: 120000 });
-    await page.waitForSelector('#send_textarea', { timeout: 120000 });
-    await page.evaluate(() => new MutationObserver(records => records.forEach(r => r.addedNodes.forEach(node => {
-        if (node.classList?.contains('toast')) window.recordToast(node.innerText);
-    }))).observe(document.body, { childList: true, subtree: true }));
+    const { browser, page, toasts } = await run.browse(`http://127.0.0.1:${ST_PORT}/`,
+        { ready: '#send_textarea', toast: '.toast' });
 
     const click = selector => page.$eval(selector, el => el.click());
     const setValue = (selector, value) => page.$eval(selector, (el, v) => {
@@ -77,8 +64,8 @@ async function main() {
     // Connect the way the README says: Chat Completion, Custom (OpenAI-compatible), the agent as model.
     await page.select('#main_api', 'openai');
     await page.select('#chat_completion_source', 'custom');
-    await setValue('#custom_api_url_text', `http://127.0.0.1:${PROXY_PORT}/v1`);
-    await setValue('#custom_model_id', AGENT);
+    await setValue('#custom_api_url_text', `http://127.0.0.1:${run.proxyPort}/v1`);
+    await setValue('#custom_model_id', run.agent);
     await page.$eval('#stream_toggle', el => { el.checked = true; el.dispatchEvent(new Event('change', { bubbles: true })); });
     await click('#api_button_openai');
     await waitFor(async () => (await context()).online !== 'no_connection', 60, 'the connection');
@@ -115,25 +102,8 @@ async function main() {
     await button('Regenerate', option('option_regenerate'), { expect: 'another reply; the turn retried, not added' });
     await button('Continue', option('option_continue'), { expect: 'an error toast in plain words; nothing stored' });
     await button('Impersonate', option('option_impersonate'), { expect: 'an error toast in plain words; nothing stored' });
-    let stoppedAt = 0;
-    const stop = await button('Stop', async () => {
-        await send('今日は朝から雨で、ちょっと憂うつなんだ。長めに話を聞いてくれる？')();
-        await waitFor(busy, 30, 'the reply to start');
-        await sleep(1500);
-        await click('#mes_stop');
-        stoppedAt = Date.now();
-    }, { expect: 'the turn undone; the agent free at once' });
-    // How long after the click the stopped turn was gone from memory (undone), polled every 0.1 s.
-    await waitFor(async () => (await run.storedTimes('今日は朝から雨で、ちょっと憂うつなんだ。長めに話を聞いてくれる？')) === 0, 30,
-        'the stopped turn to be undone');
-    stop.undone_after_s = Math.round((Date.now() - stoppedAt) / 100) / 10;
-    await button('send after Stop', send('そういえば、週末は何してた？'), { expect: 'answered without waiting for the stopped turn' });
-    await newChat();
-    await button('new chat, first message', send(question), { expect: 'a new turn' });
-    await newChat();
-    const again = await button('another new chat, the same first message', send(question),
-        { expect: 'a new turn; the first chat\'s turn not deleted' });
-    again.stored_question = await run.storedTimes(question);
+    await stopThenNewChats(run, { button, send, busy, stop: () => click('#mes_stop'), newChat }, {
+        stopText: '今日は朝から雨で、ちょっと憂うつなんだ。長めに話を聞いてくれる？', afterStop: 'そういえば、週末は何してた？', question });
 
     await browser.close();
 }
