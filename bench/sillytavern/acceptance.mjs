@@ -10,7 +10,7 @@
 // fixtures tests/test_serve_clients.py replays).
 import path from 'node:path';
 
-import { Run, args, get, sleep, stopThenNewChats, waitFor } from '../clients/harness.mjs';
+import { Run, args, get, secondsSince, sleep, stopThenNewChats, waitFor } from '../clients/harness.mjs';
 
 const ST = path.resolve(args.st ?? 'SillyTavern');
 const ST_PORT = 18000;
@@ -49,10 +49,10 @@ async function main() {
         await action();
         await idle(600);
         if (until) await waitFor(until, 600, `${name} to finish`);
-        const seconds = (Date.now() - startedAt) / 1000;
+        const seconds = secondsSince(startedAt);
         const after = await run.stored();
         const chat = (await context()).chat;
-        const entry = { button: name, expect, seconds: Math.round(seconds * 10) / 10,
+        const entry = { button: name, expect, seconds,
                         shown: chat.at(-1)?.text ?? null, swipes: chat.at(-1)?.swipes ?? 0,
                         toasts: toasts.slice(toastsBefore).map(t => t.text),
                         stored_before: before, stored_after: after };
